@@ -1,0 +1,1 @@
+"""edgestar: on-device reasoning for small language models."""

@@ -1,0 +1,80 @@
+"""The two small interfaces the search knows models through, and the values they exchange.
+
+A `Policy` extends text prefixes by candidate next steps; a `Reward` (the process preference
+model) scores text prefixes. Search strategies see nothing else of a model: no tokenizer, no
+tensors, no device. Both work on whole-text prefixes (prompt + steps so far); a backend may cache
+whatever it likes keyed on them (the llama.cpp backend keeps shared-prefix KV state), but the
+answers must not depend on that cache.
+
+Sampling is driven by an explicit integer seed per request, so a seeded search is reproducible.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class StepRequest:
+    """Ask the policy for `k` candidate continuations of `prefix`, each ending at a stop string."""
+
+    prefix: str
+    k: int
+    seed: int
+    max_tokens: int = 256
+    temperature: float = 0.8
+    top_p: float = 0.95
+    stop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One generated continuation.
+
+    `text` includes the stop string that ended it, if any (`stop` names it). `finish` is 'stop'
+    (a stop string), 'eos' (the model's end token) or 'length' (max_tokens reached).
+    """
+
+    text: str
+    n_tokens: int
+    finish: str
+    stop: str | None = None
+    logprob: float = 0.0
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """The answer to one StepRequest: k candidates and the tokens the backend had to evaluate
+    for them (prompt tokens not already cached + generated tokens)."""
+
+    candidates: tuple[Candidate, ...]
+    tokens_evaluated: int
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """Proposes candidate next steps. `propose` takes several requests so a backend can decode
+    them together in one batch; it returns one Proposal per request, in order."""
+
+    name: str
+
+    def propose(self, requests: Sequence[StepRequest]) -> list[Proposal]: ...
+
+    def chat_prompt(self, messages: Sequence[dict[str, str]]) -> str | None:
+        """Render messages with the model's own chat template, or None if it has none."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class Reward(Protocol):
+    """Scores prefixes (question + steps so far) in (-1, 1); higher means more likely correct."""
+
+    name: str
+
+    def score(self, prefixes: Sequence[str]) -> list[float]: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,189 @@
+"""Step formats: how a question becomes a prompt and how generated text becomes steps.
+
+Two formats, both plain data in the `FORMATS` registry:
+
+- `rstar`: rStar-Math's code-augmented chain of thought (Guan et al., 2025; SEEDS.md). The
+  solution opens with `<code>`; each step is reasoning as `# Step k:` comments plus Python code,
+  ending in `<end_of_step>`; the last code step prints the answer and ends in `<end_of_code>`;
+  the runtime appends the interpreter's output as `<output>...<end_of_output>`; the final step is
+  `<answer>... \\boxed{...}<end_of_answer>`. All markers are special tokens of edgestar's models.
+- `plain`: any instruction-tuned chat model. The question goes through the model's own chat
+  template; steps are separated by a blank line; the answer is in `\\boxed{}`. No code runs.
+
+A step's kind decides what the search does with it:
+  'code'   run its code (with all earlier code on the path); a failure drops the branch
+  'final'  run it, append its output; the answer step comes next
+  'answer' terminal; its \\boxed{} content is the answer
+  'text'   plain reasoning, nothing to run
+  'invalid' terminal without an answer (length cut, end of text without one)
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from .answer import extract_boxed
+from .types import InputError
+
+
+class Marker:
+    """rStar-Math's special tokens, in one place."""
+
+    USER = "<|user|>"
+    ASSISTANT = "<|assistant|>"
+    CODE = "<code>"
+    END_STEP = "<end_of_step>"
+    END_CODE = "<end_of_code>"
+    OUTPUT = "<output>"
+    END_OUTPUT = "<end_of_output>"
+    ANSWER = "<answer>"
+    END_ANSWER = "<end_of_answer>"
+
+    ALL = (USER, ASSISTANT, CODE, END_STEP, END_CODE, OUTPUT, END_OUTPUT, ANSWER, END_ANSWER)
+
+
+@dataclass(frozen=True)
+class ParsedStep:
+    kind: str  # 'code' | 'final' | 'answer' | 'text' | 'invalid'
+    text: str
+    """The step as it goes into the path (what later prompts see)."""
+    code: str | None = None
+    answer: str | None = None
+
+
+@dataclass(frozen=True)
+class StepFormat:
+    """A step format as data; `parse` and `prompt` interpret it."""
+
+    name: str
+    stop: tuple[str, ...]
+    step_suffix: str
+    """Appended after each step's generated text (which already ends in its stop string)."""
+    executes_code: bool
+    special_tokens: tuple[str, ...] = ()
+    prompt_template: str = "{question}"
+    solution_prefix: str = ""
+    """Text placed after the prompt, before the first step."""
+    user_template: str = "{question}"
+    """plain: the user message handed to the model's chat template."""
+    output_template: str = ""
+    """rstar: how the runtime appends the final code's output."""
+    max_output_chars: int = 512
+
+    def prompt(
+        self,
+        question: str,
+        chat: Callable[[Sequence[dict[str, str]]], str | None] | None = None,
+    ) -> str:
+        """The text before the first step, for `question`."""
+        if self.name == "plain" and chat is not None:
+            rendered = chat([{"role": "user", "content": self.user_template.format(question=question)}])
+            if rendered is not None:
+                return rendered + self.solution_prefix
+        return self.prompt_template.format(question=question) + self.solution_prefix
+
+    def parse(self, text: str, finish: str, stop: str | None) -> ParsedStep:
+        """Interpret one generated candidate (text includes its stop string, if any)."""
+        if self.name == "rstar":
+            return _parse_rstar(self, text, finish, stop)
+        return _parse_plain(self, text, finish)
+
+    def render_output(self, stdout: str) -> str:
+        out = stdout.strip()
+        if len(out) > self.max_output_chars:
+            out = out[: self.max_output_chars] + "..."
+        return self.output_template.format(output=out)
+
+
+def _strip_markers(text: str) -> str:
+    for m in (Marker.CODE, Marker.END_STEP, Marker.END_CODE):
+        text = text.replace(m, "")
+    return text.strip("\n")
+
+
+def _parse_rstar(fmt: StepFormat, text: str, finish: str, stop: str | None) -> ParsedStep:
+    step = text + fmt.step_suffix
+    if stop == Marker.END_ANSWER or Marker.ANSWER in text:
+        ans = extract_boxed(text)
+        if ans is None:
+            return ParsedStep("invalid", step)
+        return ParsedStep("answer", step, answer=ans)
+    if stop == Marker.END_CODE:
+        return ParsedStep("final", step, code=_strip_markers(text))
+    if stop == Marker.END_STEP:
+        return ParsedStep("code", step, code=_strip_markers(text))
+    # Ended without a marker: a bare boxed answer is still an answer, anything else is cut off.
+    ans = extract_boxed(text)
+    if ans is not None:
+        return ParsedStep("answer", step, answer=ans)
+    return ParsedStep("invalid", step)
+
+
+def _parse_plain(fmt: StepFormat, text: str, finish: str) -> ParsedStep:
+    ans = extract_boxed(text)
+    if ans is not None:
+        return ParsedStep("answer", text, answer=ans)
+    if finish == "stop" and text.strip():
+        return ParsedStep("text", text)
+    if finish == "stop":  # an empty step: nothing said, nothing gained
+        return ParsedStep("invalid", text)
+    return ParsedStep("invalid", text)
+
+
+RSTAR = StepFormat(
+    name="rstar",
+    stop=(Marker.END_STEP, Marker.END_CODE, Marker.END_ANSWER),
+    step_suffix="\n",
+    executes_code=True,
+    special_tokens=Marker.ALL,
+    prompt_template=(
+        f"{Marker.USER}:\n{{question}}\n{Marker.ASSISTANT}: "
+        "Let's think step by step and solve the problem with code."
+    ),
+    solution_prefix=f"\n{Marker.CODE}\n",
+    output_template=f"{Marker.OUTPUT}{{output}}{Marker.END_OUTPUT}\n",
+)
+
+PLAIN = StepFormat(
+    name="plain",
+    stop=("\n\n",),
+    step_suffix="",
+    executes_code=False,
+    prompt_template="Question: {question}\nAnswer: Let's think step by step.\n",
+    user_template=(
+        "{question}\n\nSolve this step by step. Separate the steps with a blank line and put "
+        "the final answer in \\boxed{{}}."
+    ),
+)
+
+FORMATS: dict[str, StepFormat] = {f.name: f for f in (RSTAR, PLAIN)}
+
+
+def get_format(name: str) -> StepFormat:
+    try:
+        return FORMATS[name]
+    except KeyError:
+        raise InputError(f"unknown step format {name!r}; choose from {', '.join(FORMATS)}") from None
+
+
+_STEP_NUM = re.compile(r"#\s*Step\s+(\d+)")
+
+
+def rstar_solution(steps: Sequence[tuple[str, str]], final_code: str, output: str, answer: str) -> str:
+    """Write a complete rstar-format solution (the text after the prompt) from parts.
+
+    `steps` are (reasoning, code) pairs; `final_code` prints the answer; `output` is what it
+    printed. Used by the training data generator and tests so that nothing else hand-builds the
+    format.
+    """
+    parts = [RSTAR.solution_prefix.lstrip("\n")]
+    for i, (reason, code) in enumerate(steps, 1):
+        comment = "\n".join(f"# {line}" if j else f"# Step {i}: {line}"
+                            for j, line in enumerate(reason.splitlines() or [""]))
+        parts.append(f"{comment}\n{code.strip()}\n{Marker.END_STEP}{RSTAR.step_suffix}")
+    parts.append(f"# Now print the final answer\n{final_code.strip()}\n{Marker.END_CODE}{RSTAR.step_suffix}")
+    parts.append(RSTAR.render_output(output))
+    parts.append(f"{Marker.ANSWER}The answer is \\boxed{{{answer}}}{Marker.END_ANSWER}")
+    return "".join(parts)

@@ -1,0 +1,188 @@
+"""Frozen value types that cross edgestar's boundaries.
+
+Everything a caller hands to the runtime (Problem, Budget, SearchConfig) or gets back from it
+(SolveResult, StepView, SearchStats) is an immutable dataclass, validated on construction, so a
+bad value fails where it is made with one readable message. The mutable search tree lives in
+`edgestar.tree`; it is turned into these types when a search ends.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+MAX_QUESTION_BYTES = 64 * 1024
+"""Longest question accepted (UTF-8 bytes). A tiny model's context is a few thousand tokens."""
+
+
+class EdgestarError(Exception):
+    """An error meant for a person: its message is one readable line."""
+
+
+class InputError(EdgestarError, ValueError):
+    """Bad input from the caller (question, budget, config, file)."""
+
+
+class ModelError(EdgestarError):
+    """A model file or bundle that is missing, truncated, tampered with or of the wrong format."""
+
+
+def check_question(question: object) -> str:
+    """Return `question` stripped, or raise InputError saying what is wrong with it."""
+    if isinstance(question, bytes):
+        try:
+            question = question.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise InputError(f"question is not valid UTF-8 (byte {e.start})") from None
+    if not isinstance(question, str):
+        raise InputError(f"question must be a string, got {type(question).__name__}")
+    q = question.strip()
+    if not q:
+        raise InputError("question is empty")
+    n = len(q.encode("utf-8", errors="surrogatepass"))
+    if n > MAX_QUESTION_BYTES:
+        raise InputError(f"question is {n} bytes; the limit is {MAX_QUESTION_BYTES}")
+    if any(0xD800 <= ord(c) <= 0xDFFF for c in q):
+        raise InputError("question is not valid UTF-8 (lone surrogate)")
+    return q
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One question, with its reference answer when known (training, evaluation)."""
+
+    question: str
+    answer: str | None = None
+    id: str = ""
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "question", check_question(self.question))
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Limits on one search. None means unlimited; at least one limit must be set.
+
+    The search is anytime: when any limit is reached it stops and returns the best answer found
+    so far, naming the limit in `SolveResult.stopped_by`.
+    """
+
+    rollouts: int | None = 16
+    tokens: int | None = None
+    seconds: float | None = None
+    nodes: int | None = None
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if v is None:
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise InputError(f"budget {f.name} must be a number, got {v!r}")
+            if f.name != "seconds" and not float(v).is_integer():
+                raise InputError(f"budget {f.name} must be a whole number, got {v!r}")
+            if not math.isfinite(v) or v <= 0:
+                raise InputError(f"budget {f.name} must be positive, got {v!r}")
+        if all(getattr(self, f.name) is None for f in fields(self)):
+            raise InputError("budget has no limit set; give rollouts, tokens, seconds or nodes")
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Knobs shared by every search strategy (each uses the ones that concern it).
+
+    Defaults follow rStar-Math where it says (c=2, depth cap 16), scaled down for small devices.
+    """
+
+    width: int = 4
+    """Candidate steps proposed per expansion (rStar: 8 for data, 32 at test time)."""
+    n: int = 8
+    """best_of_n: number of independent samples."""
+    beam_width: int = 3
+    """beam: beams kept after each step."""
+    c_uct: float = 2.0
+    """mcts: exploration constant in UCT = Q + c * sqrt(ln N_parent / N)."""
+    temperature: float = 0.8
+    top_p: float = 0.95
+    max_step_tokens: int = 256
+    max_depth: int = 16
+    max_consecutive_errors: int = 2
+    """A branch whose code failed this many steps in a row ends with value -1."""
+    select: str = "weighted"
+    """Final answer choice among finished answers: 'majority', 'weighted' or 'max'."""
+
+    def __post_init__(self) -> None:
+        for name in ("width", "n", "beam_width", "max_step_tokens", "max_depth",
+                     "max_consecutive_errors"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise InputError(f"search {name} must be a positive whole number, got {v!r}")
+        if not (math.isfinite(self.c_uct) and self.c_uct >= 0):
+            raise InputError(f"search c_uct must be >= 0, got {self.c_uct!r}")
+        if not (math.isfinite(self.temperature) and self.temperature >= 0):
+            raise InputError(f"temperature must be >= 0, got {self.temperature!r}")
+        if not (0 < self.top_p <= 1):
+            raise InputError(f"top_p must be in (0, 1], got {self.top_p!r}")
+        if self.select not in ("majority", "weighted", "max"):
+            raise InputError(f"select must be majority, weighted or max, got {self.select!r}")
+
+
+@dataclass(frozen=True)
+class StepView:
+    """One step of a chosen trajectory, as shown to a user."""
+
+    text: str
+    code: str | None = None
+    output: str | None = None
+    error: str | None = None
+    score: float | None = None
+
+
+@dataclass(frozen=True)
+class SearchStats:
+    """What a search spent."""
+
+    tokens_generated: int = 0
+    tokens_evaluated: int = 0
+    nodes: int = 0
+    rollouts: int = 0
+    seconds: float = 0.0
+    executions: int = 0
+    execution_seconds: float = 0.0
+    reward_calls: int = 0
+
+
+@dataclass(frozen=True)
+class SolveResult:
+    """The outcome of one `Solver.solve` call."""
+
+    question: str
+    answer: str | None
+    score: float | None
+    strategy: str
+    stopped_by: str
+    """'done' (the strategy finished), or the budget that ended it: rollouts, tokens, seconds, nodes."""
+    steps: tuple[StepView, ...] = ()
+    stats: SearchStats = field(default_factory=SearchStats)
+    candidates: tuple[tuple[str, float], ...] = ()
+    """Every distinct finished answer with its aggregate support, best first."""
+    seed: int = 0
+    tree: dict[str, Any] | None = None
+
+    def to_dict(self, include_tree: bool = False) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "question": self.question,
+            "answer": self.answer,
+            "score": self.score,
+            "strategy": self.strategy,
+            "stopped_by": self.stopped_by,
+            "seed": self.seed,
+            "steps": [s.__dict__.copy() for s in self.steps],
+            "stats": self.stats.__dict__.copy(),
+            "candidates": [list(c) for c in self.candidates],
+        }
+        if include_tree:
+            d["tree"] = self.tree
+        return d

@@ -1,0 +1,1 @@
+"""edgestar.quantize: checkpoint -> GGUF / ONNX, quantization, parity verification, bundles."""
