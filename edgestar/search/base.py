@@ -1,0 +1,217 @@
+"""What every search strategy shares: the context it runs in, node expansion, and answer choice.
+
+A strategy is a function `search(ctx) -> str` that grows `ctx.tree` until it is done (returns
+'done') or a budget runs out (returns the budget's name). It meets models only through
+`ctx.expand` (policy + step parsing + code execution + reward scoring) and never sees a backend,
+tokenizer or executor directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from ..answer import equivalent, normalize
+from ..backends.base import Policy, Reward, StepRequest
+from ..budget import BudgetTracker
+from ..formats import StepFormat
+from ..tree import Node, Tree
+from ..types import SearchConfig
+
+
+class CodeRunner(Protocol):
+    """The executor as the search sees it (edgestar.executor.Executor satisfies it)."""
+
+    def run(self, code: str, prefix: str = ""): ...  # -> ExecResult
+
+
+@dataclass
+class Counters:
+    tokens_evaluated: int = 0
+    executions: int = 0
+    execution_seconds: float = 0.0
+    reward_calls: int = 0
+
+
+@dataclass
+class SearchContext:
+    tree: Tree
+    policy: Policy
+    fmt: StepFormat
+    config: SearchConfig
+    tracker: BudgetTracker
+    rng: np.random.Generator
+    reward: Reward | None = None
+    runner: CodeRunner | None = None
+    gold: str | None = None
+    """Ground-truth answer: terminals are then valued +1 / -1 (rStar's terminal-guided rounds)."""
+    counters: Counters = field(default_factory=Counters)
+
+    def next_seed(self) -> int:
+        return int(self.rng.integers(0, 2**63 - 1))
+
+    # ------------------------------------------------------------------ expansion
+    def expand(
+        self,
+        nodes: Sequence[Node],
+        k: int,
+        *,
+        temperature: float | None = None,
+        dedup: bool = True,
+    ) -> list[list[Node]]:
+        """Propose k candidate steps for each node (one batched policy call), parse them, run
+        their code, score them, and add them as children. Returns the new children per node.
+
+        Candidates identical to a sibling are merged when `dedup` (their tokens still count).
+        Respects the token and node budgets: never generates past the token budget and never
+        adds more nodes than allowed.
+        """
+        cfg, tr = self.config, self.tracker
+        temp = cfg.temperature if temperature is None else temperature
+        max_tokens = tr.token_cap(cfg.max_step_tokens, k * len(nodes))
+        requests = [
+            StepRequest(
+                prefix=self.tree.prefix(n),
+                k=k,
+                seed=self.next_seed(),
+                max_tokens=max_tokens,
+                temperature=temp,
+                top_p=cfg.top_p,
+                stop=self.fmt.stop,
+            )
+            for n in nodes
+        ]
+        proposals = self.policy.propose(requests)
+        out: list[list[Node]] = []
+        dead: list[bool] = []
+        to_score: list[Node] = []
+        for node, prop in zip(nodes, proposals):
+            self.counters.tokens_evaluated += prop.tokens_evaluated
+            node.expanded = True
+            seen = {c.text for c in self.tree.children(node)} if dedup else set()
+            kids: list[Node] = []
+            capped = False
+            for cand in prop.candidates:
+                tr.tokens += cand.n_tokens
+                if dedup and cand.text in seen:
+                    continue
+                cap = tr.node_cap()
+                if cap is not None and cap <= 0:
+                    capped = True
+                    continue
+                seen.add(cand.text)
+                child = self._make_child(node, cand.text, cand.finish, cand.stop, cand.n_tokens,
+                                         cand.logprob)
+                tr.nodes += 1
+                kids.append(child)
+                if child.kind not in ("invalid", "error"):
+                    to_score.append(child)
+            out.append(kids)
+            dead.append(not kids and not node.children and not capped)
+        self._score(to_score)
+        for kids in out:
+            for c in kids:
+                if c.terminal:
+                    self._value_terminal(c)
+                if c.kind in ("error", "invalid"):
+                    # Known value, nothing to learn by visiting: count it as seen once at -1.
+                    c.N, c.W = 1, -1.0
+                    self.tree.mark_solved(c)
+        for node, is_dead in zip(nodes, dead):
+            if is_dead and node.kind != "root":
+                # Nothing was proposed at all: the branch is a dead end.
+                node.kind, node.reward, node.error = "invalid", -1.0, "no candidate step"
+                self.tree.mark_solved(node)
+        return out
+
+    def _make_child(
+        self, parent: Node, text: str, finish: str, stop: str | None, n_tokens: int, logprob: float
+    ) -> Node:
+        step = self.fmt.parse(text, finish, stop)
+        child = self.tree.add(
+            parent, text=step.text, kind=step.kind, code=step.code, answer=step.answer,
+            n_tokens=n_tokens, logprob=logprob,
+        )
+        if step.kind in ("code", "final") and self.fmt.executes_code and self.runner is not None:
+            res = self.runner.run(step.code or "", self.tree.path_code(parent))
+            self.counters.executions += 1
+            self.counters.execution_seconds += res.seconds
+            if not res.ok:
+                child.kind = "error"
+                child.error = res.error or ("timeout" if res.timed_out else "failed")
+            elif step.kind == "final":
+                child.output = self.fmt.render_output(res.stdout)
+                child.text += child.output
+        if not child.terminal and child.depth >= self.config.max_depth:
+            child.kind = "invalid"
+            child.error = f"depth cap {self.config.max_depth} reached"
+        return child
+
+    def _score(self, nodes: list[Node]) -> None:
+        if self.reward is None or not nodes:
+            return
+        scores = self.reward.score([self.tree.prefix(n) for n in nodes])
+        self.counters.reward_calls += 1
+        for n, s in zip(nodes, scores):
+            n.prior = float(s)
+
+    def _value_terminal(self, node: Node) -> None:
+        if node.kind != "answer":
+            node.reward = -1.0
+            return
+        if self.gold is not None:
+            node.correct = equivalent(self.gold, node.answer)
+            node.reward = 1.0 if node.correct else -1.0
+        elif node.prior is not None:
+            node.reward = node.prior
+
+    # ------------------------------------------------------------------ answers
+    def answer_support(self, node: Node) -> float | None:
+        """How much a terminal's answer counts in a weighted vote (None: unscored)."""
+        if node.reward is None:
+            return None
+        return (node.reward + 1.0) / 2.0
+
+    def choose(self) -> tuple[Node | None, list[tuple[str, float]]]:
+        """Pick the final answer among finished answers (config.select) and its best path."""
+        finished = [n for n in self.tree.nodes if n.kind == "answer" and n.answer is not None]
+        if not finished:
+            return None, []
+        groups: dict[str, list[Node]] = {}
+        for n in finished:
+            groups.setdefault(normalize(n.answer), []).append(n)
+        sel = self.config.select
+        support: dict[str, float] = {}
+        for key, members in groups.items():
+            ws = [self.answer_support(m) for m in members]
+            if sel == "majority" or all(w is None for w in ws):
+                support[key] = float(len(members))
+            elif sel == "weighted":
+                support[key] = float(sum(w for w in ws if w is not None))
+            else:
+                support[key] = float(max(w for w in ws if w is not None))
+        # Best group first; ties broken by group size then first appearance (deterministic).
+        order = sorted(groups, key=lambda k: (-support[k], -len(groups[k]), groups[k][0].id))
+        best = max(groups[order[0]], key=lambda m: (_rank(m), -m.id))
+        return best, [(groups[k][0].answer or "", round(support[k], 6)) for k in order]
+
+
+def _rank(n: Node) -> float:
+    return n.reward if n.reward is not None else (n.Q if n.N else 0.0)
+
+
+def agreement_value(tree: Tree, node: Node) -> float:
+    """Without a reward model or ground truth, an answer's value is how many finished answers
+    agree with it: 2 * share - 1, in [-1, 1]."""
+    answers = [normalize(n.answer) for n in tree.nodes if n.kind == "answer" and n.answer]
+    if not answers or node.kind != "answer":
+        return -1.0
+    share = answers.count(normalize(node.answer)) / len(answers)
+    return 2.0 * share - 1.0
+
+
+def gold_equivalent(gold: str, answer: str | None) -> bool:
+    return equivalent(gold, answer)
