@@ -19,6 +19,8 @@ class BudgetTracker:
     tokens: int = 0
     rollouts: int = 0
     nodes: int = 0
+    token_capped: bool = False
+    """Some request got fewer max_tokens than asked because the token budget was nearly spent."""
     started: float = field(default_factory=time.perf_counter)
 
     @property
@@ -43,7 +45,10 @@ class BudgetTracker:
         if self.budget.tokens is None:
             return wanted
         left = self.budget.tokens - self.tokens
-        return max(1, min(wanted, left // max(k, 1)))
+        cap = max(1, min(wanted, left // max(k, 1)))
+        if cap < wanted:
+            self.token_capped = True
+        return cap
 
     def node_cap(self) -> int | None:
         """How many more nodes may be added, or None when unlimited."""

@@ -79,7 +79,9 @@ class StepFormat:
     ) -> str:
         """The text before the first step, for `question`."""
         if self.name == "plain" and chat is not None:
-            rendered = chat([{"role": "user", "content": self.user_template.format(question=question)}])
+            rendered = chat(
+                [{"role": "user", "content": self.user_template.format(question=question)}]
+            )
             if rendered is not None:
                 return rendered + self.solution_prefix
         return self.prompt_template.format(question=question) + self.solution_prefix
@@ -165,13 +167,17 @@ def get_format(name: str) -> StepFormat:
     try:
         return FORMATS[name]
     except KeyError:
-        raise InputError(f"unknown step format {name!r}; choose from {', '.join(FORMATS)}") from None
+        raise InputError(
+            f"unknown step format {name!r}; choose from {', '.join(FORMATS)}"
+        ) from None
 
 
 _STEP_NUM = re.compile(r"#\s*Step\s+(\d+)")
 
 
-def rstar_solution(steps: Sequence[tuple[str, str]], final_code: str, output: str, answer: str) -> str:
+def rstar_solution(
+    steps: Sequence[tuple[str, str]], final_code: str, output: str, answer: str
+) -> str:
     """Write a complete rstar-format solution (the text after the prompt) from parts.
 
     `steps` are (reasoning, code) pairs; `final_code` prints the answer; `output` is what it
@@ -180,10 +186,14 @@ def rstar_solution(steps: Sequence[tuple[str, str]], final_code: str, output: st
     """
     parts = [RSTAR.solution_prefix.lstrip("\n")]
     for i, (reason, code) in enumerate(steps, 1):
-        comment = "\n".join(f"# {line}" if j else f"# Step {i}: {line}"
-                            for j, line in enumerate(reason.splitlines() or [""]))
+        comment = "\n".join(
+            f"# {line}" if j else f"# Step {i}: {line}"
+            for j, line in enumerate(reason.splitlines() or [""])
+        )
         parts.append(f"{comment}\n{code.strip()}\n{Marker.END_STEP}{RSTAR.step_suffix}")
-    parts.append(f"# Now print the final answer\n{final_code.strip()}\n{Marker.END_CODE}{RSTAR.step_suffix}")
+    parts.append(
+        f"# Now print the final answer\n{final_code.strip()}\n{Marker.END_CODE}{RSTAR.step_suffix}"
+    )
     parts.append(RSTAR.render_output(output))
     parts.append(f"{Marker.ANSWER}The answer is \\boxed{{{answer}}}{Marker.END_ANSWER}")
     return "".join(parts)

@@ -117,7 +117,9 @@ class Tree:
         """Propagate 'nothing left to explore' upwards from `node`."""
         cur: Node | None = node
         while cur is not None:
-            if not (cur.terminal or (cur.expanded and all(self.nodes[c].solved for c in cur.children))):
+            if not (
+                cur.terminal or (cur.expanded and all(self.nodes[c].solved for c in cur.children))
+            ):
                 return
             cur.solved = True
             cur = self.nodes[cur.parent] if cur.parent is not None else None

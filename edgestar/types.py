@@ -114,8 +114,14 @@ class SearchConfig:
     """Final answer choice among finished answers: 'majority', 'weighted' or 'max'."""
 
     def __post_init__(self) -> None:
-        for name in ("width", "n", "beam_width", "max_step_tokens", "max_depth",
-                     "max_consecutive_errors"):
+        for name in (
+            "width",
+            "n",
+            "beam_width",
+            "max_step_tokens",
+            "max_depth",
+            "max_consecutive_errors",
+        ):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise InputError(f"search {name} must be a positive whole number, got {v!r}")

@@ -59,9 +59,7 @@ class ScriptedPolicy:
                 idx = rng.choice(len(entries), size=req.k, p=w / w.sum())
                 texts = [entries[i][0] for i in idx]
             cands = tuple(self._finish(t, req) for t in texts)
-            out.append(
-                Proposal(cands, _tokens(req.prefix) + sum(c.n_tokens for c in cands))
-            )
+            out.append(Proposal(cands, _tokens(req.prefix) + sum(c.n_tokens for c in cands)))
         return out
 
     def _finish(self, text: str, req: StepRequest) -> Candidate:

@@ -74,6 +74,8 @@ def run_search(
         gold=gold,
     )
     stopped_by = search(ctx)
+    if stopped_by == "done" and ctx.tracker.token_capped:
+        stopped_by = "tokens"  # finished only because steps were cut short by the budget
     best, candidates = ctx.choose()
     steps = tuple(
         StepView(text=n.text, code=n.code, output=n.output, error=n.error, score=n.prior)

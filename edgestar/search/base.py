@@ -103,8 +103,9 @@ class SearchContext:
                     capped = True
                     continue
                 seen.add(cand.text)
-                child = self._make_child(node, cand.text, cand.finish, cand.stop, cand.n_tokens,
-                                         cand.logprob)
+                child = self._make_child(
+                    node, cand.text, cand.finish, cand.stop, cand.n_tokens, cand.logprob
+                )
                 tr.nodes += 1
                 kids.append(child)
                 if child.kind not in ("invalid", "error"):
@@ -132,8 +133,13 @@ class SearchContext:
     ) -> Node:
         step = self.fmt.parse(text, finish, stop)
         child = self.tree.add(
-            parent, text=step.text, kind=step.kind, code=step.code, answer=step.answer,
-            n_tokens=n_tokens, logprob=logprob,
+            parent,
+            text=step.text,
+            kind=step.kind,
+            code=step.code,
+            answer=step.answer,
+            n_tokens=n_tokens,
+            logprob=logprob,
         )
         if step.kind in ("code", "final") and self.fmt.executes_code and self.runner is not None:
             res = self.runner.run(step.code or "", self.tree.path_code(parent))

@@ -1,0 +1,249 @@
+"""Search strategies on a scripted tree where the right answer needs search.
+
+The script for "What is 6 times 7?": the likeliest first step adds (13, wrong), a less likely
+one multiplies (42, right), and a third divides by zero (its code fails). Greedy follows the
+first choice and is wrong; majority voting follows the likelier path and is wrong; a reward
+model that prefers the multiplying step, or ground truth, lets mcts / beam / weighted voting
+find 42.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from edgestar.backends.fake import ScriptedPolicy, ScriptedReward
+from edgestar.formats import PLAIN, RSTAR
+from edgestar.search import STRATEGIES, run_search
+from edgestar.search.mcts import backup, uct
+from edgestar.tree import Node, Tree
+from edgestar.types import Budget, InputError, SearchConfig
+
+Q = "What is 6 times 7?"
+ADD = "# Step 1: add the numbers\nx = 6 + 7\n<end_of_step>"
+MUL = "# Step 1: multiply the numbers\nx = 6 * 7\n<end_of_step>"
+DIV = "# Step 1: divide\nx = 6 / 0\n<end_of_step>"
+PRINT = "# Now print the final answer\nprint(x)\n<end_of_code>"
+
+
+def _answer(v: str) -> str:
+    return f"<answer>The answer is \\boxed{{{v}}}<end_of_answer>"
+
+
+def _after(*steps_and_outputs: str) -> str:
+    return "".join(steps_and_outputs)
+
+
+def make_script() -> dict:
+    s = RSTAR.step_suffix
+    out13, out42 = RSTAR.render_output("13"), RSTAR.render_output("42")
+    return {
+        "": [(ADD, 0.6), (MUL, 0.25), (DIV, 0.15)],
+        _after(ADD, s): [PRINT],
+        _after(MUL, s): [PRINT],
+        _after(ADD, s, PRINT, s, out13): [_answer("13")],
+        _after(MUL, s, PRINT, s, out42): [_answer("42")],
+    }
+
+
+class InProcessRunner:
+    """Runs the script's own (trusted) code in-process; the sandbox has its own tests."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def run(self, code: str, prefix: str = ""):
+        import contextlib
+        import io
+        from types import SimpleNamespace
+
+        self.calls += 1
+        ns: dict = {}
+        buf = io.StringIO()
+        try:
+            exec(prefix, ns)
+            with contextlib.redirect_stdout(buf):
+                exec(code, ns)
+        except Exception as e:
+            return SimpleNamespace(
+                ok=False, stdout="", error=f"{type(e).__name__}: {e}", timed_out=False, seconds=0.0
+            )
+        return SimpleNamespace(
+            ok=True, stdout=buf.getvalue(), error=None, timed_out=False, seconds=0.0
+        )
+
+
+PPM = [("6 * 7", 0.9), ("6 + 7", -0.6)]
+
+
+def solve(strategy: str, *, reward=None, gold=None, seed=0, budget=None, **cfg):
+    result, tree = run_search(
+        Q,
+        policy=ScriptedPolicy(make_script()),
+        fmt=RSTAR,
+        strategy=strategy,
+        budget=budget or Budget(rollouts=16),
+        config=SearchConfig(**cfg),
+        reward=ScriptedReward(PPM) if reward else None,
+        runner=InProcessRunner(),
+        seed=seed,
+        gold=gold,
+    )
+    return result, tree
+
+
+def test_registry_has_four_strategies():
+    assert set(STRATEGIES) == {"greedy", "best_of_n", "beam", "mcts"}
+
+
+def test_greedy_follows_first_choice_and_is_wrong():
+    r, tree = solve("greedy")
+    assert r.answer == "13"
+    assert r.stopped_by == "done"
+    assert [s.output for s in r.steps if s.output] == [RSTAR.render_output("13")]
+    assert r.stats.rollouts == 1 and r.stats.executions == 2
+
+
+def test_majority_vote_follows_the_likelier_wrong_path():
+    r, _ = solve("best_of_n", n=8, select="majority", seed=0)
+    assert r.answer == "13"
+    assert dict(r.candidates)["13"] > dict(r.candidates).get("42", 0)
+
+
+def test_prm_weighted_vote_finds_the_right_answer():
+    r, _ = solve("best_of_n", n=8, select="weighted", reward=True, seed=0)
+    assert r.answer == "42"
+
+
+def test_beam_with_prm_finds_the_right_answer():
+    r, _ = solve("beam", width=8, beam_width=2, reward=True)
+    assert r.answer == "42"
+    assert r.stopped_by == "done"
+
+
+def test_mcts_with_ppm_finds_the_right_answer():
+    r, tree = solve("mcts", width=8, reward=True)
+    assert r.answer == "42"
+    assert r.steps[0].code == "# Step 1: multiply the numbers\nx = 6 * 7"
+    assert r.stats.reward_calls > 0
+
+
+def test_mcts_terminal_guided_backup_with_ground_truth():
+    r, tree = solve("mcts", width=8, gold="42")
+    assert r.answer == "42"
+    answers = [n for n in tree.nodes if n.kind == "answer"]
+    assert {n.answer: n.correct for n in answers} == {"13": False, "42": True}
+    assert all(n.reward == (1.0 if n.correct else -1.0) for n in answers)
+    assert tree.root.solved and r.stopped_by == "done"
+
+
+def test_failed_code_is_a_terminal_error_with_value_minus_one():
+    _, tree = solve("mcts", width=8, reward=True)
+    errs = [n for n in tree.nodes if n.kind == "error"]
+    assert errs and all(n.error.startswith("ZeroDivisionError") for n in errs)
+    assert all(n.N == 1 and n.W == -1.0 and n.solved for n in errs)
+
+
+def test_mcts_without_reward_model_uses_answer_agreement():
+    r, tree = solve("mcts", width=8)
+    assert r.answer in {"13", "42"}
+    assert r.stopped_by == "done"  # tiny tree: fully explored before 16 rollouts
+
+
+def test_uct_arithmetic_by_hand():
+    child = Node(id=1, parent=0, depth=1, N=2, W=1.0)
+    assert uct(child, 10, 2.0) == pytest.approx(0.5 + 2 * math.sqrt(math.log(10) / 2))
+    assert uct(Node(id=2, parent=0, depth=1), 10, 2.0) == math.inf
+    # ln(1) = 0: with one parent visit, UCT is Q alone.
+    assert uct(Node(id=3, parent=0, depth=1, N=1, W=0.7), 1, 2.0) == pytest.approx(0.7)
+
+
+def test_backup_arithmetic_by_hand():
+    tree = Tree("q", "p")
+    a = tree.add(tree.root, kind="code")
+    b = tree.add(a, kind="answer", answer="1")
+    b.N, b.W = 1, 0.4  # PPM-initialised Q
+    backup([tree.root, a, b], 0.4)
+    backup([tree.root, a, b], -1.0)
+    assert (tree.root.N, tree.root.W) == (2, pytest.approx(-0.6))
+    assert (b.N, b.Q) == (3, pytest.approx((0.4 + 0.4 - 1.0) / 3))
+
+
+def test_mcts_picks_ppm_preferred_child_first():
+    # After the first expansion with a PPM, the next rollout goes where Q + UCT is highest.
+    r, tree = solve("mcts", width=8, reward=True, budget=Budget(rollouts=1))
+    first = tree.children(tree.root)
+    assert r.stats.rollouts == 1
+    visited = [n for n in first if n.N > 1]
+    assert len(visited) == 1 and "6 * 7" in visited[0].text
+
+
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_same_seed_same_tree(strategy):
+    a, _ = solve(strategy, seed=7, reward=True)
+    b, _ = solve(strategy, seed=7, reward=True)
+    assert a.tree == b.tree and a.answer == b.answer
+
+
+def test_token_budget_is_hard_and_anytime():
+    r, _ = solve("mcts", width=8, reward=True, budget=Budget(rollouts=None, tokens=30))
+    assert r.stopped_by == "tokens"
+    assert r.stats.tokens_generated <= 30
+
+
+def test_node_budget_stops_the_search():
+    r, tree = solve("mcts", width=8, reward=True, budget=Budget(rollouts=None, nodes=3))
+    assert r.stopped_by == "nodes"
+    assert len(tree) - 1 <= 3
+
+
+def test_seconds_budget_returns_best_so_far():
+    r, _ = solve("mcts", budget=Budget(rollouts=None, seconds=1e-9))
+    assert r.stopped_by == "seconds" and r.answer is None
+
+
+def test_rollout_budget_anytime_answer():
+    r, _ = solve("mcts", width=8, gold="42", budget=Budget(rollouts=1))
+    assert r.stopped_by == "rollouts" and r.stats.rollouts == 1 and r.answer is not None
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(rollouts=0),
+        dict(rollouts=-1),
+        dict(tokens=0),
+        dict(seconds=-1.0),
+        dict(rollouts=None),
+        dict(rollouts=1.5),
+        dict(seconds=float("nan")),
+    ],
+)
+def test_bad_budgets_are_refused(kw):
+    with pytest.raises(InputError):
+        Budget(**kw)
+
+
+def test_bad_strategy_and_config_are_refused():
+    with pytest.raises(InputError, match="unknown strategy"):
+        solve("dfs")
+    with pytest.raises(InputError):
+        SearchConfig(width=0)
+    with pytest.raises(InputError):
+        SearchConfig(top_p=0)
+
+
+def test_plain_format_without_code():
+    start = "Let's think step by step.\n"
+    policy = ScriptedPolicy(
+        {"": ["6 times 7 is 42.\n\n"], "6 times 7 is 42.\n\n": ["So \\boxed{42}"]}, start=start
+    )
+    r, _ = run_search(Q, policy=policy, fmt=PLAIN, strategy="greedy")
+    assert r.answer == "42" and len(r.steps) == 2
+
+
+def test_token_budget_mid_search():
+    r, _ = solve("mcts", width=8, reward=True, budget=Budget(rollouts=None, tokens=150))
+    assert r.stopped_by == "tokens"
+    assert 0 < r.stats.tokens_generated <= 150
