@@ -1,1 +1,60 @@
-"""edgestar: on-device reasoning for small language models."""
+"""edgestar: on-device reasoning for small language models.
+
+A policy model writes a solution one step at a time (rStar-Math's code-augmented chain of
+thought: reasoning in Python comments plus code that must run); a process preference model
+scores each step; a budgeted search (greedy, best-of-n, beam or MCTS) picks the path.
+
+    import edgestar
+    with edgestar.load() as solver:                      # the shipped default bundle
+        r = solver.solve("What is 12 + 30?", budget=edgestar.Budget(rollouts=8))
+        print(r.answer, r.score, r.stats.tokens_generated)
+
+Importing edgestar loads no model runtime (no torch, no llama.cpp) until a model is loaded.
+"""
+
+from .backends.base import Candidate, Policy, Proposal, Reward, StepRequest
+from .bundle import Bundle, read_bundle
+from .formats import FORMATS, StepFormat
+from .profiles import PROFILES, DeviceProfile
+from .search import STRATEGIES
+from .solver import Solver, load
+from .types import (
+    Budget,
+    EdgestarError,
+    InputError,
+    ModelError,
+    Problem,
+    SearchConfig,
+    SearchStats,
+    SolveResult,
+    StepView,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "FORMATS",
+    "PROFILES",
+    "STRATEGIES",
+    "Budget",
+    "Bundle",
+    "Candidate",
+    "DeviceProfile",
+    "EdgestarError",
+    "InputError",
+    "ModelError",
+    "Policy",
+    "Problem",
+    "Proposal",
+    "Reward",
+    "SearchConfig",
+    "SearchStats",
+    "SolveResult",
+    "Solver",
+    "StepFormat",
+    "StepRequest",
+    "StepView",
+    "__version__",
+    "load",
+    "read_bundle",
+]

@@ -1,0 +1,350 @@
+"""The `edgestar` command line: each command parses options, builds a config, calls ONE library
+function, and prints. Installed as `edgestar.cli` (edgestar/cli.py links here).
+
+Every failure a user can cause (bad question, missing model, malformed input) ends with one
+readable line on stderr and a non-zero exit; set EDGESTAR_DEBUG=1 to see tracebacks.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from edgestar.types import Budget, EdgestarError, InputError, SearchConfig
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_USAGE = 2
+EXIT_FAILED = 1
+
+
+def fail(msg: str, code: int = EXIT_USAGE) -> None:
+    click.echo(f"edgestar: error: {msg}", err=True)
+    sys.exit(code)
+
+
+def friendly(fn: F) -> F:
+    """Turn any exception into one readable line and a non-zero exit (no traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*a: Any, **kw: Any) -> Any:
+        try:
+            return fn(*a, **kw)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
+            raise
+        except EdgestarError as e:
+            fail(str(e))
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+        except OSError as e:
+            where = f": {e.filename}" if getattr(e, "filename", None) else ""
+            fail(f"{e.strerror or e}{where}", EXIT_FAILED)
+        except Exception as e:  # noqa: BLE001 - the CLI must never print a traceback
+            if os.environ.get("EDGESTAR_DEBUG"):
+                raise
+            fail(f"internal error: {type(e).__name__}: {e} (EDGESTAR_DEBUG=1 shows more)", 70)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="edgestar")
+def main() -> None:
+    """edgestar: small language models that reason on a laptop or a Jetson, offline."""
+
+
+# --------------------------------------------------------------------------- solve
+def model_options(fn: F) -> F:
+    opts = [
+        click.option(
+            "--bundle",
+            type=click.Path(path_type=Path),
+            help="Bundle folder (default: the shipped model).",
+        ),
+        click.option(
+            "--model",
+            type=click.Path(path_type=Path),
+            help="A bare policy model: .gguf file or checkpoint folder.",
+        ),
+        click.option(
+            "--ppm",
+            type=click.Path(path_type=Path),
+            help="Reward model for --model (.gguf or checkpoint folder).",
+        ),
+        click.option(
+            "--format",
+            "step_format",
+            type=click.Choice(["rstar", "plain"]),
+            help="Step format for --model (default: what the model declares, else plain).",
+        ),
+        click.option(
+            "--device",
+            type=click.Choice(["auto", "cpu", "cuda"]),
+            default="auto",
+            show_default=True,
+        ),
+        click.option("--threads", type=click.IntRange(min=1), help="CPU threads for the model."),
+    ]
+    for o in reversed(opts):
+        fn = o(fn)
+    return fn
+
+
+def search_options(fn: F) -> F:
+    opts = [
+        click.option(
+            "--strategy",
+            type=click.Choice(["greedy", "best_of_n", "beam", "mcts"]),
+            help="Search strategy (default: the bundle's, else mcts).",
+        ),
+        click.option("--rollouts", type=int, help="Budget: rollouts (complete trajectories)."),
+        click.option("--tokens", type=int, help="Budget: generated tokens."),
+        click.option("--seconds", type=float, help="Budget: wall-clock seconds."),
+        click.option("--nodes", type=int, help="Budget: tree nodes."),
+        click.option("--width", type=int, help="Candidate steps per expansion."),
+        click.option("-n", "--samples", "n", type=int, help="best_of_n: number of samples."),
+        click.option("--beam-width", type=int, help="beam: beams kept per step."),
+        click.option("--temperature", type=float, help="Sampling temperature."),
+        click.option(
+            "--select",
+            type=click.Choice(["majority", "weighted", "max"]),
+            help="How the final answer is chosen among finished answers.",
+        ),
+        click.option("--seed", type=int, default=0, show_default=True),
+    ]
+    for o in reversed(opts):
+        fn = o(fn)
+    return fn
+
+
+def _budget(base: Budget, rollouts: Any, tokens: Any, seconds: Any, nodes: Any) -> Budget:
+    given = {
+        k: v
+        for k, v in dict(rollouts=rollouts, tokens=tokens, seconds=seconds, nodes=nodes).items()
+        if v is not None
+    }
+    if not given:
+        return base
+    # Limits given on the command line replace the default ones.
+    return Budget(**{"rollouts": None, **given})
+
+
+def _config(base: SearchConfig, **over: Any) -> SearchConfig:
+    from dataclasses import replace
+
+    return replace(base, **{k: v for k, v in over.items() if v is not None})
+
+
+def _open_solver(bundle: Any, model: Any, ppm: Any, step_format: Any, device: str, threads: Any):
+    import edgestar
+
+    if ppm is not None and model is None:
+        raise InputError("--ppm needs --model (a bundle brings its own PPM)")
+    return edgestar.load(
+        bundle, model=model, ppm=ppm, step_format=step_format, device=device, threads=threads
+    )
+
+
+def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
+    """(line number, record or None, error or None) for each non-blank line."""
+    with open(path, "rb") as f:
+        for i, raw in enumerate(f, 1):
+            if not raw.strip():
+                continue
+            try:
+                rec = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                yield i, None, "not valid UTF-8"
+                continue
+            except json.JSONDecodeError as e:
+                yield i, None, f"malformed JSON ({e.msg})"
+                continue
+            if not isinstance(rec, dict) or not isinstance(rec.get("question"), str):
+                yield i, None, 'expected an object with a "question" string'
+                continue
+            yield i, rec, None
+
+
+@main.command()
+@click.argument("question", required=False)
+@model_options
+@search_options
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option(
+    "--tree-out",
+    type=click.Path(path_type=Path),
+    help="Write the search tree: .html (a page to open in a browser) or .json.",
+)
+@click.option(
+    "--input",
+    "input_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help='Batch mode: JSONL file of {"id", "question"}.',
+)
+@click.option(
+    "--output",
+    "output_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Batch mode: JSONL results file.",
+)
+@click.option("--force", is_flag=True, help="Overwrite an existing --output or --tree-out file.")
+@friendly
+def solve(
+    question,
+    bundle,
+    model,
+    ppm,
+    step_format,
+    device,
+    threads,
+    strategy,
+    rollouts,
+    tokens,
+    seconds,
+    nodes,
+    width,
+    n,
+    beam_width,
+    temperature,
+    select,
+    seed,
+    as_json,
+    tree_out,
+    input_path,
+    output_path,
+    force,
+) -> None:
+    """Solve QUESTION (or every line of --input) by searching over reasoning steps."""
+    if input_path is None and output_path is not None:
+        raise InputError("--output needs --input")
+    if input_path is not None and question is not None:
+        raise InputError("give a QUESTION or --input, not both")
+    if input_path is None and question is None:
+        raise InputError(
+            'nothing to solve: give a QUESTION, e.g. edgestar solve "What is 12 + 30?"'
+        )
+    if input_path is not None and output_path is None:
+        raise InputError("--input needs --output")
+    for p in (output_path, tree_out):
+        if p is not None and p.exists() and not force:
+            raise InputError(f"{p} exists; pass --force to overwrite it")
+    if input_path is not None and not input_path.is_file():
+        raise InputError(f"input file {input_path} does not exist")
+    if question is not None:
+        from edgestar.types import check_question
+
+        question = check_question(question)
+
+    solver = _open_solver(bundle, model, ppm, step_format, device, threads)
+    with solver:
+        budget = _budget(solver.budget, rollouts, tokens, seconds, nodes)
+        config = _config(
+            solver.config,
+            width=width,
+            n=n,
+            beam_width=beam_width,
+            temperature=temperature,
+            select=select,
+        )
+        strategy = strategy or solver.strategy
+        if input_path is not None:
+            failed = _solve_batch(solver, input_path, output_path, strategy, budget, config, seed)
+            if failed:
+                fail(
+                    f"{failed} line(s) of {input_path} could not be solved (see above; the rest are in {output_path})",
+                    EXIT_FAILED,
+                )
+            return
+        result = solver.solve(question, strategy=strategy, budget=budget, seed=seed, config=config)
+    if tree_out is not None:
+        from edgestar.treeview import write_tree
+
+        write_tree(result, tree_out)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), ensure_ascii=False))
+        return
+    click.echo(result.answer if result.answer is not None else "(no answer found)")
+    s = result.stats
+    click.echo(
+        f"[{result.strategy}] score={_fmt(result.score)} stopped_by={result.stopped_by} "
+        f"tokens={s.tokens_generated} nodes={s.nodes} rollouts={s.rollouts} {s.seconds:.2f}s",
+        err=True,
+    )
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+def _solve_batch(
+    solver,
+    input_path: Path,
+    output_path: Path,
+    strategy: str,
+    budget: Budget,
+    config: SearchConfig,
+    seed: int,
+) -> int:
+    from edgestar.types import check_question
+
+    lines = list(_read_jsonl(input_path))
+    failed = 0
+    show = sys.stderr.isatty()
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    # Results are written and flushed one line at a time: an interrupted batch keeps every
+    # finished line.
+    with open(output_path, "w", encoding="utf-8") as out:
+        progress = None
+        if show:
+            from rich.progress import Progress
+
+            progress = Progress(transient=True)
+            progress.start()
+            task = progress.add_task("solving", total=len(lines))
+        try:
+            for lineno, rec, err in lines:
+                row: dict[str, Any] = {"line": lineno}
+                if rec is not None:
+                    row["id"] = rec.get("id", lineno)
+                    try:
+                        q = check_question(rec["question"])
+                        r = solver.solve(
+                            q,
+                            strategy=strategy,
+                            budget=budget,
+                            seed=seed,
+                            config=config,
+                            keep_tree=False,
+                        )
+                        row.update(
+                            answer=r.answer,
+                            score=r.score,
+                            strategy=r.strategy,
+                            stopped_by=r.stopped_by,
+                            **r.stats.__dict__,
+                        )
+                    except EdgestarError as e:
+                        err = str(e)
+                if err is not None:
+                    failed += 1
+                    row["error"] = err
+                    click.echo(f"edgestar: {input_path}:{lineno}: {err}", err=True)
+                out.write(json.dumps(row, ensure_ascii=False) + "\n")
+                out.flush()
+                if progress is not None:
+                    progress.advance(task)
+        finally:
+            if progress is not None:
+                progress.stop()
+    return failed
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,264 @@
+"""The embedded-library entry point: `load()` a model, then `Solver.solve()` questions.
+
+    import edgestar
+    solver = edgestar.load("models/edgestar-tiny")          # or model="x.gguf", ppm=...
+    result = solver.solve("What is 12 + 30?", strategy="mcts", budget=edgestar.Budget(rollouts=8))
+    print(result.answer, result.stats.seconds)
+
+Backends are chosen by what is loaded: a `.gguf` file runs on llama.cpp, an ONNX folder on
+ONNX Runtime, a Hugging Face checkpoint folder on torch (only if torch is installed: the default
+install does not need it). Heavy modules are imported here lazily, inside functions.
+
+Thread-safety: one Solver runs one search at a time; `solve` holds a lock, so calls from several
+threads are serialised rather than corrupting the model's state. For parallel solving, load one
+Solver per thread (models are not shared between Solvers).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from .backends.base import Policy, Reward
+from .bundle import Bundle, default_bundle_path, read_bundle
+from .formats import StepFormat, get_format
+from .search import run_search
+from .types import Budget, InputError, ModelError, SearchConfig, SolveResult, check_question
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class Solver:
+    """A policy (and optionally a PPM) ready to search. Close it to free the models."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        reward: Reward | None = None,
+        *,
+        step_format: str | StepFormat = "rstar",
+        config: SearchConfig | None = None,
+        budget: Budget | None = None,
+        strategy: str = "mcts",
+        executor: Any = None,
+    ) -> None:
+        self.policy = policy
+        self.reward = reward
+        self.format = get_format(step_format) if isinstance(step_format, str) else step_format
+        self.config = config or SearchConfig()
+        self.budget = budget or Budget()
+        self.strategy = strategy
+        self._executor = executor
+        self._own_executor = executor is None
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @property
+    def executor(self) -> Any:
+        if self._executor is None and self.format.executes_code:
+            from .executor import Executor
+
+            self._executor = Executor()
+        return self._executor
+
+    def solve(
+        self,
+        question: str,
+        strategy: str | None = None,
+        budget: Budget | None = None,
+        seed: int = 0,
+        config: SearchConfig | None = None,
+        gold: str | None = None,
+        keep_tree: bool = True,
+    ) -> SolveResult:
+        """Search for the answer to `question`. See SolveResult for what comes back."""
+        question = check_question(question)
+        with self._lock:
+            if self._closed:
+                raise InputError("this Solver is closed")
+            result, _ = run_search(
+                question,
+                policy=self.policy,
+                fmt=self.format,
+                strategy=strategy or self.strategy,
+                budget=budget or self.budget,
+                config=config or self.config,
+                reward=self.reward,
+                runner=self.executor,
+                seed=seed,
+                gold=gold,
+                keep_tree=keep_tree,
+            )
+        return result
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            for obj in (self.policy, self.reward):
+                if obj is not None:
+                    obj.close()
+            if self._own_executor and self._executor is not None:
+                self._executor.close()
+
+    def __enter__(self) -> Solver:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _resolve_device(device: str) -> str:
+    if device not in DEVICES:
+        raise InputError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
+    if device != "auto":
+        return device
+    try:
+        import llama_cpp
+
+        if llama_cpp.llama_supports_gpu_offload():
+            return "cuda"
+    except Exception:
+        pass
+    return "cpu"
+
+
+def _open_policy(path: Path, device: str, threads: int | None, n_ctx: int) -> Policy:
+    if path.is_file() and path.suffix == ".gguf":
+        from .backends.llamacpp import LlamaCppPolicy
+
+        return LlamaCppPolicy(
+            str(path), n_ctx=n_ctx, n_threads=threads, n_gpu_layers=-1 if device == "cuda" else 0
+        )
+    if path.is_dir() and (path / "model.onnx").is_file():
+        from .backends.onnx import OnnxPolicy  # type: ignore[import-not-found]
+
+        return OnnxPolicy(str(path), device=device, threads=threads)
+    if path.is_dir() and (path / "config.json").is_file():
+        return _torch_backend().TorchPolicy(str(path), device=device, threads=threads)
+    if not path.exists():
+        raise ModelError(f"model {path} does not exist")
+    raise ModelError(
+        f"{path} is not a model edgestar can load (a .gguf file or a checkpoint folder)"
+    )
+
+
+def _open_reward(path: Path, device: str, threads: int | None, n_ctx: int) -> Reward:
+    if path.is_file() and path.suffix == ".gguf":
+        from .backends.llamacpp import LlamaCppReward
+
+        return LlamaCppReward(
+            str(path), n_ctx=n_ctx, n_threads=threads, n_gpu_layers=-1 if device == "cuda" else 0
+        )
+    if path.is_dir() and (path / "model.onnx").is_file():
+        from .backends.onnx import OnnxReward  # type: ignore[import-not-found]
+
+        return OnnxReward(str(path), device=device, threads=threads)
+    if path.is_dir() and (path / "config.json").is_file():
+        return _torch_backend().TorchReward(str(path), device=device, threads=threads)
+    if not path.exists():
+        raise ModelError(f"reward model {path} does not exist")
+    raise ModelError(f"{path} is not a reward model edgestar can load")
+
+
+def _torch_backend() -> Any:
+    try:
+        from .backends import torch_backend
+    except ImportError as e:
+        raise ModelError(
+            f"this checkpoint needs torch + transformers ({e.name} is missing): "
+            "pip install 'edgestar[torch]', or use a GGUF bundle"
+        ) from None
+    return torch_backend
+
+
+def _format_of(path: Path) -> str | None:
+    """The step format a model declares (edgestar.json or GGUF metadata), if any."""
+    if path.is_dir() and (path / "edgestar.json").is_file():
+        from .checkpoint import read_meta
+
+        return read_meta(path).step_format
+    if path.is_file() and path.suffix == ".gguf":
+        from .gguf_meta import read_string_kv
+
+        return read_string_kv(path, "edgestar.step_format")
+    return None
+
+
+def load(
+    bundle: str | os.PathLike[str] | None = None,
+    *,
+    model: str | os.PathLike[str] | None = None,
+    ppm: str | os.PathLike[str] | None = None,
+    step_format: str | None = None,
+    device: str = "auto",
+    threads: int | None = None,
+    n_ctx: int = 4096,
+    encoding: str = "gguf",
+) -> Solver:
+    """Load a bundle (default: the one shipped with edgestar) or a bare model file, ready to
+    solve. `model`/`ppm` take a .gguf file or a checkpoint folder; `step_format` is 'rstar' or
+    'plain' (default: what the model declares, else 'plain')."""
+    if threads is not None and (not isinstance(threads, int) or threads < 1):
+        raise InputError(f"threads must be a positive integer, got {threads!r}")
+    dev = _resolve_device(device)
+    if model is not None:
+        if bundle is not None:
+            raise InputError("give either a bundle or a model, not both")
+        mpath = Path(model)
+        fmt = step_format or _format_of(mpath) or "plain"
+        get_format(fmt)
+        policy = _open_policy(mpath, dev, threads, n_ctx)
+        try:
+            reward = _open_reward(Path(ppm), dev, threads, n_ctx) if ppm is not None else None
+        except BaseException:
+            policy.close()
+            raise
+        return Solver(policy, reward, step_format=fmt)
+    if bundle is None:
+        found = default_bundle_path()
+        if found is None:
+            raise ModelError(
+                "no default model is installed: pass --bundle DIR (make one with "
+                "`edgestar deploy`) or --model FILE.gguf --format plain"
+            )
+        bundle = found
+    b = read_bundle(bundle)
+    return _load_bundle(b, dev, threads, n_ctx, step_format, encoding)
+
+
+def _load_bundle(
+    b: Bundle, dev: str, threads: int | None, n_ctx: int, step_format: str | None, encoding: str
+) -> Solver:
+    if encoding == "gguf" or encoding == b.policy.kind:
+        pol_e, ppm_e = b.policy, b.ppm
+    elif encoding in b.alternates:
+        pol_e, ppm_e = b.alternates[encoding]["policy"], b.alternates[encoding].get("ppm")
+    else:
+        raise InputError(f"bundle {b.name} has no {encoding} encoding")
+    policy = _open_policy(b.path(pol_e), dev, threads, n_ctx)
+    try:
+        reward = _open_reward(b.path(ppm_e), dev, threads, n_ctx) if ppm_e else None
+    except BaseException:
+        policy.close()
+        raise
+    s = b.search
+    known = set(SearchConfig.__dataclass_fields__)
+    config = SearchConfig(**{k: v for k, v in s.items() if k in known})
+    bknown = set(Budget.__dataclass_fields__)
+    budget = (
+        Budget(**{k: v for k, v in (s.get("budget") or {}).items() if k in bknown})
+        if s.get("budget")
+        else None
+    )
+    return Solver(
+        policy,
+        reward,
+        step_format=step_format or b.step_format,
+        config=config,
+        budget=budget,
+        strategy=str(s.get("strategy", "mcts")),
+    )
