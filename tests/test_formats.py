@@ -1,0 +1,61 @@
+"""Step formats: rstar's markers and parsing, plain's blank-line steps, prompts."""
+
+from __future__ import annotations
+
+import pytest
+
+from edgestar.formats import FORMATS, PLAIN, RSTAR, Marker, get_format, rstar_solution
+from edgestar.types import InputError
+
+
+def test_rstar_prompt_is_the_papers():
+    p = RSTAR.prompt("What is 2+2?")
+    assert p == (
+        "<|user|>:\nWhat is 2+2?\n<|assistant|>: Let's think step by step and solve the problem "
+        "with code.\n<code>\n"
+    )
+
+
+def test_rstar_solution_parses_back_step_by_step():
+    sol = rstar_solution([("add them", "x = 2 + 2")], "print(x)", "4", "4")
+    assert sol.startswith("<code>\n# Step 1: add them\nx = 2 + 2\n<end_of_step>\n")
+    assert "# Now print the final answer\nprint(x)\n<end_of_code>\n<output>4<end_of_output>\n" in sol
+    assert sol.endswith("<answer>The answer is \\boxed{4}<end_of_answer>")
+
+
+@pytest.mark.parametrize(
+    "text, stop, kind, code, answer",
+    [
+        ("# Step 1: x\nx = 1\n<end_of_step>", Marker.END_STEP, "code", "# Step 1: x\nx = 1", None),
+        ("print(x)\n<end_of_code>", Marker.END_CODE, "final", "print(x)", None),
+        ("<answer>so \\boxed{5}<end_of_answer>", Marker.END_ANSWER, "answer", None, "5"),
+        ("<answer>no box<end_of_answer>", Marker.END_ANSWER, "invalid", None, None),
+        ("x = 1 and then it stopped", None, "invalid", None, None),
+        ("it is \\boxed{3}", None, "answer", None, "3"),
+    ],
+)
+def test_rstar_parse(text, stop, kind, code, answer):
+    s = RSTAR.parse(text, "stop" if stop else "length", stop)
+    assert (s.kind, s.code, s.answer) == (kind, code, answer)
+    assert s.text == text + "\n"
+
+
+def test_rstar_output_is_capped():
+    out = RSTAR.render_output("9" * 10_000)
+    assert out.startswith(Marker.OUTPUT) and out.endswith(Marker.END_OUTPUT + "\n")
+    assert len(out) < RSTAR.max_output_chars + 50
+
+
+def test_plain_format():
+    assert PLAIN.parse("First, 2+2=4.\n\n", "stop", "\n\n").kind == "text"
+    assert PLAIN.parse("So \\boxed{4}", "eos", None).answer == "4"
+    assert PLAIN.parse("trailing", "eos", None).kind == "invalid"
+    chat = PLAIN.prompt("Q?", lambda msgs: f"<user>{msgs[0]['content']}</user><bot>")
+    assert chat.startswith("<user>Q?") and chat.endswith("<bot>")
+    assert PLAIN.prompt("Q?", lambda msgs: None).startswith("Question: Q?")
+
+
+def test_registry():
+    assert set(FORMATS) == {"rstar", "plain"}
+    with pytest.raises(InputError, match="unknown step format"):
+        get_format("cot")
