@@ -1,0 +1,912 @@
+"""llama.cpp backends: `LlamaCppPolicy` (Policy) and `LlamaCppReward` (Reward) over GGUF files.
+
+Owns edgestar's use of llama-cpp-python's LOW-LEVEL API (the high-level `Llama` class holds one
+sequence; tree search needs several sharing a prefix):
+
+- `check_gguf`: validates a file BEFORE llama.cpp sees it (llama.cpp may abort the process on
+  garbage): it exists, starts with the GGUF magic, has a sane version, its header (metadata and
+  tensor table) parses inside the file, and every tensor of a known type ends inside the file.
+  Anything else is a one-line `ModelError`.
+- `_Model`, `_Context`, `_Batch`: small resource-owning wrappers around the raw pointers, each
+  with an idempotent `close()`.
+- `LlamaCppPolicy`: one context with a unified KV cache (`kv_unified=True`). For each
+  `StepRequest` the prompt is kept on sequence 0; only the part that differs from the previous
+  request's prompt (longest common token prefix) is evaluated. Sequence 0 is then forked with
+  `llama_memory_seq_cp` onto sequences 1..k (no copy with a unified cache), the k candidates are
+  decoded TOGETHER, one batch per step, sampled with the shared sampler (`candidate_rngs`,
+  `sample_token`), detokenized with special tokens rendered (markers appear in the text), cut
+  at stop strings by `StopMatcher`, ended by an end-of-generation token ('eos', its text is not
+  included) or by `max_tokens` ('length'). Candidate sequences are removed afterwards.
+  `tokens_evaluated` = prompt tokens actually evaluated (not cached) + tokens generated.
+  If k does not fit (`n_seq_max` - 1 sequences, or KV cells for k * max_tokens), candidates are
+  generated in several rounds; each candidate has its own generator, so results do not change.
+  The prompt cache re-evaluates at least the last prompt token; logits from a cached and an
+  uncached prompt differ by float rounding (~1e-7 measured), so the sampled tokens agree except
+  on an exact near-tie, and `Candidate.logprob` agrees to ~1e-9.
+- `LlamaCppReward`: a context with embeddings on and LAST pooling (the last token's hidden
+  state after the final norm) and the value head read from GGUF metadata written by
+  `edgestar.quantize.gguf_export` (all strings: llama.cpp's metadata API skips arrays and prints
+  floats with 6 decimals; the weight is base64 of little-endian float32):
+  score = tanh((w . h + b) / score_scale).
+
+Prompts are tokenized like `torch_backend.encode_prefix` does: special tokens written in the
+text (the rStar markers) become single ids, the vocabulary's add_bos decides the BOS, and an
+empty text becomes [EOS].
+
+CPU quirk: on CPUs with Intel AMX, llama.cpp's AMX kernels (an "extra buffer type") crash on
+quantized models here; `extra_bufts=None` turns extra buffer types off on such CPUs (see
+`cpu_has_amx`).
+
+Thread-safety: an instance owns one llama.cpp context, which is not thread-safe; every public
+method takes the instance's lock, so concurrent calls on one instance are serialized. Separate
+instances may run in separate threads (ctypes releases the GIL inside llama.cpp). `close()` frees
+everything; methods called after it raise ModelError.
+
+Import cost: `import edgestar` never imports llama_cpp; this module imports it on first use.
+No torch, transformers or gguf here (a runtime install has none of them).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import ctypes
+import math
+import mmap
+import os
+import struct
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..types import InputError, ModelError
+from .base import Candidate, Proposal, StepRequest
+from .sampling import StopMatcher, candidate_rngs, sample_token
+
+__all__ = ["GGUFInfo", "LlamaCppPolicy", "LlamaCppReward", "check_gguf", "llama_lib"]
+
+# --------------------------------------------------------------------------------------------
+# GGUF validation (pure Python, before llama.cpp is touched)
+
+GGUF_MAGIC = b"GGUF"
+_MAX_COUNT = 1 << 24  # more tensors or metadata entries than any real model: corrupt header
+# fmt: off
+_SCALARS: dict[int, str] = {
+    # GGUF value type -> struct format
+    0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d",
+}
+_STRING, _ARRAY = 8, 9
+_GGML_SIZES: dict[int, tuple[int, int]] = {
+    # ggml type id -> (block size in elements, bytes per block); = gguf-py's GGML_QUANT_SIZES
+    # (a test checks); a type not listed is left to llama.cpp's own bounds check
+    0: (1, 4), 1: (1, 2), 2: (32, 18), 3: (32, 20), 6: (32, 22), 7: (32, 24), 8: (32, 34),
+    9: (32, 40), 10: (256, 84), 11: (256, 110), 12: (256, 144), 13: (256, 176), 14: (256, 210),
+    15: (256, 292), 16: (256, 66), 17: (256, 74), 18: (256, 98), 19: (256, 50), 20: (32, 18),
+    21: (256, 110), 22: (256, 82), 23: (256, 136), 24: (1, 1), 25: (1, 2), 26: (1, 4),
+    27: (1, 8), 28: (1, 8), 29: (256, 56), 30: (1, 2), 34: (256, 54), 35: (256, 66),
+    39: (32, 17),
+}
+# fmt: on
+
+
+@dataclass(frozen=True)
+class GGUFInfo:
+    """What `check_gguf` learned from a file's header."""
+
+    path: Path
+    version: int
+    n_tensors: int
+    metadata: dict[str, Any]
+    """Scalar and string metadata (arrays are left out)."""
+    size: int
+
+
+class _Reader:
+    def __init__(self, buf: Any, path: Path) -> None:
+        self.buf, self.pos, self.path, self.size = buf, 0, path, len(buf)
+
+    def need(self, n: int) -> None:
+        if n < 0 or self.pos + n > self.size:
+            raise ModelError(f"{self.path}: truncated GGUF header (at byte {self.pos})")
+
+    def unpack(self, fmt: str) -> Any:
+        n = struct.calcsize("<" + fmt)
+        self.need(n)
+        (v,) = struct.unpack_from("<" + fmt, self.buf, self.pos)
+        self.pos += n
+        return v
+
+    def string(self) -> str:
+        n = self.unpack("Q")
+        self.need(n)
+        s = bytes(self.buf[self.pos : self.pos + n])
+        self.pos += n
+        return s.decode("utf-8", errors="replace")
+
+    def skip_string(self) -> None:
+        n = self.unpack("Q")
+        self.need(n)
+        self.pos += n
+
+    def value(self, vtype: int, keep: bool) -> Any:
+        if vtype in _SCALARS:
+            return self.unpack(_SCALARS[vtype])
+        if vtype == _STRING:
+            if keep:
+                return self.string()
+            self.skip_string()
+            return None
+        if vtype == _ARRAY:
+            itype, n = self.unpack("I"), self.unpack("Q")
+            if itype in _SCALARS:
+                nbytes = struct.calcsize("<" + _SCALARS[itype]) * n
+                self.need(nbytes)
+                self.pos += nbytes
+            elif itype == _STRING:
+                self.need(8 * n)
+                for _ in range(n):
+                    self.skip_string()
+            else:
+                raise ModelError(f"{self.path}: corrupt GGUF header (array of type {itype})")
+            return None
+        raise ModelError(f"{self.path}: corrupt GGUF header (value type {vtype})")
+
+
+def check_gguf(path: str | os.PathLike[str]) -> GGUFInfo:
+    """Validate a GGUF file without llama.cpp; raise ModelError (one line) if it is not sound."""
+    p = Path(path)
+    if not p.exists():
+        raise ModelError(f"{p}: no such model file")
+    if not p.is_file():
+        raise ModelError(f"{p}: not a file")
+    try:
+        size = p.stat().st_size
+        if size < 24:
+            raise ModelError(f"{p}: not a GGUF file ({size} bytes)")
+        with open(p, "rb") as f:
+            if f.read(4) != GGUF_MAGIC:
+                raise ModelError(f"{p}: not a GGUF file (bad magic)")
+            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+                return _parse_header(mm, p, size)
+    except OSError as e:
+        raise ModelError(f"{p}: unreadable ({e.strerror or e})") from None
+
+
+def _parse_header(mm: Any, p: Path, size: int) -> GGUFInfo:
+    r = _Reader(mm, p)
+    r.pos = 4
+    version = r.unpack("I")
+    if version not in (2, 3):
+        raise ModelError(f"{p}: unsupported GGUF version {version}")
+    n_tensors, n_kv = r.unpack("Q"), r.unpack("Q")
+    if n_tensors > _MAX_COUNT or n_kv > _MAX_COUNT:
+        raise ModelError(f"{p}: corrupt GGUF header ({n_tensors} tensors, {n_kv} keys)")
+    meta: dict[str, Any] = {}
+    for _ in range(n_kv):
+        key = r.string()
+        vtype = r.unpack("I")
+        v = r.value(vtype, keep=True)
+        if v is not None:
+            meta[key] = v
+    tensors: list[tuple[str, int, int, int]] = []  # name, n_elements, type, offset
+    for _ in range(n_tensors):
+        name = r.string()
+        n_dims = r.unpack("I")
+        if n_dims > 8:
+            raise ModelError(f"{p}: corrupt GGUF tensor info for {name}")
+        n_el = 1
+        for _ in range(n_dims):
+            n_el *= r.unpack("Q")
+        tensors.append((name, n_el, r.unpack("I"), r.unpack("Q")))
+    align = int(meta.get("general.alignment", 32)) or 32
+    start = (r.pos + align - 1) // align * align
+    for name, n_el, ttype, off in tensors:
+        if ttype not in _GGML_SIZES:
+            continue  # unknown to this table; llama.cpp bounds-checks it itself
+        blk, nbytes = _GGML_SIZES[ttype]
+        end = start + off + (n_el + blk - 1) // blk * nbytes
+        if end > size:
+            raise ModelError(
+                f"{p}: truncated GGUF file (tensor {name} ends at byte {end}, file has {size})"
+            )
+    return GGUFInfo(p, version, n_tensors, meta, size)
+
+
+# --------------------------------------------------------------------------------------------
+# llama.cpp, loaded lazily; log output silenced
+
+_lib_lock = threading.Lock()
+_lib: Any = None
+_log_cb: Any = None  # keep a reference: llama.cpp calls it for the life of the process
+
+
+def llama_lib() -> Any:
+    """The llama_cpp module, imported on first use with its log output silenced."""
+    global _lib, _log_cb
+    with _lib_lock:
+        if _lib is None:
+            try:
+                import llama_cpp
+            except ImportError as e:  # pragma: no cover - depends on the install
+                raise ModelError(f"llama-cpp-python is not installed ({e})") from None
+            _log_cb = llama_cpp.llama_log_callback(lambda level, text, data: None)
+            llama_cpp.llama_log_set(_log_cb, ctypes.c_void_p(0))
+            llama_cpp.llama_backend_init()
+            _lib = llama_cpp
+        return _lib
+
+
+def cpu_has_amx() -> bool:
+    """Whether llama.cpp's CPU backend uses Intel AMX here.
+
+    Measured with llama-cpp-python 0.3.36 on a Xeon with AMX_INT8: every quantized model
+    (Q8_0, Q4_0, Q4_K...) segfaults inside ggml_backend_amx_mul_mat on the first decode when
+    the model's "extra buffer types" are on (llama.cpp's default). With
+    `use_extra_bufts=False` (no AMX, no CPU repacking) they run. So `extra_bufts=None` means
+    off on AMX machines, on elsewhere.
+    """
+    info = llama_lib().llama_print_system_info()
+    return b"AMX_INT8 = 1" in (info or b"")
+
+
+_MAX_SEQ = 256  # LLAMA_MAX_SEQ
+
+
+def _default_threads() -> int:
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
+class _Model:
+    """A loaded llama_model and its vocabulary."""
+
+    def __init__(self, path: Path, n_gpu_layers: int, extra_bufts: bool | None) -> None:
+        L = llama_lib()
+        self.L = L
+        params = L.llama_model_default_params()
+        params.n_gpu_layers = int(n_gpu_layers)
+        params.use_extra_bufts = (not cpu_has_amx()) if extra_bufts is None else bool(extra_bufts)
+        self.ptr = L.llama_model_load_from_file(str(path).encode(), params)
+        if not self.ptr:
+            raise ModelError(f"{path}: llama.cpp could not load this model")
+        self.vocab = L.llama_model_get_vocab(self.ptr)
+        self.n_vocab = int(L.llama_vocab_n_tokens(self.vocab))
+        self.n_embd = int(L.llama_model_n_embd(self.ptr))
+        self.add_bos = bool(L.llama_vocab_get_add_bos(self.vocab))
+        self.bos = int(L.llama_vocab_bos(self.vocab))
+        self.eos = int(L.llama_vocab_eos(self.vocab))
+        self._pieces: dict[int, bytes] = {}
+
+    def meta(self, key: str) -> str | None:
+        """A scalar metadata value as llama.cpp prints it, or None."""
+        n = 256
+        while True:
+            buf = ctypes.create_string_buffer(n)
+            got = self.L.llama_model_meta_val_str(self.ptr, key.encode(), buf, n)
+            if got < 0:
+                return None
+            if got < n:
+                return buf.value.decode("utf-8", errors="replace")
+            n = got + 1
+
+    def tokenize(self, text: str) -> list[int]:
+        """Prompt ids, as `edgestar.backends.torch_backend.encode_prefix` makes them: special
+        tokens written in the text as single ids; BOS in front when the vocabulary adds one and
+        the text does not start with it; an empty text without BOS -> [EOS] (GPT-2 convention:
+        the model needs one token to predict from)."""
+        b = text.encode("utf-8")
+        cap = len(b) + 8
+        while True:
+            arr = (self.L.llama_token * cap)()
+            n = self.L.llama_tokenize(self.vocab, b, len(b), arr, cap, False, True)
+            if n >= 0:
+                ids = list(arr[:n])
+                break
+            cap = -n
+        if self.add_bos and self.bos >= 0 and (not ids or ids[0] != self.bos):
+            ids.insert(0, self.bos)
+        if not ids and self.eos >= 0:
+            ids = [self.eos]
+        return ids
+
+    def piece(self, tok: int) -> bytes:
+        """The token's bytes, special tokens rendered as their text."""
+        got = self._pieces.get(tok)
+        if got is None:
+            buf = ctypes.create_string_buffer(64)
+            n = self.L.llama_token_to_piece(self.vocab, tok, buf, 64, 0, True)
+            if n < 0:
+                buf = ctypes.create_string_buffer(-n)
+                n = self.L.llama_token_to_piece(self.vocab, tok, buf, -n, 0, True)
+            got = buf.raw[:n]
+            self._pieces[tok] = got
+        return got
+
+    def token_text(self, tok: int) -> str:
+        if tok < 0 or tok >= self.n_vocab:
+            return ""
+        return self.piece(tok).decode("utf-8", errors="replace")
+
+    def is_eog(self, tok: int) -> bool:
+        return bool(self.L.llama_vocab_is_eog(self.vocab, tok))
+
+    def close(self) -> None:
+        if getattr(self, "ptr", None):
+            self.L.llama_model_free(self.ptr)
+            self.ptr = None
+
+
+class _Context:
+    """A llama_context with a unified KV cache, and its memory handle."""
+
+    def __init__(
+        self,
+        model: _Model,
+        *,
+        n_ctx: int,
+        n_batch: int,
+        n_seq_max: int,
+        n_threads: int,
+        kv_f32: bool,
+        embeddings: bool = False,
+    ) -> None:
+        L = model.L
+        self.L = L
+        p = L.llama_context_default_params()
+        p.n_ctx = n_ctx
+        p.n_batch = n_batch
+        p.n_ubatch = n_batch
+        p.n_seq_max = n_seq_max
+        p.n_threads = n_threads
+        p.n_threads_batch = n_threads
+        p.kv_unified = True
+        p.no_perf = True
+        if kv_f32:  # exact parity with torch (STACK.md): F32 cache, no flash attention
+            p.type_k = L.GGML_TYPE_F32
+            p.type_v = L.GGML_TYPE_F32
+            p.flash_attn_type = L.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        if embeddings:
+            p.embeddings = True
+            p.pooling_type = L.LLAMA_POOLING_TYPE_LAST
+        self.ptr = L.llama_init_from_model(model.ptr, p)
+        if not self.ptr:
+            raise ModelError("llama.cpp could not create a context (out of memory?)")
+        self.mem = L.llama_get_memory(self.ptr)
+        self.n_ctx = int(L.llama_n_ctx(self.ptr))
+        self.n_vocab = model.n_vocab
+
+    def decode(self, batch: _Batch) -> None:
+        rc = self.L.llama_decode(self.ptr, batch.raw)
+        if rc != 0:
+            raise ModelError(f"llama_decode failed ({rc}; 1 means the KV cache is full)")
+
+    def logits(self, i: int) -> np.ndarray:
+        ptr = self.L.llama_get_logits_ith(self.ptr, i)
+        if not ptr:
+            raise ModelError(f"llama.cpp returned no logits for batch row {i}")
+        return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).copy()
+
+    def seq_embedding(self, seq: int, n_embd: int) -> np.ndarray:
+        ptr = self.L.llama_get_embeddings_seq(self.ptr, seq)
+        if not ptr:
+            raise ModelError(f"llama.cpp returned no pooled embedding for sequence {seq}")
+        return np.ctypeslib.as_array(ptr, shape=(n_embd,)).copy()
+
+    def seq_cp(self, src: int, dst: int) -> None:
+        self.L.llama_memory_seq_cp(self.mem, src, dst, -1, -1)
+
+    def seq_rm(self, seq: int, p0: int = -1, p1: int = -1) -> None:
+        if not self.L.llama_memory_seq_rm(self.mem, seq, p0, p1):
+            raise ModelError(f"llama.cpp could not remove positions {p0}.. of sequence {seq}")
+
+    def clear(self) -> None:
+        self.L.llama_memory_clear(self.mem, True)
+
+    def close(self) -> None:
+        if getattr(self, "ptr", None):
+            self.L.llama_free(self.ptr)
+            self.ptr = None
+
+
+class _Batch:
+    """A llama_batch of up to `capacity` tokens, each in up to `n_seq_max` sequences."""
+
+    def __init__(self, L: Any, capacity: int, n_seq_max: int) -> None:
+        self.L = L
+        self.capacity = capacity
+        self.raw = L.llama_batch_init(capacity, 0, n_seq_max)
+        self._alive = True
+
+    def fill(self, rows: Sequence[tuple[int, int, int, bool]]) -> None:
+        """rows: (token, position, sequence, want_logits)."""
+        if len(rows) > self.capacity:
+            raise ValueError("batch overflow")
+        b = self.raw
+        for i, (tok, pos, seq, out) in enumerate(rows):
+            b.token[i] = tok
+            b.pos[i] = pos
+            b.n_seq_id[i] = 1
+            b.seq_id[i][0] = seq
+            b.logits[i] = 1 if out else 0
+        b.n_tokens = len(rows)
+
+    def close(self) -> None:
+        if self._alive:
+            self.L.llama_batch_free(self.raw)
+            self._alive = False
+
+
+class _Runtime:
+    """Model + context + batch, with the shared life cycle of both backends."""
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str],
+        *,
+        n_ctx: int,
+        n_threads: int | None,
+        n_gpu_layers: int,
+        n_seq_max: int,
+        kv_f32: bool,
+        embeddings: bool,
+        extra_bufts: bool | None,
+    ) -> None:
+        for name, v in (("n_ctx", n_ctx), ("n_seq_max", n_seq_max)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise InputError(f"{name} must be a positive integer, got {v!r}")
+        if n_seq_max > _MAX_SEQ:
+            raise InputError(f"n_seq_max must be at most {_MAX_SEQ} (llama.cpp's limit)")
+        if n_threads is not None and (not isinstance(n_threads, int) or n_threads < 1):
+            raise InputError(f"n_threads must be a positive integer, got {n_threads!r}")
+        self.info = check_gguf(model_path)
+        self.path = self.info.path
+        self.lock = threading.RLock()
+        self.model: _Model | None = None
+        self.ctx: _Context | None = None
+        self.batch: _Batch | None = None
+        try:
+            self.model = _Model(self.path, n_gpu_layers, extra_bufts)
+            # a batch holds a prompt chunk or one token per live sequence
+            n_batch = max(min(n_ctx, 512), n_seq_max)
+            self.ctx = _Context(
+                self.model,
+                n_ctx=n_ctx,
+                n_batch=n_batch,
+                n_seq_max=n_seq_max,
+                n_threads=n_threads or _default_threads(),
+                kv_f32=kv_f32,
+                embeddings=embeddings,
+            )
+            self.batch = _Batch(self.model.L, n_batch, n_seq_max)
+        except BaseException:
+            self.close()
+            raise
+        self.n_seq_max = n_seq_max
+
+    def parts(self) -> tuple[_Model, _Context, _Batch]:
+        if self.model is None or self.ctx is None or self.batch is None:
+            raise ModelError(f"{self.path}: backend is closed")
+        return self.model, self.ctx, self.batch
+
+    def close(self) -> None:
+        for part in (self.batch, self.ctx, self.model):
+            if part is not None:
+                part.close()
+        self.batch = self.ctx = self.model = None
+
+    def __del__(self) -> None:  # a forgotten close(); never raise from a finalizer
+        with contextlib.suppress(Exception):
+            self.close()
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+@dataclass
+class _Live:
+    """A candidate being generated."""
+
+    seq: int
+    rng: np.random.Generator
+    data: bytearray
+    n_tokens: int = 0
+    logprob: float = 0.0
+    done: Candidate | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# Policy
+
+
+class LlamaCppPolicy:
+    """Policy backend over a GGUF file (see the module docstring for the KV layout).
+
+    n_ctx: KV cells shared by the prompt and all live candidates. n_seq_max: sequences in the
+    context (1 for the prompt + up to n_seq_max - 1 candidates decoded together). kv_f32: F32 KV
+    cache and no flash attention, for exact parity with torch (default F16, ~4e-3 drift).
+    extra_bufts: llama.cpp's extra CPU buffer types (AMX, weight repacking); None = off on CPUs
+    with AMX, where quantized models crash (see `cpu_has_amx`), on elsewhere.
+    """
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str],
+        n_ctx: int = 4096,
+        n_threads: int | None = None,
+        n_gpu_layers: int = 0,
+        n_seq_max: int = 33,
+        kv_f32: bool = False,
+        extra_bufts: bool | None = None,
+    ) -> None:
+        if isinstance(n_seq_max, int) and n_seq_max < 2:
+            raise InputError("n_seq_max must be at least 2 (a prompt and one candidate)")
+        self._rt = _Runtime(
+            model_path,
+            n_ctx=n_ctx,
+            n_threads=n_threads,
+            n_gpu_layers=n_gpu_layers,
+            n_seq_max=n_seq_max,
+            kv_f32=kv_f32,
+            embeddings=False,
+            extra_bufts=extra_bufts,
+        )
+        self.name = f"llamacpp:{self._rt.path.name}"
+        self.metadata = self._rt.info.metadata
+        self._cached: list[int] = []
+        """Tokens whose KV state sits on sequence 0 (the previous request's prompt)."""
+
+    # -- Policy protocol ------------------------------------------------------------------
+
+    def propose(self, requests: Sequence[StepRequest]) -> list[Proposal]:
+        with self._rt.lock:
+            return [self._propose_one(r) for r in requests]
+
+    def chat_prompt(self, messages: Sequence[dict[str, str]]) -> str | None:
+        with self._rt.lock:
+            model, _, _ = self._rt.parts()
+            template = model.meta("tokenizer.chat_template")
+            if not template:
+                return None
+            bos, eos = model.token_text(model.bos), model.token_text(model.eos)
+        return render_chat_template(template, messages, bos_token=bos, eos_token=eos)
+
+    def close(self) -> None:
+        with self._rt.lock:
+            self._rt.close()
+            self._cached = []
+
+    def __enter__(self) -> LlamaCppPolicy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def tokenize(self, text: str) -> list[int]:
+        """Token ids for `text` as a prompt (BOS per the vocabulary, markers as single ids)."""
+        with self._rt.lock:
+            model, _, _ = self._rt.parts()
+            return model.tokenize(text)
+
+    def logits(self, text: str, all_positions: bool = False) -> np.ndarray:
+        """Next-token logits after `text` ([vocab]), or after every token of it ([n, vocab]).
+        The last-position form uses and updates the prompt cache; the other clears it."""
+        with self._rt.lock:
+            parts = self._rt.parts()
+            tokens = parts[0].tokenize(text)
+            if not all_positions:
+                return self._eval_prompt(parts, tokens)[0]
+            self._reset()
+            return self._eval_prompt(parts, tokens, all_positions=True)[0]
+
+    def _eval_prompt(
+        self, parts: tuple[_Model, _Context, _Batch], tokens: list[int], all_positions: bool = False
+    ) -> tuple[np.ndarray, int]:
+        """Make sequence 0 hold `tokens`; return (logits after the last one, tokens evaluated)."""
+        _, ctx, batch = parts
+        if not tokens:
+            raise InputError("empty prompt and the model has no BOS or EOS token")
+        if len(tokens) >= ctx.n_ctx:
+            raise InputError(f"prompt is {len(tokens)} tokens; the context holds {ctx.n_ctx}")
+        keep = min(_common_prefix(self._cached, tokens), len(tokens) - 1)
+        ctx.seq_rm(0, keep, -1)
+        self._cached = tokens[:keep]
+        todo = tokens[keep:]
+        step = batch.capacity
+        rows: list[np.ndarray] = []
+        for start in range(0, len(todo), step):
+            chunk = todo[start : start + step]
+            last = start + len(chunk) == len(todo)
+            batch.fill(
+                [
+                    (t, keep + start + j, 0, all_positions or (last and j == len(chunk) - 1))
+                    for j, t in enumerate(chunk)
+                ]
+            )
+            ctx.decode(batch)
+            self._cached = tokens[: keep + start + len(chunk)]
+            if all_positions:
+                rows += [ctx.logits(j) for j in range(len(chunk))]
+        if all_positions:
+            return np.stack(rows), len(todo)
+        return ctx.logits(batch.raw.n_tokens - 1), len(todo)
+
+    def _propose_one(self, req: StepRequest) -> Proposal:
+        if isinstance(req.k, bool) or not isinstance(req.k, int) or req.k < 1:
+            raise InputError(f"k must be a positive integer, got {req.k!r}")
+        if req.max_tokens < 1:
+            raise InputError(f"max_tokens must be positive, got {req.max_tokens!r}")
+        parts = self._rt.parts()
+        model, ctx, _ = parts
+        tokens = model.tokenize(req.prefix)
+        try:
+            first_logits, evaluated = self._eval_prompt(parts, tokens)
+        except ModelError:
+            self._reset()
+            raise
+        n_prompt = len(tokens)
+        room = ctx.n_ctx - n_prompt  # KV cells left for generated tokens
+        max_new = min(req.max_tokens, room)
+        # candidates per round: sequences available and cells for each one's tokens
+        # (a candidate of n tokens fills n - 1 cells: its last token is never decoded)
+        per_round = max(1, min(self._rt.n_seq_max - 1, room // max(1, max_new - 1)))
+        rngs = candidate_rngs(req.seed, req.k)
+        stopper = StopMatcher(req.stop)
+        results: list[Candidate] = []
+        try:
+            for r0 in range(0, req.k, per_round):
+                idx = range(r0, min(req.k, r0 + per_round))
+                results += self._generate(
+                    parts, req, [rngs[i] for i in idx], first_logits, n_prompt, max_new, stopper
+                )
+        except ModelError:
+            self._reset()
+            raise
+        generated = sum(c.n_tokens for c in results)
+        return Proposal(tuple(results), evaluated + generated)
+
+    def _generate(
+        self,
+        parts: tuple[_Model, _Context, _Batch],
+        req: StepRequest,
+        rngs: list[np.random.Generator],
+        first_logits: np.ndarray,
+        n_prompt: int,
+        max_new: int,
+        stopper: StopMatcher,
+    ) -> list[Candidate]:
+        model, ctx, batch = parts
+        live = [_Live(i + 1, rng, bytearray()) for i, rng in enumerate(rngs)]
+        try:
+            for c in live:
+                ctx.seq_cp(0, c.seq)
+            logits = {c.seq: first_logits for c in live}
+            pos = n_prompt
+            while True:
+                rows = []
+                for c in live:
+                    if c.done is not None:
+                        continue
+                    tok, lp = sample_token(logits[c.seq], req.temperature, req.top_p, c.rng)
+                    c.n_tokens += 1
+                    c.logprob += lp
+                    if model.is_eog(tok):
+                        c.done = self._finish(c, "eos", None)
+                        continue
+                    c.data += model.piece(tok)
+                    hit = stopper.check(c.data.decode("utf-8", errors="replace"))
+                    if hit is not None:
+                        c.done = Candidate(hit[0], c.n_tokens, "stop", hit[1], c.logprob)
+                        continue
+                    if c.n_tokens >= max_new:
+                        c.done = self._finish(c, "length", None)
+                        continue
+                    rows.append((tok, pos, c.seq, True))
+                if not rows:
+                    break
+                batch.fill(rows)
+                ctx.decode(batch)
+                logits = {seq: ctx.logits(i) for i, (_, _, seq, _) in enumerate(rows)}
+                pos += 1
+        finally:
+            for c in live:
+                ctx.seq_rm(c.seq, -1, -1)
+        return [c.done for c in live if c.done is not None]
+
+    @staticmethod
+    def _finish(c: _Live, finish: str, stop: str | None) -> Candidate:
+        return Candidate(
+            c.data.decode("utf-8", errors="replace"), c.n_tokens, finish, stop, c.logprob
+        )
+
+    def _reset(self) -> None:
+        """After a failed decode the KV state is unknown: drop it all."""
+        if self._rt.ctx is not None:
+            self._rt.ctx.clear()
+        self._cached = []
+
+
+def render_chat_template(
+    template: str,
+    messages: Sequence[dict[str, str]],
+    *,
+    bos_token: str = "",
+    eos_token: str = "",
+    add_generation_prompt: bool = True,
+) -> str:
+    """Render a Hugging Face chat template the way transformers does (sandboxed Jinja2,
+    trim_blocks, lstrip_blocks, loop controls), as llama-cpp-python's Jinja2ChatFormatter."""
+    import jinja2
+    import jinja2.ext
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    def raise_exception(message: str) -> None:
+        raise InputError(f"chat template: {message}")
+
+    env = ImmutableSandboxedEnvironment(
+        loader=jinja2.BaseLoader(),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        extensions=[jinja2.ext.loopcontrols],
+    )
+    try:
+        return env.from_string(template).render(
+            messages=list(messages),
+            bos_token=bos_token,
+            eos_token=eos_token,
+            add_generation_prompt=add_generation_prompt,
+            raise_exception=raise_exception,
+        )
+    except jinja2.TemplateError as e:
+        raise ModelError(f"chat template failed: {e}") from None
+
+
+# --------------------------------------------------------------------------------------------
+# Reward (PPM)
+
+VALUE_HEAD_KEYS = {
+    # mirrors edgestar.quantize.gguf_export.VALUE_HEAD_KEYS (the runtime cannot import it)
+    "role": "edgestar.role",
+    "hidden_size": "edgestar.value_head.hidden_size",
+    "weight": "edgestar.value_head.weight",
+    "weight_encoding": "edgestar.value_head.weight_encoding",
+    "bias": "edgestar.value_head.bias",
+    "score_scale": "edgestar.value_head.score_scale",
+    "squash": "edgestar.value_head.squash",
+}
+
+
+class LlamaCppReward:
+    """Reward backend (PPM) over a GGUF file exported from a ppm checkpoint.
+
+    Each prefix is evaluated on its own sequence (several per batch); the pooled LAST-token
+    hidden state h gives score = tanh((w . h + b) / score_scale). The KV cache is cleared
+    between batches: scores never depend on earlier calls.
+    """
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str],
+        n_ctx: int = 4096,
+        n_threads: int | None = None,
+        n_gpu_layers: int = 0,
+        n_seq_max: int = 16,
+        kv_f32: bool = False,
+        extra_bufts: bool | None = None,
+    ) -> None:
+        self._rt = _Runtime(
+            model_path,
+            n_ctx=n_ctx,
+            n_threads=n_threads,
+            n_gpu_layers=n_gpu_layers,
+            n_seq_max=n_seq_max,
+            kv_f32=kv_f32,
+            embeddings=True,
+            extra_bufts=extra_bufts,
+        )
+        try:
+            self.weight, self.bias, self.score_scale = self._read_head()
+        except BaseException:
+            self._rt.close()
+            raise
+        self.name = f"llamacpp-ppm:{self._rt.path.name}"
+
+    def _read_head(self) -> tuple[np.ndarray, float, float]:
+        model, _, _ = self._rt.parts()
+        p = self._rt.path
+        role = model.meta(VALUE_HEAD_KEYS["role"])
+        if role != "ppm":
+            raise ModelError(f"{p}: not a PPM (edgestar.role is {role!r}, expected 'ppm')")
+        raw = {k: model.meta(v) for k, v in VALUE_HEAD_KEYS.items()}
+        missing = [VALUE_HEAD_KEYS[k] for k, v in raw.items() if v is None]
+        if missing:
+            raise ModelError(f"{p}: PPM metadata missing {', '.join(missing)}")
+        if raw["weight_encoding"] != "base64-f32le":
+            raise ModelError(f"{p}: unknown value head encoding {raw['weight_encoding']!r}")
+        if raw["squash"] != "tanh":
+            raise ModelError(f"{p}: unknown value head squash {raw['squash']!r}")
+        try:
+            w = np.frombuffer(base64.b64decode(raw["weight"], validate=True), dtype="<f4")
+            bias, scale, hidden = (
+                float(raw["bias"]),
+                float(raw["score_scale"]),
+                int(raw["hidden_size"]),
+            )
+        except (ValueError, TypeError) as e:
+            raise ModelError(f"{p}: malformed value head metadata ({e})") from None
+        if w.size != hidden or hidden != model.n_embd:
+            raise ModelError(
+                f"{p}: value head has {w.size} weights, model hidden size is {model.n_embd}"
+            )
+        if not (math.isfinite(scale) and scale > 0 and math.isfinite(bias)):
+            raise ModelError(f"{p}: value head bias/score_scale not finite positive")
+        return w.astype(np.float64), bias, scale
+
+    def hidden_states(self, prefixes: Sequence[str]) -> np.ndarray:
+        """[len(prefixes), hidden] last-token hidden states (after the final norm)."""
+        with self._rt.lock:
+            model, ctx, batch = self._rt.parts()
+            toks = [model.tokenize(p) for p in prefixes]
+            for t in toks:
+                if not t:
+                    raise InputError("empty prefix and the model has no BOS or EOS token")
+                if len(t) > ctx.n_ctx:
+                    raise InputError(f"prefix is {len(t)} tokens; the context holds {ctx.n_ctx}")
+            out = np.zeros((len(toks), model.n_embd), dtype=np.float64)
+            i = 0
+            try:
+                while i < len(toks):
+                    # a group: up to n_seq_max prefixes whose tokens fit the KV cache
+                    group, cells = [i], len(toks[i])
+                    while (
+                        i + len(group) < len(toks)
+                        and len(group) < self._rt.n_seq_max
+                        and cells + len(toks[i + len(group)]) <= ctx.n_ctx
+                    ):
+                        cells += len(toks[i + len(group)])
+                        group.append(i + len(group))
+                    ctx.clear()
+                    rows = [
+                        (t, pos, seq, pos == len(toks[j]) - 1)
+                        for seq, j in enumerate(group)
+                        for pos, t in enumerate(toks[j])
+                    ]
+                    for s in range(0, len(rows), batch.capacity):
+                        chunk = rows[s : s + batch.capacity]
+                        batch.fill(chunk)
+                        ctx.decode(batch)
+                        # LAST pooling gives each sequence's last token in this batch: read the
+                        # sequences whose final token was in it
+                        for _, _, seq, last in chunk:
+                            if last:
+                                out[group[seq]] = ctx.seq_embedding(seq, model.n_embd)
+                    i += len(group)
+            finally:
+                ctx.clear()
+            return out
+
+    def score(self, prefixes: Sequence[str]) -> list[float]:
+        if not prefixes:
+            return []
+        h = self.hidden_states(prefixes)
+        r = h @ self.weight + self.bias
+        return [float(x) for x in np.tanh(r / self.score_scale)]
+
+    def close(self) -> None:
+        with self._rt.lock:
+            self._rt.close()
+
+    def __enter__(self) -> LlamaCppReward:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
