@@ -33,13 +33,20 @@ def extract_boxed(text: str) -> str | None:
     return best
 
 
-def extract_answer(text: str) -> str | None:
-    """The answer stated in a solution: a boxed value, else 'answer is X', else None."""
+def extract_answer(text: str, last_number: bool = False) -> str | None:
+    """The answer stated in a solution: a boxed value, else 'answer is X', else (with
+    `last_number`) the last number in the text, else None."""
     boxed = extract_boxed(text)
     if boxed is not None:
         return boxed
     m = re.findall(r"answer is[:\s]*\$?([^\s$]+?)\$?[.\s]*$", text.strip(), flags=re.I | re.M)
-    return m[-1] if m else None
+    if m:
+        return m[-1]
+    if last_number:
+        nums = re.findall(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?", text)
+        if nums:
+            return nums[-1].rstrip(".").replace(",", "")
+    return None
 
 
 _LATEX_FRAC = re.compile(r"\\[dt]?frac\{([^{}]+)\}\{([^{}]+)\}")

@@ -24,7 +24,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .answer import extract_boxed
+from .answer import extract_answer, extract_boxed
 from .types import InputError
 
 
@@ -127,10 +127,15 @@ def _parse_plain(fmt: StepFormat, text: str, finish: str) -> ParsedStep:
     ans = extract_boxed(text)
     if ans is not None:
         return ParsedStep("answer", text, answer=ans)
-    if finish == "stop" and text.strip():
-        return ParsedStep("text", text)
-    if finish == "stop":  # an empty step: nothing said, nothing gained
-        return ParsedStep("invalid", text)
+    if finish == "stop":
+        # An empty step says nothing and gains nothing.
+        return ParsedStep("text" if text.strip() else "invalid", text)
+    if finish == "eos":
+        # The model finished without \boxed{}: small chat models often do. Take the answer it
+        # states ("the answer is X"), else its last number, as evaluation harnesses do.
+        ans = extract_answer(text, last_number=True)
+        if ans is not None:
+            return ParsedStep("answer", text, answer=ans)
     return ParsedStep("invalid", text)
 
 

@@ -69,6 +69,9 @@ class QuantReport:
     """2-D weights not of the requested type because their rows are not a multiple of 256."""
     mixture: tuple[TensorType, ...]
     """2-D weights given another type by llama.cpp's quant mixture (not a shape problem)."""
+    requantized_from: int | None = None
+    """The source's llama.cpp file type when it was already quantized (a requantization:
+    the output cannot be more accurate than the source)."""
 
     @property
     def ratio(self) -> float:
@@ -81,8 +84,12 @@ def quantize_gguf(
     quant: str = "q8_0",
     force: bool = False,
     n_threads: int | None = None,
+    allow_requantize: bool = True,
 ) -> QuantReport:
-    """Quantize the F32/F16/BF16 GGUF `src` to `out` with llama.cpp; report what it wrote."""
+    """Quantize the GGUF `src` to `out` with llama.cpp; report what it wrote.
+
+    A source that is already quantized (a third-party Q4_1 file, say) is requantized, and the
+    report says so in `requantized_from`; pass allow_requantize=False to refuse that."""
     if quant not in QUANTS:
         raise InputError(f"unknown quant {quant!r}; choose from {', '.join(QUANTS)}")
     src_p, out_p = Path(src), Path(out)
@@ -92,7 +99,8 @@ def quantize_gguf(
         raise InputError("quantize_gguf: src and out are the same file")
     info = check_gguf(src_p)
     ft = info.metadata.get("general.file_type")
-    if ft is not None and ft not in _SOURCE_FILE_TYPES:
+    requant = ft if ft is not None and ft not in _SOURCE_FILE_TYPES else None
+    if requant is not None and not allow_requantize:
         raise InputError(f"{src_p} is already quantized (file type {ft}); start from F32/F16")
     if n_threads is not None and (not isinstance(n_threads, int) or n_threads < 1):
         raise InputError(f"n_threads must be a positive integer, got {n_threads!r}")
@@ -101,6 +109,7 @@ def quantize_gguf(
     spec = QUANTS[quant]
     params = L.llama_model_quantize_default_params()
     params.ftype = getattr(L, spec.ftype)
+    params.allow_requantize = requant is not None
     params.nthread = n_threads or 0  # 0: llama.cpp picks the hardware thread count
     out_p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out_p.name}.", suffix=".tmp", dir=out_p.parent)
@@ -128,6 +137,7 @@ def quantize_gguf(
         type_counts=report[0],
         fallbacks=report[1],
         mixture=report[2],
+        requantized_from=requant,
     )
 
 

@@ -50,6 +50,8 @@ def test_plain_format():
     assert PLAIN.parse("First, 2+2=4.\n\n", "stop", "\n\n").kind == "text"
     assert PLAIN.parse("So \\boxed{4}", "eos", None).answer == "4"
     assert PLAIN.parse("trailing", "eos", None).kind == "invalid"
+    assert PLAIN.parse("so 12 + 30 = 42.", "eos", None).answer == "42"
+    assert PLAIN.parse("so 12 + 30 = 42.", "length", None).kind == "invalid"
     chat = PLAIN.prompt("Q?", lambda msgs: f"<user>{msgs[0]['content']}</user><bot>")
     assert chat.startswith("<user>Q?") and chat.endswith("<bot>")
     assert PLAIN.prompt("Q?", lambda msgs: None).startswith("Question: Q?")

@@ -218,7 +218,9 @@ def test_k_quant_fallbacks_reported(ggufs, tmp_path: Path) -> None:  # type: ign
     with pytest.raises(InputError, match="exists"):
         quantize_gguf(ggufs["llama"], rep.out, "q4_k_m")
     with pytest.raises(InputError, match="already quantized"):
-        quantize_gguf(rep.out, tmp_path / "again.gguf", "q4_0")
+        quantize_gguf(rep.out, tmp_path / "again.gguf", "q4_0", allow_requantize=False)
+    again = quantize_gguf(rep.out, tmp_path / "again.gguf", "q8_0", n_threads=1)
+    assert again.requantized_from is not None and rep.requantized_from is None
     with pytest.raises(InputError, match="unknown quant"):
         quantize_gguf(ggufs["llama"], tmp_path / "x.gguf", "q3_xx")
 
