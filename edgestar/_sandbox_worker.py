@@ -1,0 +1,907 @@
+"""The sandbox worker program: edgestar's "zygote" process for running model-written code.
+
+`edgestar.executor.Executor` starts this file as `python -I _sandbox_worker.py` with a scrubbed
+environment. It owns everything that happens on the far side of that pipe: pre-importing the
+allowed modules once, forking one child per step, confining the child (private temp dir,
+resource limits, privilege drop, seccomp, audit hook, restricted builtins, AST check), enforcing
+the wall-clock limit with SIGKILL and reporting what happened. The design, what it covers and
+what it does not, is documented in `edgestar/executor.py`; this file is the mechanism.
+
+It imports nothing from edgestar (`-I` keeps the package off sys.path) and speaks one protocol
+with its parent, on the pipes that were its stdin and stdout (both are moved to private file
+descriptors at start and replaced by /dev/null, so nothing a child prints can reach them):
+every message is a 4-byte big-endian length followed by that many bytes of UTF-8 JSON.
+
+    parent -> zygote   {"allowed_modules": [...], "timeout_s", "cpu_s", "memory_mb",
+                        "max_output_chars"}                          once, first
+    zygote -> parent   {"ready": true, "pid", "modules", "seccomp", "drop_uid", "startup_s"}
+    parent -> zygote   {"code": str, "prefix": str}                  one per run
+    zygote -> parent   {"ok", "stdout", "error", "timed_out", "memory_exceeded", "truncated"}
+
+A child talks to the zygote over its own pipe in frames (1 type byte, 4-byte length, payload):
+b"o" a piece of the step's stdout, sent as it is printed (so output survives a kill), b"t" the
+output was cut, b"r" the final JSON verdict. The zygote trusts none of it: a child can write
+anything to that pipe, so frames are parsed defensively and the total read is capped.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import contextlib
+import gc
+import importlib
+import json
+import os
+import resource
+import select
+import shutil
+import signal
+import struct
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+# --- policy tables ---------------------------------------------------------------------------
+
+DENIED_BUILTINS = frozenset(
+    {
+        "open", "eval", "exec", "compile", "input", "breakpoint", "globals", "locals", "vars",
+        "getattr", "setattr", "delattr", "help", "exit", "quit", "memoryview", "__import__",
+        "copyright", "credits", "license", "__loader__", "__spec__", "__package__",
+    }
+)  # fmt: skip
+"""Builtins removed from the namespace user code runs in (`__import__` is replaced)."""
+
+FRAME_ATTRS = frozenset(
+    {
+        "gi_frame", "gi_code", "cr_frame", "cr_code", "ag_frame", "ag_code", "f_back",
+        "f_builtins", "f_code", "f_globals", "f_locals", "f_trace", "tb_frame", "tb_next",
+        "co_code", "func_globals", "func_code", "cell_contents",
+    }
+)  # fmt: skip
+"""Attributes that lead to frames, code objects or closures: refused by the AST check."""
+
+AUDIT_FRAME_ATTRS = frozenset({"gi_frame", "cr_frame", "ag_frame", "tb_frame"})
+"""Of the attribute reads CPython audits ("object.__getattr__"), those the hook refuses.
+
+The same event also fires for `__code__`, `__defaults__` and `__kwdefaults__`, which sympy and
+inspect read all the time, so those are left to the AST check."""
+
+FREE_EVENTS = frozenset(
+    {
+        "exec", "compile", "builtins.id", "marshal.loads", "marshal.load", "marshal.dumps",
+        "sys._getframe", "time.sleep", "array.__new__", "mmap.__new__", "os.putenv",
+        "os.unsetenv", "os.chdir", "sys.excepthook", "sys.unraisablehook", "glob.glob",
+        "glob.glob/2", "os.walk", "os.fwalk", "pathlib.Path.glob", "pathlib.Path.rglob",
+        "shutil.copyfile", "shutil.copymode", "shutil.copystat", "shutil.copytree",
+        "shutil.move", "shutil.rmtree", "tempfile.mkstemp", "tempfile.mkdtemp",
+        "pickle.find_class", "sys.set_asyncgen_hooks_firstiter",
+        "sys.set_asyncgen_hooks_finalizer",
+    }
+)  # fmt: skip
+"""Audit events allowed without looking at their arguments (the operations they lead to are
+audited on their own: a shutil copy still raises "open"). Every event not named here or
+checked in `make_audit_hook` is refused: the hook is default-deny."""
+
+WRITE_PATH_EVENTS = frozenset(
+    {"os.mkdir", "os.remove", "os.rmdir", "os.truncate", "os.utime", "os.chmod", "os.rename"}
+)
+"""Path events allowed only inside the step's temp dir (and only without dir_fd)."""
+
+DENIED_IMPORTS = frozenset(
+    {
+        "_posixsubprocess", "_ctypes", "ctypes", "_xxsubinterpreters", "_testcapi",
+        "_testinternalcapi", "_testbuffer", "_testmultiphase", "_testimportmultiple",
+        "_testsinglephase", "_ctypes_test", "_xxtestfuzz",
+    }
+)  # fmt: skip
+"""Modules no code may load in a child, even a library's own lazy import. The "import" event
+also fires for `_imp.create_dynamic`, which would otherwise hand back a fresh copy of a
+module whose dangerous function was stubbed out."""
+
+NOBODY = 65534
+FSIZE_BYTES = 1 << 20
+"""Largest file a step may write (RLIMIT_FSIZE)."""
+MAX_CREATES = 64
+"""Files and directories a step may create in its temp dir."""
+NOFILE = 64
+EXIT_MEMORY = 3
+EXIT_INTERNAL = 4
+ERROR_CHARS = 400
+WARMUP = """
+import sympy
+x, y = sympy.symbols("x y")
+sympy.solve([x + y - 3, x - y - 1], [x, y]); sympy.solve(x**2 - 2, x)
+sympy.simplify((x**2 - 1) / (x - 1)); sympy.factor(x**2 - 1); sympy.expand((x + 1) ** 3)
+sympy.integrate(x * sympy.sin(x), x); sympy.diff(sympy.exp(x) * x, x)
+sympy.limit(sympy.sin(x) / x, x, 0); sympy.summation(x, (x, 1, 10))
+sympy.Matrix([[1, 2], [3, 4]]).inv(); sympy.nsimplify(0.5); sympy.N(sympy.pi, 20)
+sympy.factorint(360); sympy.isprime(97); sympy.sympify("x**2 + 1"); sympy.Rational(1, 3)
+sympy.binomial(5, 2); sympy.gcd(12, 18); sympy.sqrt(8); sympy.latex(x**2)
+"""
+"""Run once in the zygote so that sympy's lazy imports and caches are inherited by children."""
+
+
+class BlockedImport(ImportError):
+    """An import user code may not make (message starts 'blocked:')."""
+
+
+# --- framing ---------------------------------------------------------------------------------
+
+
+def _read_exact(fd: int, n: int) -> bytes | None:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = os.read(fd, n - len(buf))
+        if not chunk:
+            return None
+        buf += chunk
+    return bytes(buf)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def read_msg(fd: int) -> dict[str, Any] | None:
+    """One length-prefixed JSON message, or None at end of file."""
+    head = _read_exact(fd, 4)
+    if head is None:
+        return None
+    (n,) = struct.unpack(">I", head)
+    body = _read_exact(fd, n)
+    if body is None:
+        return None
+    msg = json.loads(body.decode("utf-8"))
+    if not isinstance(msg, dict):
+        raise ValueError("message is not a JSON object")
+    return msg
+
+
+def write_msg(fd: int, msg: dict[str, Any]) -> None:
+    body = json.dumps(msg).encode("utf-8")
+    _write_all(fd, struct.pack(">I", len(body)) + body)
+
+
+def _frame(kind: bytes, payload: bytes = b"") -> bytes:
+    return kind + struct.pack(">I", len(payload)) + payload
+
+
+def parse_frames(buf: bytes) -> tuple[list[bytes], bool, dict[str, Any] | None, bool]:
+    """(stdout pieces, truncated, final verdict or None, well-formed) from a child's pipe."""
+    out: list[bytes] = []
+    truncated = False
+    verdict: dict[str, Any] | None = None
+    i = 0
+    while i < len(buf):
+        if i + 5 > len(buf):
+            return out, truncated, verdict, False
+        kind = buf[i : i + 1]
+        (n,) = struct.unpack(">I", buf[i + 1 : i + 5])
+        payload = buf[i + 5 : i + 5 + n]
+        if len(payload) != n:
+            return out, truncated, verdict, False
+        i += 5 + n
+        if kind == b"o":
+            out.append(payload)
+        elif kind == b"t":
+            truncated = True
+        elif kind == b"r":
+            try:
+                v = json.loads(payload.decode("utf-8"))
+            except ValueError:
+                return out, truncated, verdict, False
+            if isinstance(v, dict):
+                verdict = v
+        else:
+            return out, truncated, verdict, False
+    return out, truncated, verdict, True
+
+
+# --- the child's stdout ----------------------------------------------------------------------
+
+
+class BoundedWriter:
+    """sys.stdout for a step: forwards the first `cap` characters to the zygote as they are
+    printed, then only counts. A step printing forever costs CPU time, not memory."""
+
+    def __init__(self, fd: int, cap: int, live: bool) -> None:
+        self._fd = fd
+        self._cap = cap
+        self._live = live
+        self._sent = 0
+        self._cut = False
+
+    def write(self, s: str) -> int:
+        if not isinstance(s, str):
+            raise TypeError(f"write() argument must be str, not {type(s).__name__}")
+        if not self._live:
+            return len(s)
+        room = self._cap - self._sent
+        if room > 0 and s:
+            piece = s[:room]
+            self._sent += len(piece)
+            os.write(self._fd, _frame(b"o", piece.encode("utf-8", "backslashreplace")))
+        if len(s) > max(room, 0) and not self._cut:
+            self._cut = True
+            os.write(self._fd, _frame(b"t"))
+        return len(s)
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+    def writable(self) -> bool:
+        return True
+
+    @property
+    def encoding(self) -> str:
+        return "utf-8"
+
+
+# --- checks on user code ---------------------------------------------------------------------
+
+
+def check_tree(tree: ast.AST) -> str | None:
+    """The first construct the AST check refuses, as a 'blocked: ...' line, or None.
+
+    Refused: attribute access to names starting with '_' or to frame/code attributes (also in
+    match-class patterns), names starting with '__' other than `__name__`, imports of private
+    names, relative imports. A bare `_` or `_x` is the step's own variable and allowed; dunder
+    method definitions (`def __init__`) are allowed, since they expose nothing by being defined.
+    """
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute):
+            if node.attr.startswith("_") or node.attr in FRAME_ATTRS:
+                return f"blocked: access to attribute {node.attr!r} is not allowed"
+        elif isinstance(node, ast.Name):
+            if node.id.startswith("__") and node.id != "__name__":
+                return f"blocked: use of name {node.id!r} is not allowed"
+        elif isinstance(node, (ast.Global, ast.Nonlocal)):
+            for name in node.names:
+                if name.startswith("__"):
+                    return f"blocked: use of name {name!r} is not allowed"
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                return "blocked: relative imports are not allowed"
+            for alias in node.names:
+                if alias.name.startswith("_"):
+                    return f"blocked: import of private name {alias.name!r} is not allowed"
+        elif isinstance(node, ast.alias):
+            if any(p.startswith("_") for p in node.name.split(".")) or (
+                node.asname or ""
+            ).startswith("__"):
+                return f"blocked: import of {node.name!r} is not allowed"
+        elif isinstance(node, ast.MatchClass):
+            for attr in node.kwd_attrs:
+                if attr.startswith("_") or attr in FRAME_ATTRS:
+                    return f"blocked: access to attribute {attr!r} is not allowed"
+    return None
+
+
+def make_importer(allowed: frozenset[str], real_import: Callable[..., Any]) -> Callable[..., Any]:
+    """`__import__` for user code: only top-level names in `allowed`, no relative imports.
+    Imports made by the allowed modules themselves use the real importer."""
+
+    def guarded_import(
+        name: str,
+        globals: Any = None,
+        locals: Any = None,
+        fromlist: Any = (),
+        level: int = 0,
+    ) -> Any:
+        if level != 0:
+            raise BlockedImport("blocked: relative imports are not allowed")
+        if type(name) is not str:
+            raise BlockedImport("blocked: import of a non-string name")
+        top = name.partition(".")[0]
+        if top not in allowed:
+            raise BlockedImport(f"blocked: import of {top!r} is not allowed")
+        return real_import(name, globals, locals, fromlist, level)
+
+    return guarded_import
+
+
+def safe_builtins(allowed: frozenset[str]) -> dict[str, Any]:
+    b = {k: v for k, v in vars(builtins).items() if k not in DENIED_BUILTINS}
+    b["__import__"] = make_importer(allowed, builtins.__import__)
+    return b
+
+
+# --- the audit hook --------------------------------------------------------------------------
+
+
+def make_audit_hook(
+    tmpdir: str, read_roots: tuple[str, ...], read_files: frozenset[str]
+) -> tuple[Callable[[str, tuple[Any, ...]], None], list[str]]:
+    """A default-deny audit hook for one child, and the list it records refusals in.
+
+    The hook cannot be removed once added, and it is built so that user code cannot steer it:
+    it reads no module globals or builtins at call time (everything it uses is bound as a
+    keyword default, and CPython audits writes to `__kwdefaults__`), it calls only C functions
+    and methods of built-in types, it raises the built-in PermissionError (a class user code
+    cannot patch), and it looks at a value only when its type is exactly str, bytes or int, so
+    no user-defined `__eq__`, `__hash__` or `__fspath__` ever runs inside it (such an object
+    could answer one thing to the check and another to the operation).
+    """
+    violations: list[str] = []
+    creates = [0]
+
+    def hook(
+        event: str,
+        args: tuple[Any, ...],
+        *,
+        _free: frozenset[str] = FREE_EVENTS,
+        _wpath: frozenset[str] = WRITE_PATH_EVENTS,
+        _frame_attrs: frozenset[str] = AUDIT_FRAME_ATTRS,
+        _deny_imports: frozenset[str] = DENIED_IMPORTS,
+        _w: str = tmpdir.rstrip("/") + "/",
+        _roots: tuple[str, ...] = tuple(r.rstrip("/") + "/" for r in read_roots),
+        _files: frozenset[str] = read_files,
+        _getcwd: Callable[[], str] = os.getcwd,
+        _str: type = str,
+        _bytes: type = bytes,
+        _int: type = int,
+        _type: type = type,
+        _v: list[str] = violations,
+        _creates: list[int] = creates,
+        _max_creates: int = MAX_CREATES,
+        _exc: type = PermissionError,
+        _wflags: int = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND,
+        _cflags: int = os.O_CREAT,
+    ) -> None:
+        if _type(event) is not _str:
+            _v.append("blocked: audit event with a non-string name")
+            raise _exc("blocked: audit event with a non-string name")
+        if event in _free:
+            return
+        msg = ""
+        if event == "object.__getattr__":
+            if _type(args[1]) is _str and args[1] in _frame_attrs:
+                msg = f"blocked: access to attribute {args[1]!r} is not allowed"
+        elif event == "object.__setattr__" or event == "object.__delattr__":
+            if _type(args[1]) is _str and args[1] == "__code__":
+                msg = "blocked: replacing a function's code is not allowed"
+        elif event == "import":
+            if _type(args[0]) is _str and args[0].partition(".")[0] in _deny_imports:
+                msg = f"blocked: loading module {args[0]!r} is not allowed"
+        elif event == "open" or event == "os.listdir" or event == "os.scandir" or event in _wpath:
+            # Each path argument: absolute and lexically normalised, or "" when not plain.
+            raw: list[Any] = [args[0]]
+            if event == "os.rename":
+                raw.append(args[1])
+            paths: list[str] = []
+            for p in raw:
+                if p is None or _type(p) is _int:
+                    paths.append("<fd>")  # cwd, or a descriptor the step already holds
+                    continue
+                if _type(p) is _bytes:
+                    p = p.decode("utf-8", "surrogateescape")
+                if _type(p) is not _str or "\x00" in p:
+                    paths.append("")
+                    continue
+                if not p.startswith("/"):
+                    p = _getcwd() + "/" + p
+                parts: list[str] = []
+                for part in p.split("/"):
+                    if part == "" or part == ".":
+                        continue
+                    if part == "..":
+                        if parts:
+                            parts.pop()
+                        continue
+                    parts.append(part)
+                paths.append("/" + "/".join(parts))
+            if event == "open":
+                mode, flags = args[1], args[2]
+                writing = (_type(flags) is _int and (flags & _wflags) != 0) or (
+                    _type(mode) is _str
+                    and ("w" in mode or "a" in mode or "x" in mode or "+" in mode)
+                )
+                creating = (_type(flags) is _int and (flags & _cflags) != 0) or (
+                    _type(mode) is _str and ("w" in mode or "a" in mode or "x" in mode)
+                )
+            elif event == "os.listdir" or event == "os.scandir":
+                writing = creating = False
+            else:
+                writing, creating = True, event == "os.mkdir"
+                dir_fds = args[2:4] if event == "os.rename" else args[-1:]
+                for fd in () if event == "os.truncate" else dir_fds:
+                    if not (fd is None or fd == -1):
+                        paths.append("")  # relative to a directory descriptor: refuse
+            for p in paths:
+                if p == "<fd>":
+                    continue
+                inside = p != "" and (p + "/").startswith(_w)
+                if writing:
+                    allowed = inside
+                else:
+                    allowed = inside or p in _files
+                    if not allowed and p != "":
+                        q = p + "/"
+                        for r in _roots:
+                            if q.startswith(r):
+                                allowed = True
+                                break
+                if not allowed:
+                    what = "writing" if writing else "reading"
+                    if event == "open":
+                        msg = f"blocked: opening {p or '(unusual path)'!r} for {what}"
+                    else:
+                        msg = f"blocked: {event} on {p or '(unusual path)'!r}"
+                    msg += " is not allowed"
+                    break
+            if not msg and creating:
+                _creates[0] += 1
+                if _creates[0] > _max_creates:
+                    msg = f"blocked: a step may create at most {_max_creates} files"
+        else:
+            msg = f"blocked: {event} is not allowed"
+        if msg:
+            _v.append(msg)
+            raise _exc(msg)
+
+    return hook, violations
+
+
+# --- seccomp (x86-64 Linux) ------------------------------------------------------------------
+
+_X86_64_DENY = (
+    56, 57, 58, 59, 322, 435,  # clone fork vfork execve execveat clone3
+    62, 200, 101, 310, 311,  # kill tkill ptrace process_vm_readv/writev
+    41, 53,  # socket socketpair
+    133, 259, 92, 93, 94, 260, 86, 265, 88, 266,  # mknod(at) chown* link(at) symlink(at)
+    165, 166, 155, 161, 308, 272, 428, 429, 430, 431, 432, 433, 442,  # mounts, namespaces
+    169, 246, 320, 175, 313, 176, 174, 177, 178, 134, 156, 180,  # reboot, kexec, modules
+    321, 298, 323, 425, 426, 427,  # bpf perf_event_open userfaultfd io_uring
+    248, 249, 250, 303, 304,  # keys, open_by_handle_at
+    424, 434, 438,  # pidfd_*
+    167, 168, 163, 103, 179, 170, 171, 164, 227, 305, 159, 172, 173, 300, 312, 212, 153, 135,
+    160, 109, 112, 141, 142, 144, 314,  # setrlimit setpgid setsid setpriority sched_set*
+)  # fmt: skip
+_NR_TGKILL = 234
+_NR_PRLIMIT64 = 302
+
+
+def _seccomp_program(pid: int) -> bytes:
+    """A classic-BPF seccomp filter (x86-64) that answers EPERM to process creation, exec,
+    signals to other processes, sockets, device nodes, links, mounts and namespaces, module
+    loading, tracing, raising resource limits and leaving the process group."""
+    ld, jeq, ret = 0x20, 0x15, 0x06
+    allow, eperm, kill = 0x7FFF0000, 0x00050001, 0x80000000
+    ins: list[tuple[int, int, int, int]] = [
+        (ld, 0, 0, 4),  # arch
+        (jeq, 1, 0, 0xC000003E),  # AUDIT_ARCH_X86_64
+        (ret, 0, 0, kill),
+        (ld, 0, 0, 0),  # syscall number
+        (0x35, 0, 1, 0x40000000),  # jge: x32 ABI
+        (ret, 0, 0, eperm),
+    ]
+    for nr in _X86_64_DENY:
+        ins += [(jeq, 0, 1, nr), (ret, 0, 0, eperm)]
+    ins += [
+        (jeq, 0, 4, _NR_TGKILL),
+        (ld, 0, 0, 16),  # args[0] (tgid), low half
+        (jeq, 0, 1, pid),
+        (ret, 0, 0, allow),
+        (ret, 0, 0, eperm),
+        (jeq, 0, 6, _NR_PRLIMIT64),
+        (ld, 0, 0, 32),  # args[2] (new limits pointer), low half
+        (jeq, 0, 3, 0),
+        (ld, 0, 0, 36),  # high half
+        (jeq, 0, 1, 0),
+        (ret, 0, 0, allow),
+        (ret, 0, 0, eperm),
+        (ret, 0, 0, allow),
+    ]
+    return b"".join(struct.pack("=HBBI", c, jt, jf, k) for c, jt, jf, k in ins)
+
+
+def install_seccomp() -> bool:
+    """Install the filter in this process; False where seccomp or ctypes is unavailable."""
+    if sys.platform != "linux" or os.uname().machine != "x86_64":
+        return False
+    try:
+        import ctypes
+    except ImportError:
+        return False
+    prog = _seccomp_program(os.getpid())
+    buf = ctypes.create_string_buffer(prog, len(prog))
+
+    class SockFprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+    fprog = SockFprog(len(prog) // 8, ctypes.cast(buf, ctypes.c_void_p))
+    libc = ctypes.CDLL(None, use_errno=True)
+    ul = ctypes.c_ulong
+    if libc.prctl(38, ul(1), ul(0), ul(0), ul(0)) != 0:  # PR_SET_NO_NEW_PRIVS
+        return False
+    # PR_SET_SECCOMP, SECCOMP_MODE_FILTER
+    return libc.prctl(22, ul(2), ctypes.byref(fprog), ul(0), ul(0)) == 0
+
+
+# --- the zygote ------------------------------------------------------------------------------
+
+
+class Zygote:
+    def __init__(self, init: dict[str, Any]) -> None:
+        self.allowed = frozenset(str(m) for m in init["allowed_modules"])
+        self.timeout_s = float(init["timeout_s"])
+        self.cpu_s = int(init["cpu_s"])
+        self.memory_mb = int(init["memory_mb"])
+        self.max_output_chars = int(init["max_output_chars"])
+        self.modules: list[str] = []
+        for name in sorted(self.allowed):
+            try:
+                importlib.import_module(name)
+                self.modules.append(name)
+            except Exception:  # noqa: S112 - a missing optional module is simply not offered
+                continue
+        if "sympy" in self.modules:
+            with contextlib.suppress(Exception):
+                exec(compile(WARMUP, "<warmup>", "exec"), {"__name__": "__warmup__"})
+        self.builtins = safe_builtins(self.allowed)
+        roots: set[str] = set()
+        for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, *sys.path):
+            if p and os.path.isabs(p):
+                roots.add(os.path.normpath(p))
+                roots.add(os.path.realpath(p))
+        for name in self.modules:
+            f = getattr(sys.modules[name], "__file__", None)
+            if f:
+                d = os.path.dirname(os.path.dirname(f))  # the directory holding the package
+                roots.add(os.path.normpath(d))
+                roots.add(os.path.realpath(d))
+        self.read_roots = tuple(sorted(r for r in roots if r != "/"))
+        self.read_files = frozenset({"/dev/null", "/dev/urandom", "/dev/random"})
+        self.rss_bytes = _statm(1)
+        with contextlib.suppress(ImportError):  # once here rather than in every child
+            import ctypes  # noqa: F401
+        self.seccomp, self.drop_uid = self._probe()
+        gc.collect()
+        gc.freeze()
+
+    # ----- probing what this machine allows
+
+    def _probe(self) -> tuple[bool, int | None]:
+        """Fork once to learn whether seccomp works and whether dropping root to `nobody`
+        leaves the interpreter's own files readable (it does not when Python lives under a
+        private home directory)."""
+        dirs = [r for r in self.read_roots if os.path.isdir(r)]
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                if install_seccomp():
+                    try:
+                        os.setpgid(0, 0)
+                    except PermissionError:
+                        code |= 1
+            except BaseException:
+                pass
+            try:
+                if os.geteuid() == 0:
+                    os.setgroups([])
+                    os.setgid(NOBODY)
+                    os.setuid(NOBODY)
+                    for root in dirs:
+                        os.listdir(root)
+                    code |= 2
+            except BaseException:
+                pass
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        code = os.waitstatus_to_exitcode(status)
+        code = code if code >= 0 else 0
+        return bool(code & 1), (NOBODY if code & 2 else None)
+
+    # ----- one run
+
+    def run(self, code: str, prefix: str) -> dict[str, Any]:
+        tmpdir = tempfile.mkdtemp(prefix="edgestar-step-")
+        try:
+            if self.drop_uid is not None:
+                os.chown(tmpdir, self.drop_uid, self.drop_uid)
+            return self._run_in(tmpdir, code, prefix)
+        finally:
+            _rmtree(tmpdir)
+
+    def _run_in(self, tmpdir: str, code: str, prefix: str) -> dict[str, Any]:
+        rfd, wfd = os.pipe()
+        t0 = time.monotonic()
+        pid = os.fork()
+        if pid == 0:  # the child never returns from here
+            status = EXIT_INTERNAL
+            try:
+                os.close(rfd)
+                status = self._child(tmpdir, code, prefix, wfd)
+            finally:
+                os._exit(status)
+        os.close(wfd)
+        try:
+            return self._watch(pid, rfd, t0)
+        finally:
+            os.close(rfd)
+
+    def _watch(self, pid: int, rfd: int, t0: float) -> dict[str, Any]:
+        deadline = t0 + self.timeout_s
+        cap = 4 * self.max_output_chars + (1 << 20)
+        buf = bytearray()
+        killed_wall = overflow = False
+        pidfd = -1
+        with contextlib.suppress(AttributeError, OSError):
+            pidfd = os.pidfd_open(pid)
+        eof = exited = False
+        while not exited:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                _kill(pid)
+                killed_wall = True
+                break
+            watch = ([] if eof else [rfd]) + ([pidfd] if pidfd >= 0 else [])
+            ready = select.select(watch, [], [], min(remaining, 0.05 if pidfd < 0 else 3600))[0]
+            if rfd in ready:
+                data = os.read(rfd, 1 << 16)
+                if data:
+                    buf += data
+                    if len(buf) > cap:
+                        _kill(pid)
+                        overflow = True
+                        break
+                else:
+                    eof = True
+            if pidfd >= 0:
+                exited = pidfd in ready
+            else:
+                exited = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+        _, status, usage = os.wait4(pid, 0)
+        if pidfd >= 0:
+            os.close(pidfd)
+        os.set_blocking(rfd, False)
+        try:  # what the child wrote just before it ended
+            while len(buf) <= cap:
+                data = os.read(rfd, 1 << 16)
+                if not data:
+                    break
+                buf += data
+        except BlockingIOError:
+            pass
+        pieces, truncated, verdict, well_formed = parse_frames(bytes(buf[:cap]))
+        stdout = b"".join(pieces).decode("utf-8", "replace")
+        if len(stdout) > self.max_output_chars:
+            stdout, truncated = stdout[: self.max_output_chars], True
+        res: dict[str, Any] = {
+            "ok": False,
+            "stdout": stdout,
+            "error": None,
+            "timed_out": False,
+            "memory_exceeded": False,
+            "truncated": truncated or overflow,
+        }
+        sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0
+        exit_code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
+        cpu = usage.ru_utime + usage.ru_stime
+        if killed_wall:
+            res["timed_out"] = True
+            res["error"] = f"TimeoutError: step exceeded the {self.timeout_s:g} s time limit"
+        elif overflow:
+            res["error"] = "blocked: the step flooded the result pipe"
+        elif exit_code == 0 and verdict is not None and well_formed:
+            res["ok"] = bool(verdict.get("ok"))
+            err = verdict.get("error")
+            res["error"] = None if res["ok"] else str(err or "error")[:ERROR_CHARS]
+            res["memory_exceeded"] = bool(verdict.get("memory"))
+        elif sig == signal.SIGXCPU or (sig == signal.SIGKILL and cpu >= self.cpu_s - 0.05):
+            res["timed_out"] = True
+            res["error"] = f"TimeoutError: step exceeded the {self.cpu_s} s CPU time limit"
+        elif exit_code == EXIT_MEMORY or (
+            sig in (signal.SIGKILL, signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS)
+            and usage.ru_maxrss * 1024 >= self.rss_bytes + self.memory_mb * (1 << 19)
+        ):
+            res["memory_exceeded"] = True
+            res["error"] = f"MemoryError: step exceeded the {self.memory_mb} MB memory limit"
+        elif sig:
+            res["error"] = f"crashed: the step was killed by {signal.Signals(sig).name}"
+        elif exit_code == 0:
+            res["error"] = "crashed: the step ended without a result"
+        else:
+            res["error"] = f"crashed: the step exited with status {exit_code}"
+        return res
+
+    # ----- inside the child
+
+    def _child(self, tmpdir: str, code: str, prefix: str, wfd: int) -> int:
+        # Descriptors: 0 and 1 are /dev/null already, 2 becomes it; keep only the result pipe.
+        os.dup2(0, 2)
+        os.closerange(3, wfd)
+        os.closerange(wfd + 1, 1 << 16)
+        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM, signal.SIGXCPU):
+            signal.signal(s, signal.SIG_DFL)
+        os.chdir(tmpdir)
+        os.environ.clear()
+        os.environ.update({"HOME": tmpdir, "TMPDIR": tmpdir, "PATH": "/nonexistent"})
+        tempfile.tempdir = tmpdir
+        sys.dont_write_bytecode = True
+        vm = _statm(0)
+        limits = [
+            (resource.RLIMIT_CORE, 0, 0),
+            (resource.RLIMIT_FSIZE, FSIZE_BYTES, FSIZE_BYTES),
+            (resource.RLIMIT_CPU, self.cpu_s, self.cpu_s + 1),
+            (resource.RLIMIT_NOFILE, NOFILE, NOFILE),
+        ]
+        if vm:
+            cap = vm + self.memory_mb * (1 << 20)
+            limits.append((resource.RLIMIT_AS, cap, cap))
+        for res_id, soft, hard in limits:
+            resource.setrlimit(res_id, (soft, hard))
+        # A last resort should the zygote itself die mid-run (SIGALRM's default action kills).
+        signal.setitimer(signal.ITIMER_REAL, self.timeout_s + 2.0)
+        if self.drop_uid is not None:
+            os.setgroups([])
+            os.setgid(self.drop_uid)
+            os.setuid(self.drop_uid)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))
+        if self.seccomp and not install_seccomp():
+            return EXIT_INTERNAL
+        psp = sys.modules.get("_posixsubprocess")
+        if psp is not None:
+            psp.fork_exec = _refuse_fork_exec  # type: ignore[attr-defined]
+        quiet = BoundedWriter(wfd, 0, live=False)
+        loud = BoundedWriter(wfd, self.max_output_chars, live=True)
+        sys.stdout = sys.stderr = quiet  # type: ignore[assignment]
+        sys.stdin = None  # type: ignore[assignment]
+        hook, violations = make_audit_hook(tmpdir, self.read_roots, self.read_files)
+        sys.addaudithook(hook)
+        del hook
+        reserve = bytearray(1 << 21)  # released on MemoryError so the verdict can be sent
+        ok, error, memory = True, None, False
+        ns: dict[str, Any] = {"__builtins__": self.builtins, "__name__": "__main__"}
+        phase = "prefix"
+        try:
+            for phase, src in (("prefix", prefix), ("step", code)):
+                if not src.strip():
+                    continue
+                try:
+                    tree = ast.parse(src, "<step>", "exec")
+                    blocked = check_tree(tree)
+                    if blocked:
+                        raise _StepSyntaxError(blocked)
+                    compiled = compile(tree, "<step>", "exec")
+                except SyntaxError as e:  # also the ones compile() finds (symbol table)
+                    raise _StepSyntaxError(
+                        f"{type(e).__name__}: {e.msg} (line {e.lineno})"
+                    ) from None
+                del tree
+                if phase == "step":
+                    sys.stdout = loud  # type: ignore[assignment]
+                exec(compiled, ns)
+        except MemoryError:
+            del reserve
+            ns.clear()
+            ok, memory = False, True
+            error = f"MemoryError: step exceeded the {self.memory_mb} MB memory limit"
+        except BaseException as e:  # SystemExit and KeyboardInterrupt end the step too
+            ok = False
+            error = _error_line(e)
+            if phase == "prefix":
+                error = f"in prefix: {error}"
+        sys.stdout = quiet  # type: ignore[assignment]
+        if violations and (ok or "blocked:" not in (error or "")):
+            # A refused operation fails the step even when the code caught the exception.
+            ok, error = False, violations[0]
+        try:
+            verdict = json.dumps({"ok": ok, "error": error, "memory": memory})
+            os.write(wfd, _frame(b"r", verdict.encode("utf-8", "replace")))
+        except MemoryError:
+            return EXIT_MEMORY
+        return 0
+
+
+class _StepSyntaxError(Exception):
+    """Carries a ready-made error line for code that was refused before it ran."""
+
+
+def _error_line(e: BaseException) -> str:
+    if (
+        isinstance(e, _StepSyntaxError)
+        or isinstance(e, (PermissionError, BlockedImport))
+        and str(e).startswith("blocked:")
+    ):
+        text = str(e)
+    else:
+        try:
+            msg = str(e)
+        except Exception:
+            msg = ""
+        text = f"{type(e).__name__}: {msg}" if msg else type(e).__name__
+    line = " ".join(text.split())
+    return line if len(line) <= ERROR_CHARS else line[: ERROR_CHARS - 3] + "..."
+
+
+def _refuse_fork_exec(*args: Any, **kwargs: Any) -> Any:
+    """Stands in for `_posixsubprocess.fork_exec`, which CPython does not audit."""
+    sys.audit("_posixsubprocess.fork_exec")  # refused and recorded by the hook
+    raise PermissionError("blocked: _posixsubprocess.fork_exec is not allowed")
+
+
+def _statm(field: int) -> int:
+    """Field `field` of /proc/self/statm in bytes (0: address space, 1: resident); 0 if unknown."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[field]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _kill(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def _rmtree(path: str) -> None:
+    def fix(func: Callable[..., Any], p: str, _exc: Any) -> None:
+        try:  # a step may have taken the write bit off its own subdirectories
+            os.chmod(os.path.dirname(p), 0o700)
+            func(p)
+        except OSError:
+            pass
+
+    shutil.rmtree(path, onerror=fix)
+
+
+def main() -> int:
+    t0 = time.monotonic()
+    req_fd, resp_fd = os.dup(0), os.dup(1)  # os.dup: not inherited across exec
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1):
+        os.dup2(null, fd)
+    os.close(null)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when this process ends
+    init = read_msg(req_fd)
+    if init is None:
+        return 0
+    zygote = Zygote(init)
+    write_msg(
+        resp_fd,
+        {
+            "ready": True,
+            "pid": os.getpid(),
+            "modules": zygote.modules,
+            "seccomp": zygote.seccomp,
+            "drop_uid": zygote.drop_uid,
+            "startup_s": time.monotonic() - t0,
+        },
+    )
+    while True:
+        req = read_msg(req_fd)
+        if req is None:
+            return 0
+        try:
+            reply = zygote.run(str(req.get("code", "")), str(req.get("prefix", "")))
+        except Exception as e:  # keep serving: one bad run must not take the zygote down
+            reply = {
+                "ok": False,
+                "stdout": "",
+                "error": f"internal: {_error_line(e)}",
+                "timed_out": False,
+                "memory_exceeded": False,
+                "truncated": False,
+            }
+        write_msg(resp_fd, reply)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,500 @@
+"""Sandboxed execution of model-written Python steps: `ExecutorConfig`, `ExecResult`, `Executor`.
+
+rStar-Math's policy writes each step as Python that must run; its output goes back into the
+prompt and a step whose code fails ends the branch. This module runs that code so that a
+hostile or merely broken step cannot hurt the process running the search.
+
+    with Executor(ExecutorConfig(timeout_s=2.0)) as ex:
+        r = ex.run("print(x * 2)", prefix="x = 21")
+        r.ok, r.stdout                                  # True, "42\\n"
+
+How a run works
+---------------
+Code never runs in the caller's process. `Executor` starts, on first use, one long-lived worker
+("zygote"): `sys.executable -I edgestar/_sandbox_worker.py`, isolated mode, an environment of
+only PATH, LANG/LC_ALL and OMP/OPENBLAS/MKL_NUM_THREADS=1, its own session, stdin/stdout/stderr
+not shared with the caller. The zygote imports the allowed modules once (sympy, numpy) and runs
+a small sympy warm-up so lazy imports and caches are paid once; then, per run, it `fork()`s a
+child that inherits all of that. The caller and the zygote speak length-prefixed JSON over
+pipes that the zygote moves off fds 0/1 at start (so nothing a step prints can reach them).
+
+In the child, in this order:
+  1. a fresh private temp dir (0700) as cwd, HOME and TMPDIR; all other descriptors closed;
+     stdin, stdout and stderr point to /dev/null at the descriptor level;
+  2. rlimits: RLIMIT_AS = the zygote's address space + `memory_mb`; RLIMIT_CPU = `cpu_s`
+     (hard `cpu_s`+1, so SIGXCPU and then SIGKILL); RLIMIT_FSIZE 1 MiB; RLIMIT_NOFILE 64;
+     RLIMIT_CORE 0; an interval timer as a last resort should the zygote itself die;
+  3. when running as root: drop to `nobody` (setgroups/setgid/setuid) if the zygote's probe
+     found that the interpreter's own files stay readable for `nobody`; then RLIMIT_NPROC 0
+     (a kernel-enforced no-fork for any non-root user; ignored for root);
+  4. seccomp (x86-64 Linux, probed at zygote start): EPERM for fork/vfork/clone/clone3,
+     execve(at), kill/tkill (tgkill only to itself), ptrace, process_vm_*, socket(pair),
+     mknod, chown, link, symlink, mount and namespace calls, module loading, kexec, bpf,
+     perf_event_open, io_uring, userfaultfd, keyctl, open_by_handle_at, pidfd_*, setrlimit and
+     prlimit64 with new limits, setpgid/setsid, scheduler/priority changes;
+  5. `_posixsubprocess.fork_exec` (the one process-spawning primitive CPython does not audit)
+     is replaced by a stub;
+  6. a default-deny `sys.addaudithook`: every audit event is refused unless listed. Allowed:
+     exec/compile/marshal (imports need them), opening files for reading under the temp dir,
+     sys.prefix/base_prefix/exec_prefix, sys.path and the allowed packages' directories, plus
+     /dev/null and /dev/urandom; creating or writing files only inside the temp dir (at most
+     64 creations, and paths relative to a dir fd are refused); listing readable directories;
+     os.mkdir/remove/rmdir/rename/chmod/utime/truncate inside the temp dir; loading any
+     module except ctypes, _posixsubprocess, subinterpreters and the _test* modules (the
+     "import" event also covers `_imp.create_dynamic`). Refused, among everything else:
+     os.system/exec*/spawn*/posix_spawn/fork/forkpty, subprocess.Popen, pty.spawn, every
+     socket.* and ctypes.* event, os.kill/killpg, signal.pthread_kill, resource.setrlimit/
+     prlimit, sys.addaudithook/settrace/setprofile/_current_frames, gc.get_objects/referrers,
+     code.__new__, function.__new__, reading gi_frame/cr_frame/ag_frame/tb_frame, assigning
+     `__code__`, sqlite3, syslog, webbrowser, urllib, input, breakpoint, os.symlink/link/
+     chown/xattr. A refused operation fails the step even if the code catches the exception.
+  7. user code gets its own namespace whose builtins lack open, eval, exec, compile, input,
+     breakpoint, globals, locals, vars, getattr, setattr, delattr, help, exit, quit,
+     memoryview, copyright/credits/license, and whose `__import__` admits only top-level
+     names in `allowed_modules` (the modules' own internal imports use the real importer);
+  8. an AST check before compiling refuses attributes starting with "_" (`__class__`,
+     `__subclasses__`, `__globals__`, `_private`), frame/code/closure attributes (gi_frame,
+     f_back, f_globals, tb_frame, co_code, cell_contents, ...), the same inside
+     match-class patterns, names starting with "__" except `__name__` (`__builtins__`,
+     `__import__`), relative imports and imports of private names;
+  9. `prefix` then `code` run in one namespace; while `prefix` runs, output is discarded;
+     the step's output goes through a bounded writer that forwards at most `max_output_chars`
+     characters to the zygote *as it is printed* (so output survives a kill) and only counts
+     the rest.
+
+The zygote enforces the wall clock with SIGKILL (a step cannot catch or ignore it), reaps the
+child and removes its temp dir. It reports: timed_out for the wall clock, SIGXCPU or the CPU
+hard limit; memory_exceeded for MemoryError in the child (a reserve buffer is freed so the
+verdict can still be sent) or for a death by SIGSEGV/SIGABRT/SIGBUS/SIGKILL whose peak RSS
+came near the limit (what RLIMIT_AS looks like when C code does not raise MemoryError);
+"crashed: ..." for any other death. `Executor` adds its own deadline (timeout + 10 s) on the
+zygote's answer; if the zygote dies or stops answering it is killed with its whole process
+group and a new one starts on the next run (one transparent retry when it is found dead).
+
+Deviations from the original issue, on purpose
+----------------------------------------------
+- Names: only names starting with "__" are refused, not all starting with "_": `_` is the
+  usual throwaway loop variable in model code, and a single-underscore name can only be the
+  step's own variable (no restricted builtin or module global has such a name).
+  Attributes starting with "_" are all refused, as asked.
+- Added privilege drop and seccomp (kernel-enforced, unlike the audit hook), the default-deny
+  event policy, the refusal of ctypes/_posixsubprocess loading, and sticky violations.
+- `operator` is allowed: `operator.attrgetter("__class__")` reads dunders, but so do
+  `string.Formatter().get_field` and `sympy.sympify` (which evaluates its string with the real
+  builtins); the AST check and the trimmed builtins are a first fence that makes naive misuse
+  fail fast with a clear message, not the boundary. The boundary is the audit hook, the
+  rlimits, seccomp, the privilege drop where possible, and SIGKILL.
+- `close()` releases the worker; a later `run()` starts a new one (the object stays usable).
+
+What is covered
+---------------
+Infinite and CPU-burning loops, sleeping forever, ignoring SIGXCPU/SIGALRM (the wall-clock
+kill is SIGKILL from outside), fork bombs by any route that reaches fork/clone/posix_spawn
+(audit hook; seccomp where available; RLIMIT_NPROC for non-root), thread spam (seccomp refuses
+clone; without seccomp, threads die with the process and count against RLIMIT_AS), memory
+bombs, huge or endless output, imports outside the allowlist, reading files outside the
+interpreter's own directories, writing outside the step's temp dir, sockets, ctypes, signals
+to other processes (the caller, the zygote), frame and `__subclasses__` walks (AST), the
+routes to `os` that sympy and typing expose (`sympy.utilities.misc.os`, `typing.sys.modules`),
+which reach only audited or seccomp-refused operations, and a zygote that dies or is killed.
+
+What is NOT covered
+-------------------
+- This is not a security boundary against a determined attacker. CPython's own docs say audit
+  hooks are not a sandbox: a bug in CPython, numpy or sympy that corrupts memory (or crafted
+  bytecode through `marshal.loads`, which imports need and so is allowed) runs arbitrary
+  native code, which seccomp then still confines but the audit hook does not.
+- File reads and writes are checked by the audit hook only; seccomp cannot see paths. Running
+  as root without the privilege drop (as on a machine whose Python lives under /root, this
+  one included), native code that got past the hook can read and write any file root can.
+  Running as a normal user, or as root with a world-readable Python, is much stronger.
+- No namespaces (network, mount, pid), no cgroups: network is refused by seccomp (socket)
+  and the audit hook, not by an empty network namespace. Without seccomp (non-x86-64, or a
+  kernel or container that forbids it) process creation is refused by the audit hook and, for
+  non-root users, by RLIMIT_NPROC; as root with neither, a native-code escape could fork.
+- Paths are normalised lexically (no symlink resolution); the step cannot create symlinks,
+  but a symlink already inside an allowed read root that points outside would be followed.
+- Information that needs no audited call is readable: os.environ (scrubbed), os.stat of any
+  path, os.getpid, the clock, the zygote's own module globals through frames.
+- RLIMIT_AS limits address space, not resident memory; a step may use up to `memory_mb` of
+  real memory, and the disk under the temp dir is bounded only by 64 files of 1 MiB.
+- Linux only as written (fork, /proc/self/statm, pidfd; macOS would lose seccomp and
+  RLIMIT_AS).
+
+Cost (this machine: 2 cores, Python 3.11, sympy 1.14, numpy 2.4, median of 50 runs)
+--------------------------------------------------------------------------------------
+- zygote startup (sympy + numpy import, warm-up, probes): ~2.0 s, paid once per Executor;
+- `print(1 + 1)`: ~5 ms per run (fork, confinement, reap, temp dir, two pipe round trips);
+- `import sympy; x = sympy.Symbol("x"); print(sympy.solve(x**2 - 4, x))`: ~10 ms per run.
+(These are refreshed by `python -m edgestar.executor`, which measures and prints them.)
+
+Thread safety: `run` and `close` hold one lock, so an Executor may be shared by threads, but
+its runs are serialised (one zygote, one child at a time); use one Executor per thread for
+parallel execution. An Executor inherited across `os.fork()` starts its own zygote.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import math
+import os
+import select
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from .types import EdgestarError, InputError
+
+_WORKER = Path(__file__).with_name("_sandbox_worker.py")
+_BASE_MODULES = (
+    "math", "cmath", "fractions", "decimal", "sympy", "itertools", "functools", "statistics",
+    "collections", "re", "string", "random", "datetime", "heapq", "bisect", "operator",
+    "numbers", "typing", "dataclasses", "copy",
+)  # fmt: skip
+DEFAULT_MODULES: tuple[str, ...] = _BASE_MODULES + (
+    ("numpy",) if importlib.util.find_spec("numpy") is not None else ()
+)
+"""What model code may import by default (numpy only where it is installed)."""
+
+STARTUP_TIMEOUT_S = 180.0
+"""How long the zygote may take to import its modules (sympy on a slow board takes seconds)."""
+REPLY_GRACE_S = 10.0
+"""Slack on top of `timeout_s` before the caller gives up on the zygote itself."""
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    """Limits for each run of `Executor.run`."""
+
+    timeout_s: float = 5.0
+    """Wall clock per run (prefix + step), enforced with SIGKILL."""
+    cpu_s: int = 5
+    """CPU seconds per run (RLIMIT_CPU)."""
+    memory_mb: int = 1024
+    """Address space a run may add above the worker's baseline (RLIMIT_AS)."""
+    max_output_chars: int = 4096
+    """Characters of the step's output kept; the rest is dropped and `truncated` set."""
+    allowed_modules: tuple[str, ...] = DEFAULT_MODULES
+    """Top-level modules step code may import."""
+
+    def __post_init__(self) -> None:
+        t = self.timeout_s
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t <= 0:
+            raise InputError(f"executor timeout_s must be a positive number, got {t!r}")
+        for name in ("cpu_s", "memory_mb", "max_output_chars"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise InputError(f"executor {name} must be a positive whole number, got {v!r}")
+        mods = self.allowed_modules
+        if isinstance(mods, str) or not isinstance(mods, (tuple, list)):
+            raise InputError(f"executor allowed_modules must be a tuple of names, got {mods!r}")
+        for m in mods:
+            if not isinstance(m, str) or not m.isidentifier():
+                raise InputError(f"executor allowed_modules: {m!r} is not a top-level module name")
+        object.__setattr__(self, "allowed_modules", tuple(mods))
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """What one run did."""
+
+    ok: bool
+    """Ran to the end without exception, timeout, memory error or refused operation."""
+    stdout: str
+    """What the step printed (not the prefix), at most `max_output_chars` characters."""
+    error: str | None
+    """One line, e.g. "NameError: name 'x' is not defined" or
+    "blocked: import of 'os' is not allowed"; "in prefix: ..." when the prefix failed."""
+    timed_out: bool
+    memory_exceeded: bool
+    seconds: float
+    """Wall time of the run as the caller saw it (worker start-up excluded)."""
+    truncated: bool = False
+    """The step printed more than `max_output_chars` characters."""
+
+
+class _WorkerLost(Exception):
+    """The zygote died or broke the protocol (it is restarted)."""
+
+
+class _WorkerHung(Exception):
+    """The zygote did not answer in time (it is killed)."""
+
+
+class Executor:
+    """Runs steps in a forked, confined child of a long-lived worker process.
+
+    Thread-safe: a lock serialises `run` and `close`. Use as a context manager or call
+    `close()`; `__del__` kills the worker as a safety net, and the worker also exits by itself
+    when this process goes away (it sees end of file on its request pipe).
+    """
+
+    def __init__(self, config: ExecutorConfig | None = None) -> None:
+        if config is not None and not isinstance(config, ExecutorConfig):
+            raise InputError(f"config must be an ExecutorConfig, got {type(config).__name__}")
+        self.config = config or ExecutorConfig()
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._stderr: IO[bytes] | None = None
+        self._owner = os.getpid()
+        self.info: dict[str, Any] = {}
+        """The zygote's hello: pid, modules loaded, seccomp, drop_uid, startup_s."""
+
+    # ----- public
+
+    def run(self, code: str, prefix: str = "") -> ExecResult:
+        """Run `prefix` (output discarded) then `code` in one fresh namespace; never raises for
+        anything the code does. Raises EdgestarError only when the worker cannot be started."""
+        if not isinstance(code, str):
+            raise InputError(f"code must be a string, got {type(code).__name__}")
+        if not isinstance(prefix, str):
+            raise InputError(f"prefix must be a string, got {type(prefix).__name__}")
+        request = {"code": code, "prefix": prefix}
+        with self._lock:
+            self._check_owner()
+            for attempt in (1, 2):
+                proc = self._ensure_started()
+                t0 = time.perf_counter()
+                try:
+                    reply = self._roundtrip(proc, request)
+                except _WorkerHung:
+                    self._shutdown(graceful=False)
+                    return self._failure(
+                        "TimeoutError: the executor worker stopped answering",
+                        time.perf_counter() - t0,
+                        timed_out=True,
+                    )
+                except _WorkerLost as e:
+                    self._shutdown(graceful=False)
+                    if attempt == 2:
+                        return self._failure(f"crashed: {e}", time.perf_counter() - t0)
+                    continue
+                return ExecResult(
+                    ok=bool(reply.get("ok")),
+                    stdout=str(reply.get("stdout") or "")[: self.config.max_output_chars],
+                    error=None if reply.get("ok") else str(reply.get("error") or "error"),
+                    timed_out=bool(reply.get("timed_out")),
+                    memory_exceeded=bool(reply.get("memory_exceeded")),
+                    seconds=time.perf_counter() - t0,
+                    truncated=bool(reply.get("truncated")),
+                )
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def close(self) -> None:
+        """Stop the worker. Idempotent; a later `run` starts a new worker."""
+        with self._lock:
+            self._check_owner()
+            self._shutdown(graceful=True)
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        # No lock here: __del__ may run from the garbage collector in any thread.
+        with contextlib.suppress(Exception):
+            if getattr(self, "_owner", None) == os.getpid():
+                self._shutdown(graceful=False)
+
+    # ----- the worker process
+
+    def _check_owner(self) -> None:
+        if self._owner != os.getpid():  # inherited across fork: the zygote is the parent's
+            self._proc, self._stderr, self.info = None, None, {}
+            self._owner = os.getpid()
+
+    def _ensure_started(self) -> subprocess.Popen[bytes]:
+        proc = self._proc
+        if proc is not None and _alive(proc):
+            return proc
+        if proc is not None:
+            self._shutdown(graceful=False)
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "LANG": "C.UTF-8",
+            "LC_ALL": "C.UTF-8",
+            "OMP_NUM_THREADS": "1",
+            "OPENBLAS_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1",
+        }
+        stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the worker
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-I", str(_WORKER)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                env=env,
+                cwd="/",
+                close_fds=True,
+                start_new_session=True,
+            )
+        except OSError as e:
+            stderr.close()
+            raise EdgestarError(f"could not start the code executor: {e}") from None
+        self._proc, self._stderr = proc, stderr
+        c = self.config
+        init = {
+            "allowed_modules": list(c.allowed_modules),
+            "timeout_s": c.timeout_s,
+            "cpu_s": c.cpu_s,
+            "memory_mb": c.memory_mb,
+            "max_output_chars": c.max_output_chars,
+        }
+        try:
+            _send(proc, init)
+            hello = _receive(proc, time.monotonic() + STARTUP_TIMEOUT_S)
+            if not hello.get("ready"):
+                raise _WorkerLost("no ready message")
+        except (_WorkerLost, _WorkerHung) as e:
+            detail = self._stderr_tail()
+            self._shutdown(graceful=False)
+            raise EdgestarError(
+                f"could not start the code executor ({e}){': ' + detail if detail else ''}"
+            ) from None
+        self.info = hello
+        return proc
+
+    def _roundtrip(self, proc: subprocess.Popen[bytes], request: dict[str, Any]) -> dict[str, Any]:
+        _send(proc, request)
+        return _receive(proc, time.monotonic() + self.config.timeout_s + REPLY_GRACE_S)
+
+    def _stderr_tail(self) -> str:
+        f = self._stderr
+        if f is None:
+            return ""
+        with contextlib.suppress(OSError, ValueError):
+            f.seek(0)
+            lines = f.read()[-2000:].decode("utf-8", "replace").strip().splitlines()
+            return lines[-1] if lines else ""
+        return ""
+
+    def _shutdown(self, graceful: bool) -> None:
+        proc, stderr = self._proc, self._stderr
+        self._proc, self._stderr = None, None
+        if proc is not None:
+            with contextlib.suppress(OSError):
+                if proc.stdin is not None:
+                    proc.stdin.close()  # end of file: the zygote exits by itself
+            if graceful:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=2.0)
+            # The zygote leads its own process group; until it is reaped its pid (and so the
+            # group id) cannot be reused, so this reaches only it and its leftovers.
+            if proc.returncode is None:
+                with contextlib.suppress(OSError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+                proc.wait(timeout=5.0)
+            if proc.stdout is not None:
+                with contextlib.suppress(OSError):
+                    proc.stdout.close()
+        if stderr is not None:
+            with contextlib.suppress(OSError):
+                stderr.close()
+
+    @staticmethod
+    def _failure(error: str, seconds: float, timed_out: bool = False) -> ExecResult:
+        return ExecResult(
+            ok=False,
+            stdout="",
+            error=error,
+            timed_out=timed_out,
+            memory_exceeded=False,
+            seconds=seconds,
+        )
+
+
+def _alive(proc: subprocess.Popen[bytes]) -> bool:
+    """Whether the zygote still runs, without reaping it (see `_shutdown`: while unreaped,
+    its pid cannot be reused, so killing its process group afterwards is safe)."""
+    if proc.returncode is not None:
+        return False
+    try:
+        return os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None
+    except ChildProcessError:
+        return proc.poll() is None
+
+
+def _send(proc: subprocess.Popen[bytes], msg: dict[str, Any]) -> None:
+    body = json.dumps(msg).encode("utf-8", "surrogatepass")
+    assert proc.stdin is not None
+    try:
+        data = memoryview(struct.pack(">I", len(body)) + body)
+        fd = proc.stdin.fileno()
+        while data:
+            n = os.write(fd, data)
+            data = data[n:]
+    except (BrokenPipeError, ConnectionResetError, ValueError) as e:
+        raise _WorkerLost(f"the executor worker died ({type(e).__name__})") from None
+
+
+def _receive(proc: subprocess.Popen[bytes], deadline: float) -> dict[str, Any]:
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    head = _read_exact(fd, 4, deadline)
+    (n,) = struct.unpack(">I", head)
+    if n > 256 * 1024 * 1024:
+        raise _WorkerLost("the executor worker sent an oversized message")
+    body = _read_exact(fd, n, deadline)
+    try:
+        msg = json.loads(body.decode("utf-8", "replace"))
+    except ValueError:
+        raise _WorkerLost("the executor worker sent a malformed message") from None
+    if not isinstance(msg, dict):
+        raise _WorkerLost("the executor worker sent a malformed message")
+    return msg
+
+
+def _read_exact(fd: int, n: int, deadline: float) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise _WorkerHung("the executor worker did not answer in time")
+        try:
+            ready = select.select([fd], [], [], remaining)[0]
+        except InterruptedError:  # pragma: no cover - PEP 475 retries, kept for safety
+            continue
+        if not ready:
+            continue
+        chunk = os.read(fd, n - len(buf))
+        if not chunk:
+            raise _WorkerLost("the executor worker died")
+        buf += chunk
+    return bytes(buf)
+
+
+def _bench(n: int = 50) -> None:  # pragma: no cover - run by hand: python -m edgestar.executor
+    import statistics
+
+    t0 = time.perf_counter()
+    with Executor() as ex:
+        ex.run("pass")
+        startup = time.perf_counter() - t0
+        print(f"zygote startup: {startup:.2f} s  ({ex.info})")
+        for label, code in (
+            ("trivial", "print(1 + 1)"),
+            ("sympy", 'import sympy\nx = sympy.Symbol("x")\nprint(sympy.solve(x**2 - 4, x))'),
+        ):
+            times = []
+            for _ in range(n):
+                r = ex.run(code)
+                assert r.ok, r
+                times.append(r.seconds)
+            print(f"{label}: median {statistics.median(times) * 1000:.1f} ms over {n} runs")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    _bench()
