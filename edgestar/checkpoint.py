@@ -27,6 +27,8 @@ from .types import ModelError
 META_FILE = "edgestar.json"
 VALUE_HEAD_FILE = "value_head.safetensors"
 SCHEMA_VERSION = 1
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; files we publish follow the umask
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
