@@ -346,5 +346,103 @@ def _solve_batch(
     return failed
 
 
+# --------------------------------------------------------------------------- quantize / deploy
+def _print_report(report: Any, as_json: bool) -> None:
+    if as_json:
+        data = report.to_json() if hasattr(report, "to_json") else report
+        click.echo(data if isinstance(data, str) else json.dumps(data, indent=1, default=str))
+    elif hasattr(report, "to_markdown"):
+        click.echo(report.to_markdown())
+    else:
+        click.echo(json.dumps(report, indent=1, default=str))
+
+
+@main.command()
+@click.argument("src", type=click.Path(path_type=Path))
+@click.option("--to", "to", type=click.Choice(["gguf", "onnx"]), default="gguf", show_default=True)
+@click.option(
+    "--quant",
+    default="q8_0",
+    show_default=True,
+    help="gguf: f32 f16 bf16 q8_0 q6_k q5_k_m q4_k_m q4_0; onnx: f32 int8 int4.",
+)
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Output file (.gguf) or folder (onnx).",
+)
+@click.option("--force", is_flag=True, help="Overwrite an existing output.")
+@click.option("--no-verify", is_flag=True, help="Skip the parity checks against the source.")
+@click.option("--json", "as_json", is_flag=True)
+@friendly
+def quantize(
+    src: Path, to: str, quant: str, out: Path, force: bool, no_verify: bool, as_json: bool
+) -> None:
+    """Export SRC (a checkpoint folder or a .gguf file) to GGUF or ONNX at one quant level,
+    then verify it against the source."""
+    from edgestar.quantize.deploy import quantize_one
+
+    if not src.exists():
+        raise InputError(f"{src} does not exist")
+    _print_report(
+        quantize_one(src, to=to, quant=quant, out=out, force=force, verify=not no_verify), as_json
+    )
+
+
+@main.command()
+@click.option(
+    "--policy",
+    type=click.Path(path_type=Path, exists=True),
+    required=True,
+    help="Policy checkpoint folder.",
+)
+@click.option("--ppm", type=click.Path(path_type=Path, exists=True), help="PPM checkpoint folder.")
+@click.option(
+    "--profile",
+    default="laptop-cpu",
+    show_default=True,
+    help="Device profile: laptop-cpu, cuda-desktop, jetson-orin-nano-8gb, jetson-agx-orin.",
+)
+@click.option(
+    "--out", "out", type=click.Path(path_type=Path), required=True, help="Bundle folder to write."
+)
+@click.option("--force", is_flag=True, help="Replace an existing bundle folder.")
+@click.option("--no-onnx", is_flag=True, help="GGUF only.")
+@click.option("--no-smoke", is_flag=True, help="Skip the smoke solve.")
+@click.option("--threads", type=click.IntRange(min=1))
+@click.option("--json", "as_json", is_flag=True)
+@friendly
+def deploy(
+    policy: Path,
+    ppm: Path | None,
+    profile: str,
+    out: Path,
+    force: bool,
+    no_onnx: bool,
+    no_smoke: bool,
+    threads: int | None,
+    as_json: bool,
+) -> None:
+    """Export, quantize and verify a policy (+ PPM) for a device profile; write a bundle."""
+    from edgestar.profiles import get_profile
+    from edgestar.quantize.deploy import deploy as run_deploy
+
+    get_profile(profile)
+    report = run_deploy(
+        policy,
+        ppm,
+        profile,
+        out,
+        force=force,
+        onnx=not no_onnx,
+        smoke=not no_smoke,
+        threads=threads,
+        progress=sys.stderr.isatty(),
+    )
+    _print_report(report, as_json)
+
+
 if __name__ == "__main__":
     main()
