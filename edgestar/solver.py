@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .backends.base import Policy, Reward
+from .backends.loader import open_policy, open_reward
 from .bundle import Bundle, default_bundle_path, read_bundle
 from .formats import StepFormat, get_format
 from .search import run_search
@@ -126,55 +127,6 @@ def _resolve_device(device: str) -> str:
     return "cpu"
 
 
-def _open_policy(path: Path, device: str, threads: int | None, n_ctx: int) -> Policy:
-    if path.is_file() and path.suffix == ".gguf":
-        from .backends.llamacpp import LlamaCppPolicy
-
-        return LlamaCppPolicy(
-            str(path), n_ctx=n_ctx, n_threads=threads, n_gpu_layers=-1 if device == "cuda" else 0
-        )
-    if path.is_dir() and (path / "model.onnx").is_file():
-        from .backends.onnx import OnnxPolicy  # type: ignore[import-not-found]
-
-        return OnnxPolicy(str(path), device=device, threads=threads)
-    if path.is_dir() and (path / "config.json").is_file():
-        return _torch_backend().TorchPolicy(str(path), device=device, threads=threads)
-    if not path.exists():
-        raise ModelError(f"model {path} does not exist")
-    raise ModelError(
-        f"{path} is not a model edgestar can load (a .gguf file or a checkpoint folder)"
-    )
-
-
-def _open_reward(path: Path, device: str, threads: int | None, n_ctx: int) -> Reward:
-    if path.is_file() and path.suffix == ".gguf":
-        from .backends.llamacpp import LlamaCppReward
-
-        return LlamaCppReward(
-            str(path), n_ctx=n_ctx, n_threads=threads, n_gpu_layers=-1 if device == "cuda" else 0
-        )
-    if path.is_dir() and (path / "model.onnx").is_file():
-        from .backends.onnx import OnnxReward  # type: ignore[import-not-found]
-
-        return OnnxReward(str(path), device=device, threads=threads)
-    if path.is_dir() and (path / "config.json").is_file():
-        return _torch_backend().TorchReward(str(path), device=device, threads=threads)
-    if not path.exists():
-        raise ModelError(f"reward model {path} does not exist")
-    raise ModelError(f"{path} is not a reward model edgestar can load")
-
-
-def _torch_backend() -> Any:
-    try:
-        from .backends import torch_backend
-    except ImportError as e:
-        raise ModelError(
-            f"this checkpoint needs torch + transformers ({e.name} is missing): "
-            "pip install 'edgestar[torch]', or use a GGUF bundle"
-        ) from None
-    return torch_backend
-
-
 def _format_of(path: Path) -> str | None:
     """The step format a model declares (edgestar.json or GGUF metadata), if any."""
     if path.is_dir() and (path / "edgestar.json").is_file():
@@ -211,9 +163,9 @@ def load(
         mpath = Path(model)
         fmt = step_format or _format_of(mpath) or "plain"
         get_format(fmt)
-        policy = _open_policy(mpath, dev, threads, n_ctx)
+        policy = open_policy(mpath, dev, threads, n_ctx)
         try:
-            reward = _open_reward(Path(ppm), dev, threads, n_ctx) if ppm is not None else None
+            reward = open_reward(Path(ppm), dev, threads, n_ctx) if ppm is not None else None
         except BaseException:
             policy.close()
             raise
@@ -239,9 +191,9 @@ def _load_bundle(
         pol_e, ppm_e = b.alternates[encoding]["policy"], b.alternates[encoding].get("ppm")
     else:
         raise InputError(f"bundle {b.name} has no {encoding} encoding")
-    policy = _open_policy(b.path(pol_e), dev, threads, n_ctx)
+    policy = open_policy(b.path(pol_e), dev, threads, n_ctx)
     try:
-        reward = _open_reward(b.path(ppm_e), dev, threads, n_ctx) if ppm_e else None
+        reward = open_reward(b.path(ppm_e), dev, threads, n_ctx) if ppm_e else None
     except BaseException:
         policy.close()
         raise

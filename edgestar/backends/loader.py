@@ -1,0 +1,61 @@
+"""Open a policy or reward model from a path, choosing the backend by what the path holds:
+a `.gguf` file runs on llama.cpp, a folder with model.onnx on ONNX Runtime, a Hugging Face
+checkpoint folder on torch (only when torch is installed). Backends are imported lazily.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..types import ModelError
+from .base import Policy, Reward
+
+
+def open_policy(path: Path, device: str, threads: int | None, n_ctx: int) -> Policy:
+    if path.is_file() and path.suffix == ".gguf":
+        from .llamacpp import LlamaCppPolicy
+
+        return LlamaCppPolicy(
+            str(path), n_ctx=n_ctx, n_threads=threads, n_gpu_layers=-1 if device == "cuda" else 0
+        )
+    if path.is_dir() and (path / "model.onnx").is_file():
+        from .onnx import OnnxPolicy
+
+        return OnnxPolicy(str(path), device=device, threads=threads)
+    if path.is_dir() and (path / "config.json").is_file():
+        return _torch_backend().TorchPolicy(str(path), device=device, threads=threads)
+    if not path.exists():
+        raise ModelError(f"model {path} does not exist")
+    raise ModelError(
+        f"{path} is not a model edgestar can load (a .gguf file or a checkpoint folder)"
+    )
+
+
+def open_reward(path: Path, device: str, threads: int | None, n_ctx: int) -> Reward:
+    if path.is_file() and path.suffix == ".gguf":
+        from .llamacpp import LlamaCppReward
+
+        return LlamaCppReward(
+            str(path), n_ctx=n_ctx, n_threads=threads, n_gpu_layers=-1 if device == "cuda" else 0
+        )
+    if path.is_dir() and (path / "model.onnx").is_file():
+        from .onnx import OnnxReward
+
+        return OnnxReward(str(path), device=device, threads=threads)
+    if path.is_dir() and (path / "config.json").is_file():
+        return _torch_backend().TorchReward(str(path), device=device, threads=threads)
+    if not path.exists():
+        raise ModelError(f"reward model {path} does not exist")
+    raise ModelError(f"{path} is not a reward model edgestar can load")
+
+
+def _torch_backend() -> Any:
+    try:
+        from . import torch_backend
+    except ImportError as e:
+        raise ModelError(
+            f"this checkpoint needs torch + transformers ({e.name} is missing): "
+            "pip install 'edgestar[torch]', or use a GGUF bundle"
+        ) from None
+    return torch_backend
