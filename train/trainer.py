@@ -1,0 +1,941 @@
+"""The shared training loop behind policy SFT, policy DPO and PPM training.
+
+Owns:
+- `TrainConfig` (+ `TRAIN_PRESETS`): every knob of a run, validated on construction.
+- `TrainReport`: what a finished run reports (and what goes into edgestar.json's provenance).
+- `RunDir`: the output folder's life cycle. While training, `out_dir/` holds only `.state/`
+  (the resumable training state, rewritten atomically: temp file + fsync + rename). The final
+  checkpoint is written into `.<name>.partial/` beside `out_dir`; then `.state` is removed and
+  the finished folder is renamed onto the (now empty) `out_dir`. A run killed at any point -
+  inside a step, while saving the state, while writing or committing the checkpoint - is picked
+  up by `resume=True`.
+- `TrainTask` + `run_training`: the loop. A task turns items into batches and batches into a
+  loss; the loop does the rest: held-out split, per-epoch shuffling, gradient accumulation,
+  clipping, warmup + schedule, evaluation each epoch, progress bar, state saving and resuming.
+
+Determinism and resume (CPU): the held-out split and each epoch's order come from dedicated
+`torch.Generator`s seeded from `cfg.seed` (and saved in the state); the state holds the model
+weights, optimizer and scheduler state, the step, the position in the epoch, the running loss
+sums and every RNG state. Given the same thread count, a run that is killed and resumed ends
+with weights bitwise equal to an uninterrupted run (tests/test_train.py checks the safetensors
+hash). On CUDA the loop is seeded the same way but kernels are not guaranteed bitwise
+reproducible.
+
+Precision: master weights stay float32; `dtype="bf16"` (the CUDA default when supported) runs
+forward and backward under torch.autocast. A float32 master copy plus AdamW state is ~16 bytes
+per parameter (~12 with adamw8bit), which is why the CUDA presets stop at 1.5B on one 80 GB GPU;
+rStar-Math's 7B recipe (LR 7e-6, 2 epochs) needs sharding or a QLoRA path (quantize/bnb.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from edgestar.checkpoint import META_FILE, read_meta
+from edgestar.types import InputError, ModelError
+
+__all__ = [
+    "TRAIN_PRESETS",
+    "RunDir",
+    "StepInfo",
+    "TrainConfig",
+    "TrainReport",
+    "TrainTask",
+    "TrainedRun",
+    "file_sha256",
+    "fingerprint",
+    "resolve_device",
+    "resolve_dtype",
+    "run_training",
+    "split_eval",
+]
+
+STATE_DIR = ".state"
+STATE_FILE = "state.pt"
+STATE_VERSION = 1
+
+_DEVICES = ("auto", "cpu", "cuda")
+_DTYPES = {"auto": None, "fp32": torch.float32, "float32": torch.float32}
+_DTYPES.update({"bf16": torch.bfloat16, "bfloat16": torch.bfloat16})
+_OPTIMIZERS = ("adamw", "adamw8bit")
+_SCHEDULES = ("cosine", "linear", "constant")
+
+
+# ------------------------------------------------------------------------------------ config
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run's settings. `TrainConfig.preset(name, **overrides)` starts from a
+    named preset (`TRAIN_PRESETS`)."""
+
+    lr: float = 1e-3
+    epochs: int = 3
+    batch_size: int = 16
+    """Rows per micro-batch (a PPM pair counts as one row: two sequences)."""
+    grad_accum: int = 1
+    """Micro-batches per optimizer step."""
+    max_len: int = 512
+    """Longest sequence in tokens (SFT: truncated on the right; PPM/DPO: see the trainers)."""
+    warmup: float = 0.05
+    """Linear warmup, as a fraction of all optimizer steps, in [0, 1)."""
+    weight_decay: float = 0.0
+    seed: int = 0
+    device: str = "auto"
+    """'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'."""
+    dtype: str = "auto"
+    """Compute dtype: 'auto' (bf16 on CUDA when supported, else fp32), 'fp32', 'bf16'."""
+    grad_checkpointing: bool = False
+    optimizer: str = "adamw"
+    """'adamw' (torch) or 'adamw8bit' (bitsandbytes; CUDA only)."""
+    save_every_steps: int = 50
+    """Save the resumable state every N optimizer steps (0: only at epoch ends). The state is
+    also saved at the end of each epoch and before the final checkpoint is written."""
+    eval_fraction: float = 0.1
+    """Share of the data held out for evaluation (split by problem_id when there are several
+    problems), in [0, 0.5]. 0: no evaluation."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping by global norm; 0 turns it off."""
+    lr_schedule: str = "cosine"
+    """After warmup: 'cosine' (to 0), 'linear' (to 0) or 'constant'."""
+    max_steps: int | None = None
+    """Stop after this many optimizer steps in all (None: run every epoch)."""
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    adam_eps: float = 1e-8
+
+    def __post_init__(self) -> None:
+        for name in ("lr", "warmup", "weight_decay", "eval_fraction", "max_grad_norm"):
+            v = getattr(self, name)
+            if not _is_num(v):
+                raise InputError(f"TrainConfig.{name} must be a finite number, got {v!r}")
+        if not self.lr > 0:
+            raise InputError(f"TrainConfig.lr must be positive, got {self.lr!r}")
+        for name in ("epochs", "batch_size", "grad_accum"):
+            v = getattr(self, name)
+            if not _is_int(v) or v < 1:
+                raise InputError(f"TrainConfig.{name} must be a positive whole number, got {v!r}")
+        if not _is_int(self.max_len) or self.max_len < 2:
+            raise InputError(
+                f"TrainConfig.max_len must be a whole number >= 2, got {self.max_len!r}"
+            )
+        for name in ("seed", "save_every_steps"):
+            v = getattr(self, name)
+            if not _is_int(v) or v < 0:
+                raise InputError(f"TrainConfig.{name} must be a whole number >= 0, got {v!r}")
+        if self.max_steps is not None and (not _is_int(self.max_steps) or self.max_steps < 1):
+            raise InputError(
+                f"TrainConfig.max_steps must be None or a positive whole number, got {self.max_steps!r}"
+            )
+        if not 0 <= self.warmup < 1:
+            raise InputError(f"TrainConfig.warmup is a fraction in [0, 1), got {self.warmup!r}")
+        if self.weight_decay < 0 or self.max_grad_norm < 0:
+            raise InputError("TrainConfig.weight_decay and max_grad_norm must be >= 0")
+        if not 0 <= self.eval_fraction <= 0.5:
+            raise InputError(
+                f"TrainConfig.eval_fraction must be in [0, 0.5], got {self.eval_fraction!r}"
+            )
+        dev = self.device
+        if not isinstance(dev, str) or not (
+            dev in _DEVICES or (dev.startswith("cuda:") and dev[5:].isdigit())
+        ):
+            raise InputError(f"TrainConfig.device must be 'auto', 'cpu' or 'cuda[:N]', got {dev!r}")
+        if self.dtype not in _DTYPES:
+            raise InputError(
+                f"TrainConfig.dtype must be one of {', '.join(_DTYPES)}, got {self.dtype!r}"
+            )
+        if self.optimizer not in _OPTIMIZERS:
+            raise InputError(
+                f"TrainConfig.optimizer must be one of {', '.join(_OPTIMIZERS)}, "
+                f"got {self.optimizer!r}"
+            )
+        if self.optimizer == "adamw8bit" and dev == "cpu":
+            raise InputError(
+                "optimizer 'adamw8bit' (bitsandbytes) is for CUDA training; use 'adamw' on CPU"
+            )
+        if self.lr_schedule not in _SCHEDULES:
+            raise InputError(
+                f"TrainConfig.lr_schedule must be one of {', '.join(_SCHEDULES)}, "
+                f"got {self.lr_schedule!r}"
+            )
+        if not isinstance(self.grad_checkpointing, bool):
+            raise InputError("TrainConfig.grad_checkpointing must be True or False")
+        betas = tuple(self.adam_betas)
+        if len(betas) != 2 or not all(_is_num(b) and 0 <= b < 1 for b in betas):
+            raise InputError(f"TrainConfig.adam_betas must be two numbers in [0, 1), got {betas}")
+        object.__setattr__(self, "adam_betas", (float(betas[0]), float(betas[1])))
+        if not _is_num(self.adam_eps) or self.adam_eps <= 0:
+            raise InputError(f"TrainConfig.adam_eps must be positive, got {self.adam_eps!r}")
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> TrainConfig:
+        try:
+            base = TRAIN_PRESETS[name]
+        except KeyError:
+            raise InputError(
+                f"unknown training preset {name!r}; choose from {', '.join(TRAIN_PRESETS)}"
+            ) from None
+        return dataclasses.replace(base, **overrides) if overrides else base
+
+    def replace(self, **overrides: Any) -> TrainConfig:
+        return dataclasses.replace(self, **overrides)
+
+    def to_json(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["adam_betas"] = list(self.adam_betas)
+        return d
+
+
+TRAIN_PRESETS: dict[str, TrainConfig] = {
+    # Tiny random-init models (train/tiny.py) learn from scratch: high LR, fp32, CPU.
+    "cpu-tiny": TrainConfig(
+        lr=1e-3, epochs=3, batch_size=16, max_len=512, warmup=0.05, device="cpu", dtype="fp32"
+    ),
+    "cpu-small": TrainConfig(
+        lr=5e-4, epochs=3, batch_size=16, max_len=1024, warmup=0.05, device="cpu", dtype="fp32"
+    ),
+    # Pretrained 0.5B-1.5B models (Qwen2.5 class) on one GPU: rStar-Math's SFT recipe is
+    # LR 7e-6 for 2 epochs at 7B; smaller models take a somewhat higher LR.
+    "cuda-0.5b": TrainConfig(
+        lr=1e-5,
+        epochs=2,
+        batch_size=8,
+        grad_accum=4,
+        max_len=2048,
+        warmup=0.03,
+        device="cuda",
+        dtype="auto",
+        grad_checkpointing=True,
+        save_every_steps=200,
+        eval_fraction=0.05,
+    ),
+    "cuda-1.5b": TrainConfig(
+        lr=7e-6,
+        epochs=2,
+        batch_size=4,
+        grad_accum=8,
+        max_len=2048,
+        warmup=0.03,
+        device="cuda",
+        dtype="auto",
+        grad_checkpointing=True,
+        optimizer="adamw8bit",
+        save_every_steps=200,
+        eval_fraction=0.05,
+    ),
+}
+"""Named starting points; override fields with `TrainConfig.preset(name, lr=..., ...)`."""
+
+
+def resolve_device(cfg: TrainConfig) -> torch.device:
+    """The torch device `cfg.device` names; InputError for CUDA without CUDA and for adamw8bit
+    off CUDA."""
+    if cfg.device == "auto":
+        dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+            raise InputError(f"device {cfg.device!r} requested but CUDA is not available")
+        dev = torch.device(cfg.device)
+    if cfg.optimizer == "adamw8bit" and dev.type != "cuda":
+        raise InputError(
+            "optimizer 'adamw8bit' (bitsandbytes) needs CUDA; this run is on CPU - use 'adamw'"
+        )
+    return dev
+
+
+def resolve_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype:
+    """Compute dtype: 'auto' -> bf16 on a CUDA device that supports it, else fp32."""
+    dt = _DTYPES[cfg.dtype]
+    if dt is not None:
+        return dt
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+def _dtype_name(dt: torch.dtype) -> str:
+    return {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dt, str(dt))
+
+
+# ------------------------------------------------------------------------------------ report
+
+
+@dataclass(frozen=True)
+class TrainReport:
+    """What a finished run did. Losses are means over micro-batches; `eval_metrics[i]` holds
+    epoch i's held-out metrics (always 'loss'; the PPM adds 'pairwise_accuracy')."""
+
+    steps: int
+    epochs: int
+    n_train: int
+    n_eval: int
+    first_loss: float
+    """Mean training loss of the first optimizer step (the starting point)."""
+    final_loss: float
+    """Mean training loss over the last epoch run."""
+    epoch_losses: tuple[float, ...]
+    eval_losses: tuple[float, ...]
+    eval_metrics: tuple[dict[str, float], ...]
+    tokens: int
+    """Real (non-pad) tokens through the model in training steps."""
+    tokens_per_s: float
+    seconds: float
+    """Wall time of the training loop (evaluation included), summed over resumed segments."""
+    device: str
+    dtype: str
+    resumed: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        for k in ("epoch_losses", "eval_losses", "eval_metrics"):
+            d[k] = list(d[k])
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> TrainReport:
+        names = {f.name for f in dataclasses.fields(cls)}
+        d = {k: v for k, v in d.items() if k in names}
+        for k in ("epoch_losses", "eval_losses", "eval_metrics"):
+            d[k] = tuple(d.get(k, ()))
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """Passed to `on_step` after every optimizer step (and after any state save)."""
+
+    step: int
+    total_steps: int
+    epoch: int
+    loss: float
+    tokens: int
+    state_saved: bool
+
+
+# ------------------------------------------------------------------------------ hashing, I/O
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def fingerprint(*parts: Any) -> str:
+    """sha256 of the JSON of `parts` (what a resumed run must share with the killed one)."""
+    blob = json.dumps(parts, sort_keys=True, default=str, ensure_ascii=True)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def checkpoint_identity(ckpt: Path) -> dict[str, Any]:
+    """A cheap identity of a checkpoint folder for fingerprints: resolved path, file names and
+    sizes, and edgestar.json's text (no hashing of multi-GB weight files)."""
+    files = sorted(
+        (p.name, p.stat().st_size) for p in ckpt.iterdir() if p.is_file() and p.name[0] != "."
+    )
+    meta = (ckpt / META_FILE).read_text("utf-8") if (ckpt / META_FILE).is_file() else ""
+    return {"path": str(ckpt.resolve()), "files": files, "meta": meta}
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    """torch.save into a temp file beside `path`, fsync, rename: never a half-written state."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+# ----------------------------------------------------------------------------------- run dir
+
+
+class RunDir:
+    """The output folder of one run (see the module docstring for the protocol).
+
+    `status` after construction: 'fresh' (start from scratch), 'resume' (a saved state is there)
+    or 'complete' (the finished checkpoint is there and `resume=True`: nothing to do).
+    """
+
+    def __init__(self, out_dir: str | os.PathLike[str], *, resume: bool, force: bool) -> None:
+        out = Path(out_dir)
+        self.out = out
+        self.state_dir = out / STATE_DIR
+        self.state_path = self.state_dir / STATE_FILE
+        self.partial = out.parent / f".{out.name}.partial"
+        self.status = self._prepare(resume=resume, force=force)
+
+    @staticmethod
+    def _complete(folder: Path) -> bool:
+        return (folder / META_FILE).is_file() and (folder / "config.json").is_file()
+
+    def _prepare(self, *, resume: bool, force: bool) -> str:
+        out, partial = self.out, self.partial
+        if force:
+            for p in (out, partial):
+                if p.exists():
+                    shutil.rmtree(p)
+            return "fresh"
+        if partial.exists():
+            if not resume:
+                raise InputError(
+                    f"{partial}: an interrupted run's checkpoint is there; pass resume=True to "
+                    "finish it or force=True to start over"
+                )
+            if self._complete(partial):
+                self._commit_partial()  # killed between writing and renaming: finish it
+                return "complete"
+            shutil.rmtree(partial)  # killed while writing it: the saved state rewrites it
+        if not out.exists():
+            return "fresh"
+        if not out.is_dir():
+            raise InputError(f"{out}: exists and is not a folder")
+        if self._complete(out) and not self.state_dir.exists():
+            if resume:
+                return "complete"
+            raise InputError(
+                f"{out}: a checkpoint is already there; pass force=True to overwrite it "
+                "or resume=True to keep it"
+            )
+        if not resume:
+            raise InputError(
+                f"{out}: already exists; pass resume=True to continue an interrupted run "
+                "or force=True to start over"
+            )
+        others = [p.name for p in out.iterdir() if p.name != STATE_DIR]
+        if others:
+            raise InputError(
+                f"{out}: holds files that are not a training state ({', '.join(sorted(others))}); "
+                "refusing to resume into it"
+            )
+        if self.state_dir.exists():
+            for stale in self.state_dir.glob(".*.tmp"):
+                stale.unlink(missing_ok=True)
+        return "resume" if self.state_path.is_file() else "fresh"
+
+    def load_state(self, device: torch.device) -> dict[str, Any]:
+        try:
+            state = torch.load(self.state_path, map_location=device, weights_only=False)
+        except Exception as e:
+            raise ModelError(f"{self.state_path}: unreadable training state ({e})") from e
+        if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
+            raise ModelError(f"{self.state_path}: not a training state of this version")
+        return state
+
+    def save_state(self, state: dict[str, Any]) -> None:
+        _atomic_torch_save(state, self.state_path)
+
+    def commit(self, write: Callable[[Path], None]) -> Path:
+        """`write(folder)` fills the partial folder (writing edgestar.json last); then it
+        replaces `out_dir`."""
+        if self.partial.exists():
+            shutil.rmtree(self.partial)
+        self.partial.mkdir(parents=True)
+        write(self.partial)
+        if not self._complete(self.partial):
+            raise ModelError(f"{self.partial}: the writer left no config.json / {META_FILE}")
+        for f in self.partial.iterdir():
+            if f.is_file():
+                with open(f, "rb") as fh:
+                    os.fsync(fh.fileno())
+        _fsync_dir(self.partial)
+        self._commit_partial()
+        return self.out
+
+    def _commit_partial(self) -> None:
+        if self.state_dir.exists():
+            shutil.rmtree(self.state_dir)
+        if self.out.exists():
+            self.out.rmdir()  # only ever the (now empty) run folder; fails loudly otherwise
+        os.replace(self.partial, self.out)
+        _fsync_dir(self.out.parent)
+
+    def stored_report(self) -> TrainReport:
+        prov = read_meta(self.out).provenance
+        if "report" not in prov:
+            raise ModelError(f"{self.out}: edgestar.json has no training report")
+        return TrainReport.from_json(prov["report"])
+
+
+# ------------------------------------------------------------------------------------- split
+
+
+def split_eval(keys: Sequence[str], fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """(train indices, eval indices). Whole groups of equal keys (problem ids) go to one side
+    when there are at least two groups; otherwise single items are split. Deterministic in
+    `seed`; the eval side is never empty when fraction > 0 and there are >= 2 items, and the
+    train side never empty."""
+    n = len(keys)
+    if fraction <= 0 or n < 2:
+        return list(range(n)), []
+    groups = sorted(set(keys))
+    g = torch.Generator().manual_seed(1_000_003 * seed + 17)
+    if len(groups) >= 2:
+        perm = torch.randperm(len(groups), generator=g).tolist()
+        n_eval = min(len(groups) - 1, max(1, round(fraction * len(groups))))
+        held = {groups[i] for i in perm[:n_eval]}
+        ev = [i for i, k in enumerate(keys) if k in held]
+    else:
+        perm = torch.randperm(n, generator=g).tolist()
+        n_eval = min(n - 1, max(1, round(fraction * n)))
+        ev = sorted(perm[:n_eval])
+    held_idx = set(ev)
+    return [i for i in range(n) if i not in held_idx], ev
+
+
+# -------------------------------------------------------------------------------------- loop
+
+
+class TrainTask(Protocol):
+    """What a trainer gives the loop. `loss` returns (mean loss of the micro-batch, real tokens
+    in it); `evaluate` returns held-out metrics including 'loss' (called under no_grad, model in
+    eval mode)."""
+
+    def collate(self, items: Sequence[Any], device: torch.device) -> Any: ...
+
+    def loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, int]: ...
+
+    def evaluate(self, model: nn.Module, items: Sequence[Any]) -> dict[str, float]: ...
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    report: TrainReport
+    state_dir: Path
+
+
+def _rng_state() -> dict[str, Any]:
+    st: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    with contextlib.suppress(ImportError):
+        import numpy as np
+
+        st["numpy"] = np.random.get_state()
+    if torch.cuda.is_available():
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    return st
+
+
+def _set_rng_state(st: dict[str, Any]) -> None:
+    torch.set_rng_state(st["torch"].cpu())
+    random.setstate(st["python"])
+    if "numpy" in st:
+        import numpy as np
+
+        np.random.set_state(st["numpy"])
+    if "cuda" in st and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in st["cuda"]])
+
+
+def _epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+    g = torch.Generator().manual_seed(1_000_003 * seed + 7919 * (epoch + 1))
+    return torch.randperm(n, generator=g).tolist()
+
+
+def _lr_lambda(cfg: TrainConfig, total_steps: int) -> Callable[[int], float]:
+    warm = int(round(cfg.warmup * total_steps))
+
+    def f(step: int) -> float:
+        if step < warm:
+            return (step + 1) / (warm + 1)
+        if cfg.lr_schedule == "constant":
+            return 1.0
+        span = max(1, total_steps - warm)
+        progress = min(1.0, (step - warm) / span)
+        if cfg.lr_schedule == "linear":
+            return 1.0 - progress
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return f
+
+
+def _make_optimizer(
+    cfg: TrainConfig, params: list[nn.Parameter], device: torch.device
+) -> torch.optim.Optimizer:
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    groups = [g for g in groups if g["params"]]
+    if cfg.optimizer == "adamw8bit":
+        if device.type != "cuda":
+            raise InputError("optimizer 'adamw8bit' needs CUDA")
+        try:
+            import bitsandbytes as bnb
+        except ImportError as e:
+            raise InputError(
+                "optimizer 'adamw8bit' needs bitsandbytes (pip install 'edgestar[gpu]')"
+            ) from e
+        return bnb.optim.AdamW8bit(groups, lr=cfg.lr, betas=cfg.adam_betas, eps=cfg.adam_eps)
+    return torch.optim.AdamW(
+        groups, lr=cfg.lr, betas=cfg.adam_betas, eps=cfg.adam_eps, foreach=device.type == "cuda"
+    )
+
+
+@contextlib.contextmanager
+def _progress(total: int, initial: int, desc: str, enabled: bool) -> Iterator[Any]:
+    from tqdm.auto import tqdm
+
+    show = enabled and sys.stderr.isatty()
+    bar = tqdm(
+        total=total,
+        initial=initial,
+        desc=desc,
+        unit="step",
+        file=sys.stderr,
+        disable=not show,
+        dynamic_ncols=True,
+        leave=True,
+    )
+    try:
+        yield bar
+    finally:
+        bar.close()
+
+
+def _micro_batches(items: list[Any], size: int) -> list[list[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def run_training(
+    *,
+    model: nn.Module,
+    params: list[nn.Parameter],
+    task: TrainTask,
+    train_items: Sequence[Any],
+    eval_items: Sequence[Any],
+    cfg: TrainConfig,
+    run_dir: RunDir,
+    device: torch.device,
+    fp: str,
+    desc: str = "train",
+    progress: bool = True,
+    on_step: Callable[[StepInfo], None] | None = None,
+) -> TrainReport:
+    """Train `params` of `model` (already on `device`, float32 master weights) on `train_items`.
+
+    Resumes from `run_dir`'s state when `run_dir.status == 'resume'` (its fingerprint must equal
+    `fp`). The state is saved every `cfg.save_every_steps` optimizer steps, at each epoch end
+    and at the very end, so the caller can write the final checkpoint and a kill during that is
+    recoverable too. Returns the report; the model holds the final weights.
+    """
+    if not train_items:
+        raise InputError("no training examples left after the held-out split")
+    dtype = resolve_dtype(cfg, device)
+    if cfg.grad_checkpointing:
+        _enable_grad_checkpointing(model)
+    optimizer = _make_optimizer(cfg, params, device)
+    n = len(train_items)
+    rows_per_step = cfg.batch_size * cfg.grad_accum
+    steps_per_epoch = math.ceil(n / rows_per_step)
+    total = steps_per_epoch * cfg.epochs
+    if cfg.max_steps is not None:
+        total = min(total, cfg.max_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg, total))
+
+    st: dict[str, Any] = {
+        "step": 0,
+        "epoch": 0,
+        "step_in_epoch": 0,
+        "order": _epoch_order(n, cfg.seed, 0),
+        "loss_sum": 0.0,
+        "loss_n": 0,
+        "epoch_losses": [],
+        "eval_metrics": [],
+        "first_loss": None,
+        "tokens": 0,
+        "seconds": 0.0,
+        "done": False,
+    }
+    resumed = run_dir.status == "resume"
+    if resumed:
+        saved = run_dir.load_state(device)
+        if saved.get("fingerprint") != fp:
+            raise InputError(
+                f"{run_dir.state_path}: the saved state belongs to a different run (other data, "
+                "base checkpoint or settings); pass force=True to start over"
+            )
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        _set_rng_state(saved["rng"])
+        st = saved["loop"]
+        if len(st["order"]) != n:
+            raise InputError(f"{run_dir.state_path}: saved data order does not match the data")
+
+    def save() -> None:
+        run_dir.save_state(
+            {
+                "version": STATE_VERSION,
+                "fingerprint": fp,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "rng": _rng_state(),
+                "loop": st,
+            }
+        )
+
+    def autocast() -> Any:
+        if dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=device.type, dtype=dtype)
+
+    def evaluate() -> dict[str, float]:
+        if not eval_items:
+            return {}
+        model.eval()
+        with torch.no_grad(), autocast():
+            m = task.evaluate(model, eval_items)
+        model.train()
+        return {k: float(v) for k, v in m.items()}
+
+    t_start = time.perf_counter()
+    seconds_before = float(st["seconds"])
+    model.train()
+    with _progress(total, st["step"], desc, progress) as bar:
+        while not st["done"]:
+            if st["step"] >= total:
+                st["done"] = True
+                break
+            if st["step_in_epoch"] >= steps_per_epoch:  # epoch finished: evaluate, next order
+                st["epoch_losses"].append(st["loss_sum"] / max(1, st["loss_n"]))
+                st["eval_metrics"].append(evaluate())
+                st["epoch"] += 1
+                st["step_in_epoch"] = 0
+                st["loss_sum"], st["loss_n"] = 0.0, 0
+                st["order"] = _epoch_order(n, cfg.seed, st["epoch"])
+                st["seconds"] = seconds_before + time.perf_counter() - t_start
+                save()
+                continue
+            j = st["step_in_epoch"]
+            rows = [
+                train_items[i] for i in st["order"][j * rows_per_step : (j + 1) * rows_per_step]
+            ]
+            micros = _micro_batches(rows, cfg.batch_size)
+            step_loss, step_tokens = 0.0, 0
+            for mb in micros:
+                batch = task.collate(mb, device)
+                with autocast():
+                    loss, ntok = task.loss(model, batch)
+                (loss / len(micros)).backward()
+                step_loss += float(loss.detach()) / len(micros)
+                step_tokens += int(ntok)
+            if cfg.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            if not math.isfinite(step_loss):
+                raise ModelError(f"training diverged: loss {step_loss} at step {st['step'] + 1}")
+            st["step"] += 1
+            st["step_in_epoch"] += 1
+            st["loss_sum"] += step_loss
+            st["loss_n"] += 1
+            st["tokens"] += step_tokens
+            if st["first_loss"] is None:
+                st["first_loss"] = step_loss
+            st["seconds"] = seconds_before + time.perf_counter() - t_start
+            saved_now = False
+            if st["step"] >= total:
+                # Last step: close the epoch here so the final state holds every metric.
+                st["epoch_losses"].append(st["loss_sum"] / max(1, st["loss_n"]))
+                st["eval_metrics"].append(evaluate())
+                st["done"] = True
+                st["seconds"] = seconds_before + time.perf_counter() - t_start
+                save()
+                saved_now = True
+            elif cfg.save_every_steps and st["step"] % cfg.save_every_steps == 0:
+                save()
+                saved_now = True
+            tok_s = st["tokens"] / max(st["seconds"], 1e-9)
+            bar.set_postfix(loss=f"{step_loss:.4f}", tok_s=f"{tok_s:,.0f}", refresh=False)
+            bar.update(1)
+            if on_step is not None:
+                on_step(
+                    StepInfo(st["step"], total, st["epoch"], step_loss, st["tokens"], saved_now)
+                )
+
+    if cfg.grad_checkpointing:
+        _disable_grad_checkpointing(model)
+    model.eval()
+    seconds = float(st["seconds"])
+    evals = tuple(st["eval_metrics"])
+    return TrainReport(
+        steps=int(st["step"]),
+        epochs=len(st["epoch_losses"]),
+        n_train=n,
+        n_eval=len(eval_items),
+        first_loss=float(st["first_loss"] if st["first_loss"] is not None else float("nan")),
+        final_loss=float(st["epoch_losses"][-1]) if st["epoch_losses"] else float("nan"),
+        epoch_losses=tuple(float(x) for x in st["epoch_losses"]),
+        eval_losses=tuple(float(m["loss"]) for m in evals if "loss" in m),
+        eval_metrics=evals,
+        tokens=int(st["tokens"]),
+        tokens_per_s=float(st["tokens"] / seconds) if seconds > 0 else 0.0,
+        seconds=seconds,
+        device=str(device),
+        dtype=_dtype_name(dtype),
+        resumed=resumed,
+    )
+
+
+def _grad_ckpt_targets(model: nn.Module) -> list[Any]:
+    """The outermost transformers model inside `model` (itself, or a PPM's backbone)."""
+    for m in model.modules():
+        if hasattr(m, "gradient_checkpointing_enable") and hasattr(m, "config"):
+            return [m]
+    return []
+
+
+def _enable_grad_checkpointing(model: nn.Module) -> None:
+    targets = _grad_ckpt_targets(model)
+    if not targets:
+        raise InputError("grad_checkpointing=True but the model does not support it")
+    for m in targets:
+        m.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(m, "config"):
+            m.config.use_cache = False
+
+
+def _disable_grad_checkpointing(model: nn.Module) -> None:
+    for m in _grad_ckpt_targets(model):
+        m.gradient_checkpointing_disable()
+        if hasattr(m, "config"):
+            m.config.use_cache = True
+
+
+# ---------------------------------------------------------------------------- model loading
+
+
+@dataclass
+class LoadedModel:
+    """A causal LM loaded for training: float32 master weights on `device`, its tokenizer (with
+    the step format's markers as special tokens), the checkpoint's edgestar meta (None for a
+    plain HF folder) and the dtype its weights were stored in (the final save converts back)."""
+
+    model: Any
+    tokenizer: Any
+    step_format: str
+    special_tokens: tuple[str, ...]
+    stored_dtype: torch.dtype
+    added_tokens: tuple[str, ...]
+
+
+def load_causal_lm(ckpt: str | os.PathLike[str], device: torch.device, seed: int) -> LoadedModel:
+    """Load `ckpt` (an edgestar checkpoint or any HF causal-LM folder, local files only) for
+    training. Markers of the checkpoint's step format that the tokenizer lacks are added as
+    special tokens and the embeddings resized (seeded, so deterministic)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    from edgestar.formats import get_format
+
+    path = Path(ckpt)
+    if not (path / "config.json").is_file():
+        raise ModelError(f"{path}: not a model folder (no config.json)")
+    meta = read_meta(path) if (path / META_FILE).is_file() else None
+    step_format = meta.step_format if meta is not None else "rstar"
+    fmt_tokens = get_format(step_format).special_tokens
+    old = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        tok = AutoTokenizer.from_pretrained(path, local_files_only=True, use_fast=True)
+        model = AutoModelForCausalLM.from_pretrained(
+            path, local_files_only=True, dtype=torch.float32
+        )
+    except Exception as e:
+        raise ModelError(f"{path}: cannot load for training ({type(e).__name__}: {e})") from e
+    finally:
+        hf_logging.set_verbosity(old)
+    stored = getattr(model.config, "dtype", None)
+    stored_dtype = stored if isinstance(stored, torch.dtype) and stored.is_floating_point else None
+    vocab = set(tok.get_vocab())
+    missing = [t for t in fmt_tokens if t not in vocab]
+    if missing:
+        tok.add_special_tokens(
+            {"additional_special_tokens": [*tok.additional_special_tokens, *missing]},
+            replace_additional_special_tokens=True,
+        )
+    if len(tok) > model.get_input_embeddings().weight.shape[0]:
+        torch.manual_seed(seed)
+        model.resize_token_embeddings(len(tok))
+    for t in fmt_tokens:
+        ids = tok.encode(t, add_special_tokens=False)
+        if len(ids) != 1:
+            raise ModelError(f"{path}: marker {t!r} is not one token (ids {ids})")
+    if tok.pad_token_id is None and tok.eos_token_id is None:
+        raise ModelError(f"{path}: the tokenizer has neither a pad nor an EOS token")
+    specials = tuple(dict.fromkeys([*(meta.special_tokens if meta else ()), *fmt_tokens]))
+    model.to(device)
+    model.config.use_cache = False
+    return LoadedModel(
+        model=model,
+        tokenizer=tok,
+        step_format=step_format,
+        special_tokens=specials,
+        stored_dtype=stored_dtype or torch.float32,
+        added_tokens=tuple(missing),
+    )
+
+
+def pad_id(tokenizer: Any) -> int:
+    p = tokenizer.pad_token_id
+    return int(p if p is not None else tokenizer.eos_token_id)
+
+
+def run_fingerprint(kind: str, ckpt: Path, cfg: TrainConfig, data: Any, **extra: Any) -> str:
+    """What a resumed run must share with the interrupted one: the trainer, the starting
+    checkpoint, the data and every setting except how often the state is saved."""
+    c = cfg.to_json()
+    c.pop("save_every_steps")
+    return fingerprint(kind, checkpoint_identity(ckpt), c, data, extra)
+
+
+def data_sha256(items: Sequence[Any]) -> str:
+    rows = [dataclasses.asdict(x) if dataclasses.is_dataclass(x) else x for x in items]
+    return fingerprint(rows)
