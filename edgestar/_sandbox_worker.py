@@ -12,8 +12,8 @@ with its parent, on the pipes that were its stdin and stdout (both are moved to 
 descriptors at start and replaced by /dev/null, so nothing a child prints can reach them):
 every message is a 4-byte big-endian length followed by that many bytes of UTF-8 JSON.
 
-    parent -> zygote   {"allowed_modules": [...], "timeout_s", "cpu_s", "memory_mb",
-                        "max_output_chars"}                          once, first
+    parent -> zygote   {"tmp_base", "allowed_modules": [...], "timeout_s", "cpu_s",
+                        "memory_mb", "max_output_chars"}             once, first
     zygote -> parent   {"ready": true, "pid", "modules", "seccomp", "drop_uid", "startup_s"}
     parent -> zygote   {"code": str, "prefix": str}                  one per run
     zygote -> parent   {"ok", "stdout", "error", "timed_out", "memory_exceeded", "truncated"}
@@ -293,7 +293,15 @@ def check_tree(tree: ast.AST) -> str | None:
 
 def make_importer(allowed: frozenset[str], real_import: Callable[..., Any]) -> Callable[..., Any]:
     """`__import__` for user code: only top-level names in `allowed`, no relative imports.
-    Imports made by the allowed modules themselves use the real importer."""
+
+    Python modules' own imports use their own globals' builtins, so they never come here. C
+    code does: `PyImport_Import` (behind `PyImport_ImportModule`, as when `datetime.strftime`
+    loads `time`) looks `__import__` up in the builtins of the *running frame*, which is the
+    step's. It always passes an empty list as `fromlist`, which an import statement never does
+    (None or a tuple), and such calls go to the real importer. This lets nothing new through:
+    the real `__import__` is reachable anyway (`typing.sys.modules["builtins"]`); this
+    importer is a clear first refusal, not the boundary.
+    """
 
     def guarded_import(
         name: str,
@@ -302,6 +310,8 @@ def make_importer(allowed: frozenset[str], real_import: Callable[..., Any]) -> C
         fromlist: Any = (),
         level: int = 0,
     ) -> Any:
+        if type(fromlist) is list and not fromlist and level == 0:
+            return real_import(name, globals, locals, fromlist, level)
         if level != 0:
             raise BlockedImport("blocked: relative imports are not allowed")
         if type(name) is not str:
@@ -542,6 +552,8 @@ class Zygote:
         self.cpu_s = int(init["cpu_s"])
         self.memory_mb = int(init["memory_mb"])
         self.max_output_chars = int(init["max_output_chars"])
+        base = init.get("tmp_base")
+        self.tmp_base = base if isinstance(base, str) and os.path.isdir(base) else None
         self.modules: list[str] = []
         for name in sorted(self.allowed):
             try:
@@ -610,7 +622,7 @@ class Zygote:
     # ----- one run
 
     def run(self, code: str, prefix: str) -> dict[str, Any]:
-        tmpdir = tempfile.mkdtemp(prefix="edgestar-step-")
+        tmpdir = tempfile.mkdtemp(prefix="edgestar-step-", dir=self.tmp_base)
         try:
             if self.drop_uid is not None:
                 os.chown(tmpdir, self.drop_uid, self.drop_uid)
@@ -637,7 +649,7 @@ class Zygote:
 
     def _watch(self, pid: int, rfd: int, t0: float) -> dict[str, Any]:
         deadline = t0 + self.timeout_s
-        cap = 4 * self.max_output_chars + (1 << 20)
+        cap = 8 * self.max_output_chars + (1 << 20)  # escapes take up to 6 bytes a character
         buf = bytearray()
         killed_wall = overflow = False
         pidfd = -1
@@ -651,7 +663,8 @@ class Zygote:
                 killed_wall = True
                 break
             watch = ([] if eof else [rfd]) + ([pidfd] if pidfd >= 0 else [])
-            ready = select.select(watch, [], [], min(remaining, 0.05 if pidfd < 0 else 3600))[0]
+            # Without a pidfd (Linux < 5.3) the child's exit is polled every 5 ms.
+            ready = select.select(watch, [], [], min(remaining, 0.005 if pidfd < 0 else 3600))[0]
             if rfd in ready:
                 data = os.read(rfd, 1 << 16)
                 if data:
@@ -779,7 +792,7 @@ class Zygote:
                     blocked = check_tree(tree)
                     if blocked:
                         raise _StepSyntaxError(blocked)
-                    compiled = compile(tree, "<step>", "exec")
+                    compiled = compile(tree, "<step>", "exec", dont_inherit=True)
                 except SyntaxError as e:  # also the ones compile() finds (symbol table)
                     raise _StepSyntaxError(
                         f"{type(e).__name__}: {e.msg} (line {e.lineno})"
@@ -793,11 +806,13 @@ class Zygote:
             ns.clear()
             ok, memory = False, True
             error = f"MemoryError: step exceeded the {self.memory_mb} MB memory limit"
-        except BaseException as e:  # SystemExit and KeyboardInterrupt end the step too
-            ok = False
-            error = _error_line(e)
-            if phase == "prefix":
-                error = f"in prefix: {error}"
+        except SystemExit as e:
+            if e.code not in (None, 0):  # sys.exit(0) is a normal end, as in a script
+                ok, error = False, _error_line(e)
+                error = f"in prefix: {error}" if phase == "prefix" else error
+        except BaseException as e:  # KeyboardInterrupt and the like end the step too
+            ok, error = False, _error_line(e)
+            error = f"in prefix: {error}" if phase == "prefix" else error
         sys.stdout = quiet  # type: ignore[assignment]
         if violations and (ok or "blocked:" not in (error or "")):
             # A refused operation fails the step even when the code caught the exception.

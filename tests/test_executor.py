@@ -107,13 +107,14 @@ def test_sympy_numpy_and_stdlib(ex: Executor) -> None:
         "print(sympy.solve(x**2 - 4, x), sympy.integrate(2 * x, x))\n"
         "print(int(np.arange(5).sum()), Fraction(1, 3) + Fraction(1, 6), math.comb(5, 2))\n"
         "print(statistics.mean([1, 2, 3]), list(itertools.accumulate([1, 2, 3])))\n"
+        "import datetime\nprint(datetime.date(2024, 3, 1).strftime('%A'))\n"  # C-level import
         "for _ in range(2):\n    pass\n"
         "class Point:\n    def __init__(self, v):\n        self.v = v\n"
         "print(Point(3).v)\n"
     )
     r = ex.run(code)
     assert r.ok, r
-    assert r.stdout.splitlines() == ["[-2, 2] x**2", "10 1/2 10", "2 [1, 3, 6]", "3"]
+    assert r.stdout.splitlines() == ["[-2, 2] x**2", "10 1/2 10", "2 [1, 3, 6]", "Friday", "3"]
 
 
 def test_prefix_output_discarded_and_variables_visible(ex: Executor) -> None:
@@ -137,6 +138,22 @@ def test_runtime_error_is_one_line(ex: Executor) -> None:
     assert r.error == "ValueError: first line second line"
     assert r.stdout == "partial\n"  # what was printed before the error is kept
     survives(ex)
+
+
+def test_system_exit(ex: Executor) -> None:
+    r = ex.run("print('a')\nraise SystemExit(0)\nprint('b')")
+    assert r.ok and r.stdout == "a\n", r
+    r = ex.run("raise SystemExit(2)")
+    failed(r)
+    assert r.error == "SystemExit: 2"
+
+
+def test_unusual_text(ex: Executor) -> None:
+    r = ex.run("print('π ≈ 3.14', '\\ud800')")
+    assert r.ok and r.stdout == "π ≈ 3.14 \\ud800\n", r
+    r = ex.run("from dataclasses import dataclass, fields\n"
+               "@dataclass\nclass P:\n    x: int\nprint(fields(P)[0].type, P(1))")  # fmt: skip
+    assert r.ok and r.stdout == "<class 'int'> P(x=1)\n", r  # no inherited __future__ flags
 
 
 def test_syntax_error(ex: Executor) -> None:
@@ -476,6 +493,24 @@ def test_close_then_run_restarts(small: Executor) -> None:
     r = small.run("print(2)")
     assert r.ok and r.stdout == "2\n"
     assert small.info["pid"] != first
+
+
+def test_executor_inherited_across_fork(small: Executor) -> None:
+    assert small.run("pass").ok
+    parent_zygote = small.info["pid"]
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the forked child
+        code = 1
+        try:
+            r = small.run("print(3)")
+            code = 0 if r.ok and r.stdout == "3\n" and small.info["pid"] != parent_zygote else 2
+            small.close()
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    survives(small)
+    assert small.info["pid"] == parent_zygote  # the child left the parent's zygote alone
 
 
 def test_zygote_killed_externally(small: Executor) -> None:
