@@ -342,3 +342,15 @@ def test_reasoning_gym_missing_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "reasoning_gym", None)
     with pytest.raises(InputError, match="pip install reasoning-gym"):
         P.reasoning_gym_source("gcd", 3, 0)
+
+
+def test_result_record_from_solve():
+    from edgestar.types import Budget, SearchStats, SolveResult
+
+    res = SolveResult(question="q", answer="0.5", score=0.9, strategy="mcts", stopped_by="done",
+                      stats=SearchStats(tokens_generated=42, seconds=1.5))  # fmt: skip
+    rec = ResultRecord.from_solve("p1", res, gold="1/2", budget=Budget(rollouts=8))
+    assert (rec.correct, rec.tokens, rec.seconds, rec.strategy) == (True, 42, 1.5, "mcts")
+    assert rec.budget["rollouts"] == 8 and ResultRecord.from_json(rec.to_json()) == rec
+    assert ResultRecord.from_solve("p1", res).correct is None
+    assert ResultRecord.from_solve("p1", res, gold="2").correct is False

@@ -22,7 +22,8 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, TypeVar
 
-from edgestar.types import InputError, Problem, check_question
+from edgestar.answer import equivalent
+from edgestar.types import Budget, InputError, Problem, SolveResult, check_question
 
 T = TypeVar("T", bound="_Record")
 
@@ -128,5 +129,20 @@ class ResultRecord(_Record):
 
     def to_dict(self) -> dict[str, Any]:
         # answer and correct stay present even when null: "no answer" is a result, not a gap.
-        d = asdict(self)
-        return d
+        return asdict(self)
+
+    @classmethod
+    def from_solve(
+        cls, id: str, result: SolveResult, gold: str | None = None, budget: Budget | None = None
+    ) -> ResultRecord:
+        """The record of one `Solver.solve` call; `correct` is `equivalent(gold, answer)`, or
+        None without a reference answer."""
+        return cls(
+            id=id,
+            answer=result.answer,
+            correct=None if gold is None else equivalent(gold, result.answer),
+            tokens=result.stats.tokens_generated,
+            seconds=result.stats.seconds,
+            strategy=result.strategy,
+            budget={} if budget is None else asdict(budget),
+        )

@@ -297,6 +297,8 @@ def decimal_arithmetic(rng: random.Random, d: int) -> GeneratedProblem:
             "{n} and friends split a bill of ${am} equally among {b} people. How many dollars does each person pay?",
             "{b} identical boxes weigh {a} kg together. How much does one box weigh in kilograms?",
         ]  # fmt: skip
+        if not terminates(Fraction(total) / n, 2):
+            del opts[3]  # no bill of $12.425 a head
         t, phr = pick(rng, opts)
         steps = [
             (
@@ -1120,6 +1122,8 @@ def comparison(rng: random.Random, d: int) -> GeneratedProblem:
         )
         final = "print(shown)"
     q = phr.format(w=word, a=sa, b=sb)
+    if kind == "power":
+        q += " Give its value."
     return gen(q, answer, steps, final, f"{kind}:{t}")
 
 
@@ -1363,6 +1367,8 @@ def polynomial_eval(rng: random.Random, d: int) -> GeneratedProblem:
     val = sum(c * x0 ** (deg - i) for i, c in enumerate(coeffs))
     if d == 3 and rng.random() < 0.4:  # composition f(g(x))
         g = [rng.randint(1, 4), rng.randint(-5, 5)]
+        if g == [1, 0]:
+            g[1] = rng.choice([-3, 2])
         gd, gpy = _poly(g, var)
         inner = g[0] * x0 + g[1]
         val = sum(c * inner ** (deg - i) for i, c in enumerate(coeffs))
@@ -1609,7 +1615,7 @@ def percentages(rng: random.Random, d: int) -> GeneratedProblem:
     if kind in ("discount", "increase"):
         up = kind == "increase"
         opts = (
-            ["A town of {b} people grows by {p}%. What is the new population?", "{n} earned ${b} a week and got a {p}% raise. How much does {n} earn per week now?", "Increase {b} by {p}%.", "A plant was {b} cm tall and grew {p}% taller. How tall is it now, in cm?"]
+            ["A town of {b} people grows by {p}%. What is the new population?" if val.denominator == 1 else "A colony of {b} kg of algae grows by {p}%. How many kilograms of algae are there now?", "{n} earned ${b} a week and got a {p}% raise. How much does {n} earn per week now?", "Increase {b} by {p}%.", "A plant was {b} cm tall and grew {p}% taller. How tall is it now, in cm?"]
             if up
             else ["A jacket costs ${b}. It is on sale for {p}% off. What is the sale price in dollars?", "{n} buys a ${b} bike with a {p}% discount. How much does {n} pay?", "Decrease {b} by {p}%.", "A tank holds {b} liters and loses {p}% of its water. How many liters remain?"]
         )  # fmt: skip
@@ -1814,7 +1820,9 @@ def word_rates(rng: random.Random, d: int) -> GeneratedProblem:
     if kind == "distance":
         speed, hours = (
             rng.randint(3, 90),
-            Fraction(rng.randint(1, 8 if d == 1 else 16), 1 if d == 1 else 2),
+            Fraction(rng.randint(2, 8), 1)
+            if d == 1
+            else Fraction(rng.choice([1, *range(3, 17)]), 2),
         )
         vehicle = rng.choice(["car", "cyclist", "train", "boat", "runner"])
         t, phr = pick(
@@ -1961,7 +1969,8 @@ def word_ages(rng: random.Random, d: int) -> GeneratedProblem:
     )
     n, m, o = names(rng, 3)
     if kind == "shift":
-        now, fut, past = rng.randint(5, 60), rng.randint(2, 15), rng.randint(2, 6)
+        now, fut = rng.randint(5, 60), rng.randint(2, 15)
+        past = rng.randint(2, min(6, now - 1))
         t, phr = pick(
             rng,
             [
@@ -2012,7 +2021,7 @@ def word_ages(rng: random.Random, d: int) -> GeneratedProblem:
             f"older{int(bool(later))}:{t}",
         )
     if kind == "sum_diff":
-        y, gap = rng.randint(3, 40), rng.randint(1, 25)
+        y, gap = rng.randint(3, 40), rng.randint(2, 25)
         total = 2 * y + gap
         t, phr = pick(
             rng,
@@ -2131,7 +2140,7 @@ def word_sharing(rng: random.Random, d: int) -> GeneratedProblem:
         )
     if kind == "ratio":
         p, q = rng.randint(1, 7), rng.randint(1, 7)
-        while p == q:
+        while p == q or math.gcd(p, q) > 1:
             q = rng.randint(1, 7)
         unit = rng.randint(2, 30)
         total = (p + q) * unit
