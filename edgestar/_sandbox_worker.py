@@ -565,17 +565,23 @@ class Zygote:
             with contextlib.suppress(Exception):
                 exec(compile(WARMUP, "<warmup>", "exec"), {"__name__": "__warmup__"})
         self.builtins = safe_builtins(self.allowed)
+        # Readable: the interpreter's prefixes, sys.path entries inside them (not, say, a
+        # project directory an editable install put on sys.path), and the directories the
+        # allowed modules were loaded from (site-packages: their lazy imports and data).
+        prefixes = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
         roots: set[str] = set()
-        for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, *sys.path):
+        for p in prefixes:
+            roots |= {os.path.normpath(p), os.path.realpath(p)}
+        for p in sys.path:
             if p and os.path.isabs(p):
-                roots.add(os.path.normpath(p))
-                roots.add(os.path.realpath(p))
+                forms = {os.path.normpath(p), os.path.realpath(p)}
+                if any((f + "/").startswith(r.rstrip("/") + "/") for f in forms for r in roots):
+                    roots |= forms
         for name in self.modules:
             f = getattr(sys.modules[name], "__file__", None)
             if f:
                 d = os.path.dirname(os.path.dirname(f))  # the directory holding the package
-                roots.add(os.path.normpath(d))
-                roots.add(os.path.realpath(d))
+                roots |= {os.path.normpath(d), os.path.realpath(d)}
         self.read_roots = tuple(sorted(r for r in roots if r != "/"))
         self.read_files = frozenset({"/dev/null", "/dev/urandom", "/dev/random"})
         self.rss_bytes = _statm(1)

@@ -19,8 +19,10 @@ child that inherits all of that. The caller and the zygote speak length-prefixed
 pipes that the zygote moves off fds 0/1 at start (so nothing a step prints can reach them).
 
 In the child, in this order:
-  1. a fresh private temp dir (0700) as cwd, HOME and TMPDIR; all other descriptors closed;
-     stdin, stdout and stderr point to /dev/null at the descriptor level;
+  1. a fresh private temp dir (0700) as cwd, HOME and TMPDIR, removed by the zygote after
+     the run, inside a per-worker directory that `Executor` removes when the worker goes (so
+     a worker killed mid-run leaves nothing); all other descriptors closed; stdin, stdout and
+     stderr point to /dev/null at the descriptor level;
   2. rlimits: RLIMIT_AS = the zygote's address space + `memory_mb`; RLIMIT_CPU = `cpu_s`
      (hard `cpu_s`+1, so SIGXCPU and then SIGKILL); RLIMIT_FSIZE 1 MiB; RLIMIT_NOFILE 64;
      RLIMIT_CORE 0; an interval timer as a last resort should the zygote itself die;
@@ -156,6 +158,7 @@ import json
 import math
 import os
 import select
+import shutil
 import signal
 import struct
 import subprocess
@@ -260,6 +263,7 @@ class Executor:
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
         self._stderr: IO[bytes] | None = None
+        self._tmp_base: str | None = None
         self._owner = os.getpid()
         self.info: dict[str, Any] = {}
         """The zygote's hello: pid, modules loaded, seccomp, drop_uid, startup_s."""
@@ -333,7 +337,7 @@ class Executor:
                     if f is not None:
                         with contextlib.suppress(OSError):
                             f.close()
-            self._proc, self._stderr, self.info = None, None, {}
+            self._proc, self._stderr, self.info, self._tmp_base = None, None, {}, None
             self._lock = threading.Lock()
             self._owner = os.getpid()
 
@@ -352,6 +356,11 @@ class Executor:
             "MKL_NUM_THREADS": "1",
         }
         stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the worker
+        # Steps' temp dirs go under one directory per worker, removed here when the worker
+        # goes, so a worker killed mid-run leaves nothing behind. 0711: a step that runs as
+        # `nobody` must be able to pass through it to its own directory.
+        self._tmp_base = tempfile.mkdtemp(prefix="edgestar-exec-")
+        os.chmod(self._tmp_base, 0o711)
         try:
             proc = subprocess.Popen(
                 [sys.executable, "-I", str(_WORKER)],
@@ -365,11 +374,13 @@ class Executor:
             )
         except OSError as e:
             stderr.close()
+            _rmtree(self._tmp_base)
+            self._tmp_base = None
             raise EdgestarError(f"could not start the code executor: {e}") from None
         self._proc, self._stderr = proc, stderr
         c = self.config
         init = {
-            "tmp_base": tempfile.gettempdir(),  # the scrubbed environment loses TMPDIR
+            "tmp_base": self._tmp_base,
             "allowed_modules": list(c.allowed_modules),
             "timeout_s": c.timeout_s,
             "cpu_s": c.cpu_s,
@@ -427,6 +438,9 @@ class Executor:
         if stderr is not None:
             with contextlib.suppress(OSError):
                 stderr.close()
+        if self._tmp_base is not None:
+            _rmtree(self._tmp_base)
+            self._tmp_base = None
 
     @staticmethod
     def _failure(error: str, seconds: float, timed_out: bool = False) -> ExecResult:
@@ -438,6 +452,15 @@ class Executor:
             memory_exceeded=False,
             seconds=seconds,
         )
+
+
+def _rmtree(path: str) -> None:
+    def fix(func: Any, p: str, _exc: Any) -> None:
+        with contextlib.suppress(OSError):  # a step may have locked its own subdirectories
+            os.chmod(os.path.dirname(p), 0o700)
+            func(p)
+
+    shutil.rmtree(path, onerror=fix)
 
 
 def _alive(proc: subprocess.Popen[bytes]) -> bool:

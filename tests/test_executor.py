@@ -531,3 +531,7 @@ def test_zygote_killed_mid_run(small: Executor) -> None:
     assert r.timed_out
     survives(small)
     assert small.info["pid"] != first
+    base = small._tmp_base
+    assert base is not None and os.path.isdir(base)
+    small.close()
+    assert not os.path.exists(base)  # the killed zygote's step directory went with it
