@@ -45,6 +45,7 @@ from .trainer import (
     StepInfo,
     TrainConfig,
     TrainReport,
+    autocast_for,
     data_sha256,
     load_causal_lm,
     pad_id,
@@ -356,13 +357,16 @@ class _DPOTask:
 
 
 def _reference_logps(
-    model: nn.Module, feats: list[DPOFeature], pad: int, batch_size: int
+    model: nn.Module, feats: list[DPOFeature], pad: int, cfg: TrainConfig
 ) -> list[DPOFeature]:
+    """The reference model's summed log-probs of each pair's two continuations, computed under
+    the same autocast as training (so that at step 0 the policy's margins are ~0)."""
+    batch_size = cfg.batch_size
     task = _DPOTask(pad, batch_size, 1.0)
     device = next(model.parameters()).device
     out: list[DPOFeature] = []
     model.eval()
-    with torch.no_grad():
+    with torch.no_grad(), autocast_for(cfg, device):
         for i in range(0, len(feats), batch_size):
             chunk = feats[i : i + batch_size]
             b = task.collate(chunk, device)
@@ -418,12 +422,12 @@ def train_policy_dpo(
     pad = pad_id(lm.tokenizer)
     feats = build_dpo_features(lm.tokenizer, pairs, cfg.max_len)
     if ref.resolve() == start.resolve():
-        feats = _reference_logps(lm.model, feats, pad, cfg.batch_size)
+        feats = _reference_logps(lm.model, feats, pad, cfg)
     else:
         ref_lm = load_causal_lm(ref, device, cfg.seed)
         if ref_lm.tokenizer.get_vocab() != lm.tokenizer.get_vocab():
             raise InputError(f"{ref}: the reference model's tokenizer differs from the policy's")
-        feats = _reference_logps(ref_lm.model, feats, pad, cfg.batch_size)
+        feats = _reference_logps(ref_lm.model, feats, pad, cfg)
         del ref_lm
     train_idx, eval_idx = split_eval([f.problem_id for f in feats], cfg.eval_fraction, cfg.seed)
     data_hash = data_sha256(pairs)

@@ -41,7 +41,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -58,7 +58,7 @@ __all__ = [
     "TrainConfig",
     "TrainReport",
     "TrainTask",
-    "TrainedRun",
+    "autocast_for",
     "file_sha256",
     "fingerprint",
     "resolve_device",
@@ -277,6 +277,14 @@ def resolve_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype:
     return torch.float32
 
 
+def autocast_for(cfg: TrainConfig, device: torch.device) -> Any:
+    """The autocast context the loop runs forward passes under (a no-op for fp32)."""
+    dtype = resolve_dtype(cfg, device)
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
 def _dtype_name(dt: torch.dtype) -> str:
     return {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dt, str(dt))
 
@@ -303,12 +311,13 @@ class TrainReport:
     tokens: int
     """Real (non-pad) tokens through the model in training steps."""
     tokens_per_s: float
+    """`tokens` / time spent in training steps (forward, backward, optimizer)."""
     seconds: float
-    """Wall time of the training loop (evaluation included), summed over resumed segments."""
+    """Wall time of the loop (evaluation and state saves included), summed over resumed
+    segments (work lost to a kill is not counted)."""
     device: str
     dtype: str
     resumed: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -541,12 +550,6 @@ class TrainTask(Protocol):
     def evaluate(self, model: nn.Module, items: Sequence[Any]) -> dict[str, float]: ...
 
 
-@dataclass(frozen=True)
-class TrainedRun:
-    report: TrainReport
-    state_dir: Path
-
-
 def _rng_state() -> dict[str, Any]:
     st: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
     with contextlib.suppress(ImportError):
@@ -689,6 +692,7 @@ def run_training(
         "first_loss": None,
         "tokens": 0,
         "seconds": 0.0,
+        "train_seconds": 0.0,
         "done": False,
     }
     resumed = run_dir.status == "resume"
@@ -721,9 +725,7 @@ def run_training(
         )
 
     def autocast() -> Any:
-        if dtype == torch.float32:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=device.type, dtype=dtype)
+        return autocast_for(cfg, device)
 
     def evaluate() -> dict[str, float]:
         if not eval_items:
@@ -758,6 +760,7 @@ def run_training(
             ]
             micros = _micro_batches(rows, cfg.batch_size)
             step_loss, step_tokens = 0.0, 0
+            t_step = time.perf_counter()
             for mb in micros:
                 batch = task.collate(mb, device)
                 with autocast():
@@ -765,13 +768,16 @@ def run_training(
                 (loss / len(micros)).backward()
                 step_loss += float(loss.detach()) / len(micros)
                 step_tokens += int(ntok)
+            if not math.isfinite(step_loss):
+                raise ModelError(f"training diverged: loss {step_loss} at step {st['step'] + 1}")
             if cfg.max_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            if not math.isfinite(step_loss):
-                raise ModelError(f"training diverged: loss {step_loss} at step {st['step'] + 1}")
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            st["train_seconds"] += time.perf_counter() - t_step
             st["step"] += 1
             st["step_in_epoch"] += 1
             st["loss_sum"] += step_loss
@@ -792,7 +798,7 @@ def run_training(
             elif cfg.save_every_steps and st["step"] % cfg.save_every_steps == 0:
                 save()
                 saved_now = True
-            tok_s = st["tokens"] / max(st["seconds"], 1e-9)
+            tok_s = st["tokens"] / max(st["train_seconds"], 1e-9)
             bar.set_postfix(loss=f"{step_loss:.4f}", tok_s=f"{tok_s:,.0f}", refresh=False)
             bar.update(1)
             if on_step is not None:
@@ -816,7 +822,7 @@ def run_training(
         eval_losses=tuple(float(m["loss"]) for m in evals if "loss" in m),
         eval_metrics=evals,
         tokens=int(st["tokens"]),
-        tokens_per_s=float(st["tokens"] / seconds) if seconds > 0 else 0.0,
+        tokens_per_s=float(st["tokens"] / st["train_seconds"]) if st["train_seconds"] else 0.0,
         seconds=seconds,
         device=str(device),
         dtype=_dtype_name(dtype),
