@@ -26,6 +26,10 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
+from edgestar.backends.base import StepRequest  # noqa: E402
+from edgestar.backends.torch_backend import TorchPolicy, TorchReward  # noqa: E402
+from edgestar.checkpoint import VALUE_HEAD_FILE, read_meta  # noqa: E402
+from edgestar.formats import RSTAR, Marker, rstar_solution  # noqa: E402
 from edgestar.quantize import bnb  # noqa: E402
 from edgestar.train.datasets import PreferencePair, SFTExample  # noqa: E402
 from edgestar.train.ppm_train import pairwise_accuracy, train_ppm  # noqa: E402
@@ -44,11 +48,6 @@ from edgestar.train.trainer import (  # noqa: E402
     file_sha256,
     split_eval,
 )
-
-from edgestar.backends.base import StepRequest  # noqa: E402
-from edgestar.backends.torch_backend import TorchPolicy, TorchReward  # noqa: E402
-from edgestar.checkpoint import VALUE_HEAD_FILE, read_meta  # noqa: E402
-from edgestar.formats import RSTAR, Marker, rstar_solution  # noqa: E402
 from edgestar.types import InputError  # noqa: E402
 
 pytestmark = pytest.mark.torch
@@ -233,6 +232,19 @@ def test_same_seed_same_weights(base_dir: Path, tmp_path: Path) -> None:
     assert weights_hash(tmp_path / "a") == weights_hash(tmp_path / "b")
     assert weights_hash(tmp_path / "a") != weights_hash(tmp_path / "c")
     assert weights_hash(tmp_path / "a") != weights_hash(base_dir)
+
+
+def test_grad_checkpointing_and_bf16_autocast(base_dir: Path, tmp_path: Path) -> None:
+    """The CUDA presets' switches, exercised on CPU: checkpointing recomputes the same forward
+    (same weights, bitwise); bf16 autocast trains and reports its dtype."""
+    ex = sft_examples(12)
+    cfg = small_cfg(epochs=1, batch_size=4)
+    train_policy(base_dir, ex, tmp_path / "a", cfg, progress=False)
+    train_policy(base_dir, ex, tmp_path / "g", cfg.replace(grad_checkpointing=True))
+    assert weights_hash(tmp_path / "a") == weights_hash(tmp_path / "g")
+    assert json.loads((tmp_path / "g" / "config.json").read_text())["use_cache"] is True
+    rep = train_ppm(base_dir, step_pairs(12), tmp_path / "p", cfg.replace(dtype="bf16"))
+    assert rep.dtype == "bf16" and rep.final_loss < rep.first_loss
 
 
 def test_out_dir_rules(base_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
