@@ -361,10 +361,13 @@ def make_audit_hook(
         _roots: tuple[str, ...] = tuple(r.rstrip("/") + "/" for r in read_roots),
         _files: frozenset[str] = read_files,
         _getcwd: Callable[[], str] = os.getcwd,
+        _stat: Callable[[str], Any] = os.stat,
+        _oserror: type = OSError,
         _str: type = str,
         _bytes: type = bytes,
         _int: type = int,
         _type: type = type,
+        _len: Callable[[Any], int] = len,
         _v: list[str] = violations,
         _creates: list[int] = creates,
         _max_creates: int = MAX_CREATES,
@@ -388,21 +391,44 @@ def make_audit_hook(
             if _type(args[0]) is _str and args[0].partition(".")[0] in _deny_imports:
                 msg = f"blocked: loading module {args[0]!r} is not allowed"
         elif event == "open" or event == "os.listdir" or event == "os.scandir" or event in _wpath:
-            # Each path argument: absolute and lexically normalised, or "" when not plain.
+            # Directory descriptors exist only for directories inside the step's own
+            # directory (os.open refuses any other directory below), so a path relative to
+            # one, without "..", stays inside it. CPython gives the "open" event no dir_fd,
+            # so os.open's relative paths may not contain ".." at all.
             raw: list[Any] = [args[0]]
+            dir_fds: list[Any] = [None]
             if event == "os.rename":
                 raw.append(args[1])
-            paths: list[str] = []
-            for p in raw:
-                if p is None or _type(p) is _int:
-                    paths.append("<fd>")  # cwd, or a descriptor the step already holds
+                dir_fds = [args[2], args[3]]
+            elif event in _wpath and event != "os.truncate":
+                dir_fds = [args[-1]]
+            elif event == "open" and args[1] is None:
+                dir_fds = ["unknown"]
+            paths: list[str] = []  # absolute and normalised; "" refused; "<fd>" / "<dir_fd>"
+            for i in range(_len(raw)):
+                p = raw[i]
+                if _type(p) is _int:
+                    paths.append("<fd>")  # a descriptor the step already holds
                     continue
+                if p is None:  # os.listdir() / os.scandir(): the current directory
+                    p = "."
                 if _type(p) is _bytes:
                     p = p.decode("utf-8", "surrogateescape")
                 if _type(p) is not _str or "\x00" in p:
                     paths.append("")
                     continue
-                if not p.startswith("/"):
+                fd = dir_fds[i]
+                relative = not p.startswith("/")
+                if relative and fd is not None and fd != -1:
+                    if ".." in p.split("/"):
+                        paths.append("")
+                        continue
+                    if fd != "unknown":
+                        paths.append("<dir_fd>")
+                        continue
+                    # os.open: relative to the cwd or to a dir_fd; without "..", checking
+                    # it against the cwd is enough (both stay where the check says).
+                if relative:
                     p = _getcwd() + "/" + p
                 parts: list[str] = []
                 for part in p.split("/"):
@@ -427,16 +453,13 @@ def make_audit_hook(
                 writing = creating = False
             else:
                 writing, creating = True, event == "os.mkdir"
-                dir_fds = args[2:4] if event == "os.rename" else args[-1:]
-                for fd in () if event == "os.truncate" else dir_fds:
-                    if not (fd is None or fd == -1):
-                        paths.append("")  # relative to a directory descriptor: refuse
             for p in paths:
-                if p == "<fd>":
+                if p == "<fd>" or p == "<dir_fd>":
                     continue
                 inside = p != "" and (p + "/").startswith(_w)
-                if writing:
-                    allowed = inside
+                if writing:  # below the step's directory; the directory itself only for
+                    # an open (O_TMPFILE, as tempfile.TemporaryFile tries), not rmdir/chmod/...
+                    allowed = p != "" and (p.startswith(_w) or (event == "open" and inside))
                 else:
                     allowed = inside or p in _files
                     if not allowed and p != "":
@@ -453,6 +476,15 @@ def make_audit_hook(
                         msg = f"blocked: {event} on {p or '(unusual path)'!r}"
                     msg += " is not allowed"
                     break
+                if event == "open" and args[1] is None and not inside:
+                    # No directory descriptors outside the step's directory (see above).
+                    try:
+                        is_dir = (_stat(p).st_mode & 0o170000) == 0o040000
+                    except _oserror:
+                        is_dir = False
+                    if is_dir:
+                        msg = f"blocked: opening directory {p!r} is not allowed"
+                        break
             if not msg and creating:
                 _creates[0] += 1
                 if _creates[0] > _max_creates:
@@ -775,9 +807,15 @@ class Zygote:
             resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))
         if self.seccomp and not install_seccomp():
             return EXIT_INTERNAL
+        # Stubs for the unaudited calls that spawn or make special files (seccomp refuses
+        # them too where it is available).
         psp = sys.modules.get("_posixsubprocess")
         if psp is not None:
             psp.fork_exec = _refuse_fork_exec  # type: ignore[attr-defined]
+        for mod in (os, sys.modules.get("posix")):
+            for name in ("mkfifo", "mknod"):
+                if mod is not None and hasattr(mod, name):
+                    setattr(mod, name, _refuse_fork_exec)
         quiet = BoundedWriter(wfd, 0, live=False)
         loud = BoundedWriter(wfd, self.max_output_chars, live=True)
         sys.stdout = sys.stderr = quiet  # type: ignore[assignment]
@@ -853,9 +891,10 @@ def _error_line(e: BaseException) -> str:
 
 
 def _refuse_fork_exec(*args: Any, **kwargs: Any) -> Any:
-    """Stands in for `_posixsubprocess.fork_exec`, which CPython does not audit."""
-    sys.audit("_posixsubprocess.fork_exec")  # refused and recorded by the hook
-    raise PermissionError("blocked: _posixsubprocess.fork_exec is not allowed")
+    """Stands in for `_posixsubprocess.fork_exec`, `os.mkfifo` and `os.mknod`, which CPython
+    does not audit."""
+    sys.audit("unaudited-call")  # refused and recorded by the hook
+    raise PermissionError("blocked: this call is not allowed")
 
 
 def _statm(field: int) -> int:

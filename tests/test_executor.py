@@ -375,6 +375,39 @@ def test_writing_outside_temp_dir_is_refused(ex: Executor, tmp_path: Path) -> No
     survives(ex)
 
 
+def test_directory_descriptor_escape(ex: Executor) -> None:
+    """A path relative to a dir_fd reaches the "open" audit event unresolved; the sandbox must
+    not let a readable directory's descriptor turn into a write inside it."""
+    import sympy
+
+    site = str(Path(sympy.__file__).parent.parent)  # readable by steps (imports need it)
+    target = Path(site) / f"edgestar-test-dirfd-{os.getpid()}"
+    try:
+        for code in (
+            OS + f"d = os.open({site!r}, os.O_RDONLY)\n"
+            f"os.open({target.name!r}, os.O_WRONLY | os.O_CREAT, dir_fd=d)",
+            OS + f"d = os.open({site!r}, os.O_PATH)",
+            # a descriptor for the step's own directory, then ".." out of it
+            OS + "d = os.open('.', os.O_RDONLY)\nos.mkdir('sub')\nos.chdir('sub')\n"
+            f"os.open('../{target.name}', os.O_WRONLY | os.O_CREAT, dir_fd=d)",
+            OS + "d = os.open('.', os.O_RDONLY)\nos.mkdir('../../x', dir_fd=d)",
+        ):
+            r = ex.run(code)
+            failed(r, blocked=True)
+        assert not target.exists()
+    finally:
+        if target.exists():
+            target.unlink()
+    # What legitimately uses directory descriptors inside the step's directory still works.
+    r = ex.run(
+        "import typing\ntf = typing.sys.modules['tempfile']\n"
+        "with tf.TemporaryDirectory() as d:\n    pass\n"
+        "with tf.TemporaryFile() as f:\n    f.write(b'x')\nprint('ok')"
+    )
+    assert r.ok and r.stdout == "ok\n", r
+    survives(ex)
+
+
 def test_dunder_import(ex: Executor) -> None:
     r = ex.run("__import__('os').system('true')")
     failed(r, blocked=True)
