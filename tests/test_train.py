@@ -188,12 +188,12 @@ def test_sft_learns_the_solutions(base_dir: Path, tmp_path: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     ex = sft_examples(40)
-    cfg = small_cfg(lr=4e-3, epochs=30, eval_fraction=0.1, save_every_steps=0)
+    cfg = small_cfg(lr=6e-3, epochs=16, eval_fraction=0.1, save_every_steps=0)
     rep = train_policy(base_dir, ex, tmp_path / "pol", cfg, progress=False)
-    assert isinstance(rep, TrainReport) and rep.epochs == 30 and rep.n_eval == 4
-    assert rep.steps == 30 * 5 and rep.tokens > 0 and rep.tokens_per_s > 0
+    assert isinstance(rep, TrainReport) and rep.epochs == 16 and rep.n_eval == 4
+    assert rep.steps == 16 * 5 and rep.tokens > 0 and rep.tokens_per_s > 0
     assert rep.final_loss < 0.3 * rep.first_loss
-    assert len(rep.eval_losses) == 30 and rep.eval_losses[-1] < 0.5 * rep.eval_losses[0]
+    assert len(rep.eval_losses) == 16 and rep.eval_losses[-1] < 0.5 * rep.eval_losses[0]
     assert rep.device == "cpu" and rep.dtype == "fp32"
 
     tok = AutoTokenizer.from_pretrained(base_dir)
@@ -207,7 +207,7 @@ def test_sft_learns_the_solutions(base_dir: Path, tmp_path: Path) -> None:
     assert set(Marker.ALL) <= set(meta.special_tokens)
     prov = meta.provenance
     assert prov["base"] == str(base_dir.resolve()) and prov["n_examples"] == 40
-    assert prov["config"]["lr"] == 4e-3 and prov["report"]["steps"] == rep.steps
+    assert prov["config"]["lr"] == 6e-3 and prov["report"]["steps"] == rep.steps
     assert TrainReport.from_json(prov["report"]) == rep
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pol"]  # no .partial, no .state
     assert not (tmp_path / "pol" / ".state").exists()
@@ -333,14 +333,25 @@ CHILD = textwrap.dedent(
 )
 
 
+RESUME_EXAMPLES = sft_examples(24)
+RESUME_CFG = small_cfg(epochs=2, batch_size=4, save_every_steps=3)  # 22 train rows: 6 steps/epoch
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(
+    base_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, TrainReport]:
+    out = tmp_path_factory.mktemp("ref") / "ref"
+    return out, train_policy(base_dir, RESUME_EXAMPLES, out, RESUME_CFG, progress=False)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("where", ["mid-training", "writing-checkpoint", "before-rename"])
 def test_killed_run_resumes_to_identical_weights(
-    base_dir: Path, tmp_path: Path, where: str
+    base_dir: Path, tmp_path: Path, where: str, uninterrupted: tuple[Path, TrainReport]
 ) -> None:
-    ex = sft_examples(24)
-    cfg = small_cfg(epochs=2, batch_size=4, save_every_steps=3)  # 22 train rows: 6 steps/epoch
-    ref = train_policy(base_dir, ex, tmp_path / "ref", cfg, progress=False)
+    ex, cfg = RESUME_EXAMPLES, RESUME_CFG
+    ref_dir, ref = uninterrupted
     data = tmp_path / "data.json"
     data.write_text(json.dumps([dataclasses.asdict(e) for e in ex]))
     out = tmp_path / "run"
@@ -361,7 +372,7 @@ def test_killed_run_resumes_to_identical_weights(
     rep = train_policy(base_dir, ex, out, cfg, resume=True, progress=False, on_step=seen.append)
     assert [i.step for i in seen] == (list(range(4, 13)) if where == "mid-training" else [])
     assert rep.resumed == (where != "before-rename")  # the last one only renames
-    assert weights_hash(out) == weights_hash(tmp_path / "ref")
+    assert weights_hash(out) == weights_hash(ref_dir)
     assert rep.steps == ref.steps == 12 and rep.epoch_losses == ref.epoch_losses
     assert rep.eval_losses == ref.eval_losses
     assert not (tmp_path / ".run.partial").exists() and not (out / ".state").exists()
