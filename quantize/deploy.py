@@ -676,13 +676,15 @@ def quantize_one(
     threads: int = 1,
     progress: bool = False,
 ) -> QuantizeResult:
-    """One export: `src` (an HF-format edgestar checkpoint folder, or for to="gguf" an
-    F32/F16/BF16 .gguf file) -> `out` (a .gguf file, or an ONNX folder) at `quant`.
+    """One export: `src` (an HF-format edgestar checkpoint folder, or for to="gguf" a .gguf
+    file) -> `out` (a .gguf file, or an ONNX folder) at `quant`.
 
     Checkpoint -> gguf: F32 export, then llama.cpp quantization (f32/f16/bf16 are exported
     directly); -> onnx: fp32 export, then onnxruntime int8/int4. Verified against torch
     (`verify_gguf` / `verify_onnx`). A .gguf src is re-quantized with `quantize_gguf` and
-    verified against itself (`verify_requant`: loads, tokenizer ids, logits drift, PPM scores).
+    verified against itself (`verify_requant`: loads, tokenizer ids, logits drift, PPM scores);
+    an already quantized .gguf (a third-party Q4_1, say) is requantized (llama.cpp allows it;
+    details["requantized_from"] names its file type) and judged by the target quant's row.
     The verification report is written beside `out`; a failed check raises ModelError after
     the output and its report are written (the output is kept for inspection). `out` is refused
     if it exists unless `force`."""
@@ -818,6 +820,7 @@ def _gguf_details(qr: Any) -> dict[str, Any]:
         "type_counts": [list(t) for t in qr.type_counts],
         "fallbacks": [f"{t.name}:{t.type}" for t in qr.fallbacks],
         "mixture": [f"{t.name}:{t.type}" for t in qr.mixture],
+        "requantized_from": getattr(qr, "requantized_from", None),
     }
 
 
