@@ -677,6 +677,11 @@ class Zygote:
             try:
                 os.close(rfd)
                 status = self._child(tmpdir, code, prefix, wfd)
+            except BaseException as e:  # the confinement itself failed: say why
+                with contextlib.suppress(BaseException):
+                    verdict = {"ok": False, "error": f"internal: {_error_line(e)}"}
+                    os.write(wfd, _frame(b"r", json.dumps(verdict).encode("utf-8", "replace")))
+                    status = 0
             finally:
                 os._exit(status)
         os.close(wfd)
@@ -789,10 +794,10 @@ class Zygote:
         limits = [
             (resource.RLIMIT_CORE, 0, 0),
             (resource.RLIMIT_FSIZE, FSIZE_BYTES, FSIZE_BYTES),
-            (resource.RLIMIT_CPU, self.cpu_s, self.cpu_s + 1),
+            (resource.RLIMIT_CPU, min(self.cpu_s, 1 << 40), min(self.cpu_s, 1 << 40) + 1),
             (resource.RLIMIT_NOFILE, NOFILE, NOFILE),
         ]
-        if vm:
+        if vm and vm + self.memory_mb * (1 << 20) < 1 << 62:
             cap = vm + self.memory_mb * (1 << 20)
             limits.append((resource.RLIMIT_AS, cap, cap))
         for res_id, soft, hard in limits:
@@ -806,7 +811,7 @@ class Zygote:
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))
         if self.seccomp and not install_seccomp():
-            return EXIT_INTERNAL
+            raise RuntimeError("the seccomp filter could not be installed")
         # Stubs for the unaudited calls that spawn or make special files (seccomp refuses
         # them too where it is available).
         psp = sys.modules.get("_posixsubprocess")
