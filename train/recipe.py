@@ -1,0 +1,206 @@
+"""Evolution recipes: the whole self-evolution run as one validated config, read from YAML.
+
+    name: edgestar-tiny
+    seed: 0
+    base: {preset: edgestar-tiny}          # a from-scratch tiny model (train/tiny.py), or
+                                           # {checkpoint: /path/to/hf-folder} for a real base
+    test: {source: synthetic, n: 200, seed: 90001}
+    bootstrap:                             # round 0: SFT on the generator's reference solutions
+      problems: [{source: synthetic, n: 3000, seed: 1}]
+      sft: {preset: cpu-tiny, epochs: 2}
+    rounds:                                # self-evolution: answer-only problems, MCTS, verify
+      - problems: [{source: synthetic, n: 400, seed: 2}, {source: "reasoning-gym:basic_arithmetic", n: 100, seed: 3}]
+        rollouts: {width: 4, rollouts: 8, escalate_rollouts: 24, use_ppm: false}
+        sft: {preset: cpu-tiny}
+        ppm: {preset: cpu-tiny, epochs: 2}
+    eval: {n: 100, strategies: [greedy, mcts], rollouts: 8, width: 4}
+
+Unknown keys are errors (a typo must not silently fall back to a default).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgestar.types import InputError
+
+from .rollouts import RolloutConfig
+from .trainer import TrainConfig
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    source: str
+    n: int
+    seed: int = 0
+    difficulty: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.n < 1:
+            raise InputError(f"problem source {self.source!r}: n must be >= 1")
+
+
+@dataclass(frozen=True)
+class BaseSpec:
+    preset: str | None = "edgestar-tiny"
+    checkpoint: str | None = None
+    tokenizer_vocab: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.preset is None) == (self.checkpoint is None):
+            raise InputError("base needs exactly one of preset or checkpoint")
+
+
+@dataclass(frozen=True)
+class RoundSpec:
+    problems: tuple[SourceSpec, ...]
+    rollouts: RolloutConfig = field(default_factory=RolloutConfig)
+    sft: TrainConfig = field(default_factory=lambda: TrainConfig.preset("cpu-tiny"))
+    ppm: TrainConfig | None = field(default_factory=lambda: TrainConfig.preset("cpu-tiny"))
+    sft_data: str = "accumulate"
+    """'accumulate': SFT on the bootstrap data plus every round's trajectories so far;
+    'round': only this round's trajectories (rStar-Math's policy sees each round's data)."""
+    pair_margin: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not self.problems:
+            raise InputError("a round needs problems")
+        if self.sft_data not in ("accumulate", "round"):
+            raise InputError("sft_data must be 'accumulate' or 'round'")
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    n: int = 100
+    strategies: tuple[str, ...] = ("greedy", "mcts")
+    rollouts: int = 8
+    width: int = 4
+    max_step_tokens: int = 96
+    temperature: float = 0.9
+
+    def __post_init__(self) -> None:
+        from edgestar.search import STRATEGIES
+
+        for s in self.strategies:
+            if s not in STRATEGIES:
+                raise InputError(f"eval strategy {s!r} is not one of {', '.join(STRATEGIES)}")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    base: BaseSpec
+    test: SourceSpec
+    bootstrap: RoundSpec | None
+    rounds: tuple[RoundSpec, ...]
+    eval: EvalSpec = field(default_factory=EvalSpec)
+    seed: int = 0
+    backend: str = "gguf"
+    """Rollouts and evaluation run on 'gguf' (llama.cpp, exported each round) or 'torch'."""
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        if self.backend not in ("gguf", "torch"):
+            raise InputError("backend must be 'gguf' or 'torch'")
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise InputError(f"recipe {where}: expected a mapping")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise InputError(f"recipe {where}: unknown key(s) {', '.join(sorted(unknown))}")
+    try:
+        return cls(**data)
+    except TypeError as e:
+        raise InputError(f"recipe {where}: {e}") from None
+
+
+def _train(data: Any, where: str) -> TrainConfig:
+    data = dict(data or {})
+    preset = data.pop("preset", "cpu-tiny")
+    if "adam_betas" in data:
+        data["adam_betas"] = tuple(data["adam_betas"])
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = set(data) - names
+    if unknown:
+        raise InputError(f"recipe {where}: unknown key(s) {', '.join(sorted(unknown))}")
+    return TrainConfig.preset(preset, **data)
+
+
+def _sources(data: Any, where: str) -> tuple[SourceSpec, ...]:
+    if isinstance(data, dict):
+        data = [data]
+    if not isinstance(data, list):
+        raise InputError(f"recipe {where}: expected a list of problem sources")
+    out = []
+    for i, d in enumerate(data):
+        d = dict(d)
+        if d.get("difficulty") is not None:
+            diff = d["difficulty"]
+            d["difficulty"] = tuple(diff) if isinstance(diff, list) else (int(diff),)
+        out.append(_build(SourceSpec, d, f"{where}[{i}]"))
+    return tuple(out)
+
+
+def _round(data: Any, where: str) -> RoundSpec:
+    if not isinstance(data, dict):
+        raise InputError(f"recipe {where}: expected a mapping")
+    d = dict(data)
+    known = {"problems", "rollouts", "sft", "ppm", "sft_data", "pair_margin"}
+    unknown = set(d) - known
+    if unknown:
+        raise InputError(f"recipe {where}: unknown key(s) {', '.join(sorted(unknown))}")
+    kw: dict[str, Any] = {"problems": _sources(d.get("problems"), f"{where}.problems")}
+    if "rollouts" in d:
+        kw["rollouts"] = _build(RolloutConfig, d["rollouts"] or {}, f"{where}.rollouts")
+    if "sft" in d:
+        kw["sft"] = _train(d["sft"], f"{where}.sft")
+    if "ppm" in d:
+        kw["ppm"] = None if d["ppm"] is False else _train(d["ppm"], f"{where}.ppm")
+    for k in ("sft_data", "pair_margin"):
+        if k in d:
+            kw[k] = d[k]
+    return RoundSpec(**kw)
+
+
+def recipe_from_dict(d: dict[str, Any]) -> Recipe:
+    known = {"name", "base", "test", "bootstrap", "rounds", "eval", "seed", "backend", "threads"}
+    if not isinstance(d, dict):
+        raise InputError("recipe: expected a mapping at the top level")
+    unknown = set(d) - known
+    if unknown:
+        raise InputError(f"recipe: unknown key(s) {', '.join(sorted(unknown))}")
+    if "name" not in d or "test" not in d or "rounds" not in d:
+        raise InputError("recipe needs name, test and rounds")
+    ev = dict(d.get("eval") or {})
+    if "strategies" in ev:
+        ev["strategies"] = tuple(ev["strategies"])
+    return Recipe(
+        name=str(d["name"]),
+        base=_build(BaseSpec, d.get("base") or {"preset": "edgestar-tiny"}, "base"),
+        test=_sources(d["test"], "test")[0],
+        bootstrap=_round(d["bootstrap"], "bootstrap") if d.get("bootstrap") else None,
+        rounds=tuple(_round(r, f"rounds[{i}]") for i, r in enumerate(d["rounds"] or [])),
+        eval=_build(EvalSpec, ev, "eval"),
+        seed=int(d.get("seed", 0)),
+        backend=str(d.get("backend", "gguf")),
+        threads=int(d.get("threads", 1)),
+    )
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"recipe {p} does not exist")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise InputError(f"recipe {p} is not valid YAML ({type(e).__name__})") from None
+    return recipe_from_dict(data)
