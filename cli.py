@@ -444,5 +444,211 @@ def deploy(
     _print_report(report, as_json)
 
 
+# --------------------------------------------------------------------------- eval
+def _suite(spec: str, n: int | None, seed: int) -> list[Any]:
+    from edgestar.train.problems import load_source
+
+    problems = load_source(spec, n, seed)
+    if not problems:
+        raise InputError(f"suite {spec} has no problems")
+    return problems
+
+
+def _int_list(text: str | None, what: str) -> list[int]:
+    if not text:
+        return []
+    try:
+        vals = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise InputError(
+            f"{what} must be whole numbers separated by commas, got {text!r}"
+        ) from None
+    if any(v < 1 for v in vals):
+        raise InputError(f"{what} must be positive, got {text!r}")
+    return vals
+
+
+@main.command("eval")
+@click.option(
+    "--suite", required=True, help="A .jsonl file, 'synthetic[:skill,...]' or 'reasoning-gym:NAME'."
+)
+@click.option(
+    "-n",
+    "--n",
+    "n",
+    type=click.IntRange(min=1),
+    help="Problems to take from the suite (required for generators).",
+)
+@click.option(
+    "--suite-seed", type=int, default=90001, show_default=True, help="Seed of generated suites."
+)
+@model_options
+@click.option(
+    "--strategy",
+    "strategies",
+    multiple=True,
+    type=click.Choice(["greedy", "best_of_n", "beam", "mcts"]),
+    help="Repeat for several (default: greedy and mcts).",
+)
+@click.option(
+    "--tokens",
+    "tokens",
+    help="Token budgets to sweep, e.g. 200,400,800 (all strategies get the same).",
+)
+@click.option("--rollouts", "rollouts", help="Rollout budgets to sweep, e.g. 4,8,16.")
+@click.option("--width", type=int, help="Candidate steps per expansion.")
+@click.option("--select", type=click.Choice(["majority", "weighted", "max"]))
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Folder for results.jsonl, report.{json,md}, accuracy_vs_budget.png.",
+)
+@click.option("--force", is_flag=True, help="Overwrite results in --out.")
+@friendly
+def eval_cmd(
+    suite,
+    n,
+    suite_seed,
+    bundle,
+    model,
+    ppm,
+    step_format,
+    device,
+    threads,
+    strategies,
+    tokens,
+    rollouts,
+    width,
+    select,
+    seed,
+    out,
+    force,
+) -> None:
+    """Evaluate strategies and budgets on a suite; write per-item results and accuracy tables."""
+    from edgestar.train.evaluate import evaluate
+
+    budgets = [Budget(rollouts=None, tokens=t) for t in _int_list(tokens, "--tokens")]
+    budgets += [Budget(rollouts=r) for r in _int_list(rollouts, "--rollouts")]
+    problems = _suite(suite, n, suite_seed)
+    solver = _open_solver(bundle, model, ppm, step_format, device, threads)
+    with solver:
+        config = _config(solver.config, width=width, select=select)
+        report = evaluate(
+            solver,
+            problems,
+            strategies or ("greedy", "mcts"),
+            budgets or [solver.budget],
+            seed=seed,
+            config=config,
+            out_dir=out,
+            force=force,
+            progress=sys.stderr.isatty(),
+        )
+    click.echo(report.to_markdown())
+
+
+# --------------------------------------------------------------------------- train / data
+@main.group()
+def train() -> None:
+    """Self-evolution of the policy and the PPM (needs the [train] extra)."""
+
+
+@train.command("evolve")
+@click.option("--recipe", type=click.Path(path_type=Path, dir_okay=False), required=True)
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Run folder, e.g. runs/NAME.",
+)
+@click.option("--resume", is_flag=True, help="Continue an interrupted run in --out.")
+@click.option(
+    "--ray-address",
+    help="Fan rollouts out on Ray ('local' starts one here, 'auto' joins a cluster).",
+)
+@friendly
+def train_evolve(recipe: Path, out: Path, resume: bool, ray_address: str | None) -> None:
+    """Run a recipe's rounds: problems -> rollouts -> datasets -> SFT + PPM -> round report."""
+    from edgestar.train.evolve import evolve
+    from edgestar.train.recipe import load_recipe
+
+    report = evolve(
+        load_recipe(recipe),
+        out,
+        resume=resume,
+        ray_address=ray_address,
+        progress=sys.stderr.isatty(),
+    )
+    click.echo((out / "report.md").read_text())
+    click.echo(
+        f"{len(report.rounds)} round(s) in {report.seconds:.0f}s; run folder {out}", err=True
+    )
+
+
+@main.group()
+def data() -> None:
+    """Training-data tools."""
+
+
+@data.command("compare")
+@click.option(
+    "--weak",
+    type=click.Path(path_type=Path, exists=True),
+    required=True,
+    help="The smaller policy (.gguf or checkpoint).",
+)
+@click.option(
+    "--strong",
+    type=click.Path(path_type=Path, exists=True),
+    required=True,
+    help="The larger policy.",
+)
+@click.option(
+    "--problems",
+    "spec",
+    required=True,
+    help="Problem source: .jsonl, 'synthetic[:skills]' or 'reasoning-gym:NAME'.",
+)
+@click.option("-n", "--n", "n", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option(
+    "--samples-strong",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="Samples per problem for the strong policy; the weak one gets P_strong/P_weak times as many.",
+)
+@click.option(
+    "--format",
+    "step_format",
+    type=click.Choice(["rstar", "plain"]),
+    default="rstar",
+    show_default=True,
+)
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", "out", type=click.Path(path_type=Path), required=True)
+@friendly
+def data_compare(weak, strong, spec, n, samples_strong, step_format, threads, seed, out) -> None:
+    """Sample two policies at matched compute; compare coverage, diversity and FPR."""
+    from edgestar.train.compare import compare, compare_markdown
+
+    problems = _suite(spec, n, seed)
+    report = compare(
+        weak,
+        strong,
+        problems,
+        samples_strong=samples_strong,
+        out_dir=out,
+        seed=seed,
+        threads=threads,
+        step_format=step_format,
+    )
+    click.echo(compare_markdown(report))
+
+
 if __name__ == "__main__":
     main()
