@@ -53,16 +53,21 @@ from edgestar.types import InputError, ModelError
 
 __all__ = [
     "TRAIN_PRESETS",
+    "LoadedModel",
     "RunDir",
     "StepInfo",
     "TrainConfig",
     "TrainReport",
     "TrainTask",
     "autocast_for",
+    "data_sha256",
     "file_sha256",
     "fingerprint",
+    "load_causal_lm",
+    "pad_id",
     "resolve_device",
     "resolve_dtype",
+    "run_fingerprint",
     "run_training",
     "split_eval",
 ]
