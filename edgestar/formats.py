@@ -183,13 +183,14 @@ _STEP_NUM = re.compile(r"#\s*Step\s+(\d+)")
 def rstar_solution(
     steps: Sequence[tuple[str, str]], final_code: str, output: str, answer: str
 ) -> str:
-    """Write a complete rstar-format solution (the text after the prompt) from parts.
+    """Write a complete rstar-format solution from parts: the text that follows `RSTAR.prompt()`
+    (which already ends with the opening `<code>`), so prompt + solution is one whole document.
 
     `steps` are (reasoning, code) pairs; `final_code` prints the answer; `output` is what it
     printed. Used by the training data generator and tests so that nothing else hand-builds the
     format.
     """
-    parts = [RSTAR.solution_prefix.lstrip("\n")]
+    parts: list[str] = []
     for i, (reason, code) in enumerate(steps, 1):
         comment = "\n".join(
             f"# {line}" if j else f"# Step {i}: {line}"

@@ -78,8 +78,8 @@ __all__ = [
 _Q1 = "What is (12 + 7) * 3?"
 _Q2 = "A box holds 24 pencils. How many pencils are in 5 boxes?"
 _SOL1 = rstar_solution([("Add 12 and 7.", "x = 12 + 7")], "print(x * 3)", "57", "57")
-_P1 = RSTAR.prompt(_Q1) + RSTAR.solution_prefix
-_P2 = RSTAR.prompt(_Q2) + RSTAR.solution_prefix
+_P1 = RSTAR.prompt(_Q1)
+_P2 = RSTAR.prompt(_Q2)
 
 TOKENIZER_STRINGS: tuple[str, ...] = (
     "",

@@ -18,7 +18,9 @@ def test_rstar_prompt_is_the_papers():
 
 def test_rstar_solution_parses_back_step_by_step():
     sol = rstar_solution([("add them", "x = 2 + 2")], "print(x)", "4", "4")
-    assert sol.startswith("<code>\n# Step 1: add them\nx = 2 + 2\n<end_of_step>\n")
+    assert sol.startswith("# Step 1: add them\nx = 2 + 2\n<end_of_step>\n")
+    doc = RSTAR.prompt("What is 2+2?") + sol
+    assert doc.count("<code>") == 1
     assert "# Now print the final answer\nprint(x)\n<end_of_code>\n<output>4<end_of_output>\n" in sol
     assert sol.endswith("<answer>The answer is \\boxed{4}<end_of_answer>")
 

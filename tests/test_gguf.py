@@ -52,7 +52,7 @@ LLAMA_KW = dict(n_ctx=512, n_threads=1, kv_f32=True)
 QUESTION = "What is (12 + 7) * 3?"
 SOLUTION = rstar_solution([("Add 12 and 7.", "x = 12 + 7")], "print(x * 3)", "57", "57")
 PROMPTS = [
-    RSTAR.prompt(QUESTION) + RSTAR.solution_prefix,
+    RSTAR.prompt(QUESTION),
     RSTAR.prompt(QUESTION) + SOLUTION,
     "def f(x):\n    return x ** 2 + 1  # 3.14159\n",
 ]

@@ -53,7 +53,6 @@ from edgestar.types import InputError  # noqa: E402
 pytestmark = pytest.mark.torch
 torch.set_num_threads(1)
 
-CODE_OPEN = RSTAR.solution_prefix.lstrip("\n")  # RSTAR.prompt already ends with it
 
 
 def sft_examples(n: int = 40, seed: int = 0) -> list[SFTExample]:
@@ -66,7 +65,7 @@ def sft_examples(n: int = 40, seed: int = 0) -> list[SFTExample]:
             (f"Multiply by {c}.", f"y = x * {c}"),
         ]
         total = str((a + b) * c)
-        sol = rstar_solution(steps, "print(y)", total, total).removeprefix(CODE_OPEN)
+        sol = rstar_solution(steps, "print(y)", total, total)
         out.append(SFTExample(f"p{i}", RSTAR.prompt(f"What is ({a} + {b}) * {c}?"), sol, 1.0))
     return out
 

@@ -52,8 +52,6 @@ from .datasets import (
 from .recipe import Recipe, RoundSpec, SourceSpec
 from .schema import ProblemRecord
 
-CODE_OPEN = RSTAR.solution_prefix.lstrip("\n")  # RSTAR.prompt() already ends with it
-
 
 @dataclass(frozen=True)
 class EvolveReport:
@@ -218,10 +216,7 @@ class _Run:
         out = []
         for p in self.read_problems("bootstrap"):
             if p.solution:
-                sol = (
-                    p.solution[len(CODE_OPEN) :] if p.solution.startswith(CODE_OPEN) else p.solution
-                )
-                out.append(SFTExample(p.id, RSTAR.prompt(p.question), sol, 1.0))
+                out.append(SFTExample(p.id, RSTAR.prompt(p.question), p.solution, 1.0))
         return out
 
     def evolve_round(self, i: int, rnd: RoundSpec, base: str) -> None:
