@@ -291,6 +291,7 @@ class Executor:
         request = {"code": code, "prefix": prefix}
         self._check_owner()
         with self._lock:
+            spent = 0.0  # across attempts, worker start-up excluded
             for attempt in (1, 2):
                 proc = self._ensure_started()
                 t0 = time.perf_counter()
@@ -300,21 +301,22 @@ class Executor:
                     self._shutdown(graceful=False)
                     return self._failure(
                         "TimeoutError: the executor worker stopped answering",
-                        time.perf_counter() - t0,
+                        spent + time.perf_counter() - t0,
                         timed_out=True,
                     )
                 except _WorkerLost as e:
+                    spent += time.perf_counter() - t0
                     self._shutdown(graceful=False)
                     if attempt == 2:
-                        return self._failure(f"crashed: {e}", time.perf_counter() - t0)
-                    continue
+                        return self._failure(f"crashed: {e}", spent)
+                    continue  # the worker died (killed from outside?): once more on a new one
                 return ExecResult(
                     ok=bool(reply.get("ok")),
                     stdout=str(reply.get("stdout") or "")[: self.config.max_output_chars],
                     error=None if reply.get("ok") else str(reply.get("error") or "error"),
                     timed_out=bool(reply.get("timed_out")),
                     memory_exceeded=bool(reply.get("memory_exceeded")),
-                    seconds=time.perf_counter() - t0,
+                    seconds=spent + time.perf_counter() - t0,
                     truncated=bool(reply.get("truncated")),
                 )
         raise AssertionError("unreachable")  # pragma: no cover

@@ -29,14 +29,17 @@ OS = "import typing\nos = typing.sys.modules['os']\n"
 
 @pytest.fixture(scope="module")
 def ex() -> Iterator[Executor]:
-    with Executor(ExecutorConfig(timeout_s=1.0, cpu_s=5, memory_mb=256)) as e:
+    # Generous wall clock so a loaded machine cannot fail normal steps; the tests that loop
+    # forever use `small`, with 1 s.
+    with Executor(ExecutorConfig(timeout_s=3.0, cpu_s=5, memory_mb=256)) as e:
         yield e
 
 
 @pytest.fixture()
 def small() -> Iterator[Executor]:
-    """An executor without sympy/numpy: starts in milliseconds, for restart tests."""
-    with Executor(ExecutorConfig(timeout_s=1.0, cpu_s=1, allowed_modules=("math",))) as e:
+    """An executor without sympy/numpy (starts in milliseconds) and a 1 s wall clock."""
+    cfg = ExecutorConfig(timeout_s=1.0, cpu_s=5, allowed_modules=("math", "typing"))
+    with Executor(cfg) as e:
         yield e
 
 
@@ -226,13 +229,14 @@ def test_concurrent_callers_are_serialised(ex: Executor) -> None:
 # --- hostile properties: one test each -------------------------------------------------------
 
 
-def test_infinite_loop_times_out(ex: Executor) -> None:
+def test_infinite_loop_times_out(small: Executor) -> None:
+    assert small.run("pass").ok
     t0 = time.monotonic()
-    r = ex.run("while True:\n    pass")
+    r = small.run("while True:\n    pass")
     failed(r)
-    assert r.timed_out and not r.memory_exceeded
-    assert 0.9 < time.monotonic() - t0 < 3.0
-    survives(ex)
+    assert r.timed_out and not r.memory_exceeded and "1 s time limit" in r.error
+    assert 0.9 < time.monotonic() - t0 < 5.0
+    survives(small)
 
 
 def test_cpu_burning_loop_hits_cpu_limit() -> None:
@@ -241,7 +245,7 @@ def test_cpu_burning_loop_hits_cpu_limit() -> None:
         r = e.run("import math\nn = 0\nwhile True:\n    n += math.factorial(50) % 7")
         failed(r)
         assert r.timed_out and "CPU" in r.error, r
-        assert r.seconds < 5.0
+        assert r.seconds < 9.0
         survives(e)
 
 
@@ -313,14 +317,15 @@ def test_memory_bomb(ex: Executor) -> None:
     survives(ex)
 
 
-def test_huge_output_is_bounded(ex: Executor) -> None:
+def test_huge_output_is_bounded(ex: Executor, small: Executor) -> None:
     r = ex.run("print('x' * 10**8)")
-    assert r.truncated and r.stdout == "x" * 4096, (r.truncated, len(r.stdout))
-    r = ex.run("print('start')\nwhile True:\n    print('y' * 1000)")
+    assert r.ok and r.truncated and r.stdout == "x" * 4096, (r.truncated, len(r.stdout))
+    r = small.run("print('start')\nwhile True:\n    print('y' * 1000)")
     failed(r)
-    assert r.timed_out and r.truncated
+    assert r.timed_out and r.truncated  # the output printed before the kill is kept
     assert r.stdout.startswith("start\nyyy") and len(r.stdout) == 4096
     survives(ex)
+    survives(small)
 
 
 @pytest.mark.parametrize(
@@ -454,17 +459,18 @@ def test_generator_frame_walk(ex: Executor) -> None:
     survives(ex)
 
 
-def test_signal_tampering(ex: Executor) -> None:
+def test_signal_tampering(small: Executor) -> None:
     code = (
         "import typing\ns = typing.sys.modules['signal']\n"
         "for n in (s.SIGALRM, s.SIGXCPU, s.SIGTERM, s.SIGINT):\n"
         "    s.signal(n, s.SIG_IGN)\n"
+        "s.setitimer(s.ITIMER_REAL, 0)\n"
         "while True:\n    pass"
     )
-    r = ex.run(code)
+    r = small.run(code)
     failed(r)
     assert r.timed_out
-    survives(ex)
+    survives(small)
 
 
 def test_killing_the_parent(ex: Executor) -> None:
@@ -521,8 +527,8 @@ def test_close_then_run_restarts(small: Executor) -> None:
     first = small.info["pid"]
     small.close()
     small.close()  # idempotent
-    with pytest.raises(ProcessLookupError):
-        os.kill(first, 0)
+    cmdline = Path(f"/proc/{first}/cmdline")
+    assert not cmdline.exists() or b"_sandbox_worker" not in cmdline.read_bytes()
     r = small.run("print(2)")
     assert r.ok and r.stdout == "2\n"
     assert small.info["pid"] != first
