@@ -578,6 +578,8 @@ def install_seccomp() -> bool:
 
 
 class Zygote:
+    """The long-lived worker: holds the pre-imported modules and the policy, forks per run."""
+
     def __init__(self, init: dict[str, Any]) -> None:
         self.allowed = frozenset(str(m) for m in init["allowed_modules"])
         self.timeout_s = float(init["timeout_s"])
@@ -591,7 +593,7 @@ class Zygote:
             try:
                 importlib.import_module(name)
                 self.modules.append(name)
-            except Exception:  # noqa: S112 - a missing optional module is simply not offered
+            except Exception:  # a missing optional module is simply not offered
                 continue
         if "sympy" in self.modules:
             with contextlib.suppress(Exception):

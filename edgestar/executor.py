@@ -145,11 +145,11 @@ interpreter), and with seccomp forced off (as on a non-x86-64 board).
 Cost (this machine: 2 cores, Python 3.11, sympy 1.14, numpy 2.4, median of 50 runs)
 --------------------------------------------------------------------------------------
 - zygote startup (sympy + numpy import, sympy warm-up, the seccomp/privilege probe):
-  0.45 s, paid on the first run of each Executor and after each restart (with only `math`
+  0.45-0.50 s, paid on the first run of each Executor and after each restart (with only `math`
   allowed: 45 ms);
-- `print(1 + 1)`: 4.8-5.0 ms per run, of which ~2 ms is fork + exit of the ~70 MB zygote;
+- `print(1 + 1)`: 4.8-5.1 ms per run, of which ~2 ms is fork + exit of the ~70 MB zygote;
   the rest is confinement, the temp dir, compiling and two pipe round trips;
-- `import sympy; x = sympy.Symbol("x"); print(sympy.solve(x**2 - 4, x))`: 10.3-10.8 ms
+- `import sympy; x = sympy.Symbol("x"); print(sympy.solve(x**2 - 4, x))`: 10.3-11.3 ms
   (the import is free: sympy is already loaded in the zygote);
 - a first use of a sympy subpackage the warm-up did not touch pays its import in every run
   (`sympy.stats`: ~300 ms), since children do not give their imports back to the zygote.
