@@ -120,7 +120,8 @@ class VerifySummary:
     file_bytes: int
     load_seconds: float
     logits_max: float | None
-    logits_mean: float | None
+    """Absolute; the bounds are on logits_rel_mean / logits_rel_max (x the reference's std)."""
+    logits_rel_mean: float | None
     top1: float | None
     greedy: float | None
     score_max: float | None
@@ -140,7 +141,7 @@ class VerifySummary:
             file_bytes=rep.file_bytes,
             load_seconds=rep.load_seconds,
             logits_max=m.get("logits_max"),
-            logits_mean=m.get("logits_mean"),
+            logits_rel_mean=m.get("logits_rel_mean"),
             top1=m.get("top1"),
             greedy=m.get("greedy"),
             score_max=m.get("score_max"),
@@ -217,15 +218,16 @@ class DeployReport:
             f"{self.ppm_quant or '-'}; ONNX: {self.onnx}",
             f"- took {self.seconds:.1f} s",
             "",
-            "| file | kind | role | quant | MB | load s | logits max | top-1 | greedy | "
-            "score max | ranking | verified |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "| file | kind | role | quant | MB | load s | logits max | mean drift (x std) | "
+            "top-1 | greedy | score max | ranking | verified |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for v in self.verifications:
             name = v.file if v.shipped else f"{v.file} (not shipped)"
             lines.append(
                 f"| {name} | {v.kind} | {v.role} | {v.quant} | {v.file_bytes / 1e6:.2f} | "
-                f"{v.load_seconds:.3f} | {_f(v.logits_max)} | {_f(v.top1)} | {_f(v.greedy)} | "
+                f"{v.load_seconds:.3f} | {_f(v.logits_max)} | {_f(v.logits_rel_mean)} | "
+                f"{_f(v.top1)} | {_f(v.greedy)} | "
                 f"{_f(v.score_max)} | {_f(v.ranking)} | {'ok' if v.passed else 'FAIL'} |"
             )
         if self.smoke is not None:

@@ -28,11 +28,12 @@ llama.cpp runs with an F32 KV cache and flash attention off (`kv_f32=True`), so 
 measured is the file's (export + weight quantization), not the F16 cache's (~3e-3 on its own).
 
 Tolerances: measured here (2-core Xeon, 1 thread) on tiny random checkpoints of `train.tiny`
-("test": 64 wide, "edgestar-tiny": 256 wide), then loosened by a margin; the comment above
-`TOLERANCES` has the figures. Random tiny models have nearly flat logits (std 0.16-0.32), so
-near-ties flip under quantization: low-bit rows bound no logits and rely on the agreement
-shares; a model exported from the wrong checkpoint still fails every row by far (top-1
-agreement <= 0.004, greedy 0).
+and on a real third-party GGUF (SmolLM2-135M), then loosened by a margin; the comment above
+`TOLERANCES` has the figures. Logit drift is judged relative to the reference logits' standard
+deviation, so one table serves a toy (std 0.2) and a real model (std 6). Random tiny models have
+nearly flat logits, so near-ties flip under quantization: the max drift is bounded only for
+f32/f16/bf16, and the low-bit rows lean on the agreement shares; a model exported from the wrong
+checkpoint fails every row by far (top-1 agreement 0, mean drift 1.1 x std).
 
 Needs torch + transformers for the torch reference (the [quantize] extra), llama-cpp-python for
 GGUF targets, onnxruntime (+ edgestar.backends.onnx) for ONNX targets.
@@ -155,10 +156,11 @@ def _pair_prefixes(
 class Tolerance:
     """Bounds one verification must meet. None: measured and reported, not checked."""
 
-    logits_max: float | None
-    """max |logit diff| over all positions of all prompts."""
-    logits_mean: float | None
-    """mean |logit diff|."""
+    rel_max: float | None
+    """max |logit diff| over all positions of all prompts, in units of the reference logits'
+    standard deviation."""
+    rel_mean: float | None
+    """mean |logit diff|, same unit."""
     top1: float
     """minimum share of positions whose argmax agrees."""
     greedy: float
@@ -169,40 +171,47 @@ class Tolerance:
     """PPM: minimum share of held pairs ranked the same way."""
 
 
-# Measured on this machine (2-core Xeon, 1 thread, kv_f32) over 14 tiny random checkpoints
-# (train.tiny presets "test" 64-wide and "edgestar-tiny" 256-wide, seeds 0-3, policy and PPM;
-# reference logit std 0.16-0.32): worst case of each figure, then the bound (drifts ~3x the
-# worst, shares the worst minus a margin; greedy is the noisiest: one early flip on a flat
-# random model costs the rest of that prompt, 1/4 of the total).
-#   quant    logits max  mean     top-1  greedy  score max  ranking
-#   f32      1.3e-6      1.8e-7   1.0    1.0     1.0e-6     1.0     (onnx fp32: 1.1e-6)
-#   f16      1.1e-3      2.0e-4   0.985  0.92    1.1e-3     1.0
-#   bf16     9.4e-3      1.6e-3   0.981  0.81    8.5e-3     1.0
-#   q8_0     3.2e-2      5.2e-3   0.931  0.47    2.2e-2     0.94
-#   q6_k     9.2e-2      1.6e-2   0.885  0.47    8.5e-2     0.89
-#   q5_k_m   1.7e-1      2.9e-2   0.738  0.36    2.2e-1     0.89
-#   q4_k_m   2.9e-1      5.8e-2   0.665  0.31    3.9e-1     0.89
-#   q4_0     4.4e-1      6.8e-2   0.500  0.19    3.4e-1     0.83
-#   int8     4.9e-2      8.1e-3   0.935  0.77    9.0e-2     0.89
-#   int4     4.2e-1      6.6e-2   0.519  0.11    3.4e-1     0.83
-#   wrong checkpoint (same tokenizer, other seed), f32 or q4_0: logits max 1.05-1.77, mean
-#   0.18-0.36, top-1 0.00-0.004, greedy 0.0, ranking 0.28-0.44: every row fails it on top-1.
-# Low-bit rows (q5_k_m and below, int4) bound no logits: real models have larger logit scales
-# (std 2-3 rather than 0.2) and their absolute drift scales with it; top-1, greedy and ranking
-# shares carry those rows. The absolute bounds of the other rows are tiny-model figures too:
-# re-measure on a real checkpoint before trusting them there (pass tol= to override).
+# Measured on this machine (2-core Xeon, 1 thread, kv_f32). Logit drift is in units of the
+# reference logits' standard deviation ("x std") so that bounds carry over between a random toy
+# (std 0.16-0.32) and a real model (SmolLM2-135M: std 5.9); absolute figures are reported too.
+# Tiny: 16 random checkpoints (train.tiny "test" 64-wide and "edgestar-tiny" 256-wide, seeds 0-3,
+# policy and PPM) vs torch, worst case of each figure. Real: SmolLM2-135M-Instruct's Q4_1 GGUF
+# requantized by llama.cpp, vs that Q4_1 file (both sides carry llama.cpp's 8-bit activation
+# quantization, so this is an upper-side figure for a fresh quantization).
+#   quant   max x std       mean x std      top-1          greedy  score max  ranking
+#           tiny    real    tiny    real    tiny   real    tiny    tiny       tiny
+#   f32     4.1e-6  -       6.0e-7  -       1.0    -       1.0     9.4e-7     1.0  (onnx 4e-6)
+#   f16     4.0e-3  0.25    6.9e-4  0.027   0.980  0.971   0.75    1.1e-3     1.0
+#   bf16    3.6e-2  -       6.0e-3  -       0.976  -       0.98    6.8e-3     0.94
+#   q8_0    0.11    0.43    1.7e-2  0.038   0.925  0.971   0.41    2.9e-2     0.94
+#   q6_k    0.27    0.82    5.0e-2  0.069   0.877  0.939   0.27    0.11       0.83
+#   q5_k_m  0.62    1.67    0.10    0.153   0.762  0.857   0.25    0.16       0.72
+#   q4_k_m  0.99    1.12    0.19    0.141   0.587  0.878   0.19    0.39       0.83
+#   q4_0    1.36    2.65    0.23    0.290   0.496  0.710   0.13    0.35       0.72
+#   int8    0.17    -       2.6e-2  -       0.933  -       0.58    5.6e-2     0.78
+#   int4    1.34    -       0.21    -       0.556  -       0.13    0.38       0.72
+#   wrong checkpoint (same tokenizer, other seed; f32 or q4_0 file): max 5.5-6.8 x std, mean
+#   1.12-1.13 x std, top-1 0.000, greedy 0.0, ranking 0.28-0.39: every row fails it on top-1
+#   and mean drift.
+# Bounds: mean drift ~3x the worst seen (tiny or real), shares the worst minus a margin. The
+# max drift is a tail statistic over vocab x positions values that grows with the vocabulary:
+# it is bounded for f32/f16/bf16 only (an export bug shows there first) and reported elsewhere.
+# Greedy is the noisiest share (random tiny models have flat logits: one early flip costs the
+# rest of that prompt, a quarter of the total), so its bounds are low; top-1 (teacher-forced)
+# and the PPM ranking carry the low-bit rows. Re-measure on a trained checkpoint before
+# tightening anything; `tol=` overrides the table per call.
 TOLERANCES: dict[str, Tolerance] = {
-    # quant: logits_max, logits_mean, top1, greedy, score_max, ranking
-    "f32": Tolerance(1e-3, 1e-4, 0.99, 0.75, 1e-3, 0.94),
-    "f16": Tolerance(1e-2, 1e-3, 0.95, 0.6, 1e-2, 0.94),
-    "bf16": Tolerance(5e-2, 8e-3, 0.9, 0.5, 5e-2, 0.88),
-    "q8_0": Tolerance(1e-1, 1.5e-2, 0.85, 0.3, 8e-2, 0.83),
-    "q6_k": Tolerance(3e-1, 5e-2, 0.75, 0.25, 2.5e-1, 0.75),
-    "q5_k_m": Tolerance(None, None, 0.6, 0.15, 5e-1, 0.72),
-    "q4_k_m": Tolerance(None, None, 0.5, 0.1, 7e-1, 0.7),
-    "q4_0": Tolerance(None, None, 0.35, 0.05, 7.5e-1, 0.67),
-    "int8": Tolerance(1.5e-1, 2.5e-2, 0.85, 0.4, 2.5e-1, 0.78),
-    "int4": Tolerance(None, None, 0.35, 0.05, 7.5e-1, 0.67),
+    # quant: rel_max, rel_mean, top1, greedy, score_max, ranking
+    "f32": Tolerance(5e-3, 5e-4, 0.99, 0.75, 1e-3, 0.94),
+    "f16": Tolerance(0.1, 1e-2, 0.95, 0.5, 1e-2, 0.94),
+    "bf16": Tolerance(0.3, 3e-2, 0.9, 0.5, 5e-2, 0.83),
+    "q8_0": Tolerance(None, 0.1, 0.85, 0.25, 0.1, 0.8),
+    "q6_k": Tolerance(None, 0.2, 0.75, 0.15, 0.3, 0.7),
+    "q5_k_m": Tolerance(None, 0.35, 0.6, 0.1, 0.5, 0.6),
+    "q4_k_m": Tolerance(None, 0.5, 0.45, 0.05, 0.7, 0.6),
+    "q4_0": Tolerance(None, 0.6, 0.35, 0.05, 0.75, 0.55),
+    "int8": Tolerance(None, 0.1, 0.8, 0.3, 0.2, 0.67),
+    "int4": Tolerance(None, 0.6, 0.35, 0.05, 0.75, 0.55),
 }
 """quant name -> bounds (`tolerance_for` maps aliases: fp32 -> f32)."""
 
@@ -254,7 +263,8 @@ class VerifyReport:
     tolerance: Tolerance
     checks: tuple[Check, ...]
     metrics: dict[str, Any] = field(default_factory=dict)
-    """Raw figures: logits_max, logits_mean, logits_rel, top1, greedy, greedy_exact, score_max,
+    """Raw figures: logits_max, logits_mean (absolute), logits_rel_max, logits_rel_mean (x the
+    reference logits' std, ref_logit_std), top1, greedy, greedy_exact, score_max,
     ranking, n_positions, n_pairs, tokenizer_strings, tokenizer_mismatches, ..."""
     runtime: str = ""
 
@@ -271,7 +281,10 @@ class VerifyReport:
         head = f"{self.target.name} ({self.kind} {self.quant}, {self.role}) vs {self.reference}"
         if self.passed:
             m = self.metrics
-            parts = [f"logits max {_fmt(m.get('logits_max'))}", f"top-1 {_fmt(m.get('top1'))}"]
+            parts = [
+                f"logits mean drift {_fmt(m.get('logits_rel_mean'))} x std",
+                f"top-1 {_fmt(m.get('top1'))}",
+            ]
             if m.get("ranking") is not None:
                 parts.append(f"ranking {_fmt(m.get('ranking'))}")
             return f"{head}: passed ({', '.join(parts)})"
@@ -316,7 +329,7 @@ class VerifyReport:
             lines.append(f"| {c.name} | {_fmt(c.value)} | {bound} | {res}{detail} |")
         info = [
             (k, m[k])
-            for k in ("logits_rel", "greedy_exact", "ref_logit_std", "score_mean")
+            for k in ("ref_logit_std", "greedy_exact", "score_mean")
             if m.get(k) is not None
         ]
         if info:
@@ -686,19 +699,21 @@ def _compare(
         lmean = float(np.mean(np.concatenate([d.ravel() for d in diffs])))
         top1 = agree / total
         std = float(np.mean(ref_std))
+        rmax, rmean = (lmax / std, lmean / std) if std > 0 else (math.inf, math.inf)
         m.update(
             logits_max=lmax,
             logits_mean=lmean,
+            logits_rel_max=rmax,
+            logits_rel_mean=rmean,
             top1=top1,
             n_positions=total,
             ref_logit_std=std,
-            logits_rel=lmax / std if std > 0 else None,
         )
     else:
-        lmax = lmean = top1 = math.nan
+        lmax = lmean = rmax = rmean = top1 = math.nan
     detail = f"{skipped} prompts skipped: ids differ" if skipped else ""
-    checks.append(_le("logits max abs diff", lmax, tol.logits_max, detail))
-    checks.append(_le("logits mean abs diff", lmean, tol.logits_mean))
+    checks.append(_le("logits max drift (x ref std)", rmax, tol.rel_max, _abs(lmax, detail)))
+    checks.append(_le("logits mean drift (x ref std)", rmean, tol.rel_mean, _abs(lmean)))
     checks.append(_ge("top-1 agreement", top1, tol.top1))
 
     # greedy continuations
@@ -748,8 +763,13 @@ def _greedy_agreement(g: _Greedy, text: str, n_tokens: int, finish: str) -> int:
     return k
 
 
+def _abs(v: float, detail: str = "") -> str:
+    a = f"abs {_fmt(v)}" if math.isfinite(v) else ""
+    return "; ".join(x for x in (a, detail) if x)
+
+
 def _le(name: str, v: float, bound: float | None, detail: str = "") -> Check:
-    ok = math.isfinite(v) and (bound is None or v <= bound)
+    ok = not math.isnan(v) and (bound is None or v <= bound)
     return Check(name, None if math.isnan(v) else v, bound, "<=", ok, detail)
 
 
@@ -888,7 +908,9 @@ def verify_requant(
     """Verify a GGUF re-quantized from another GGUF (no checkpoint at hand): both load, the
     tokenizer ids are equal, and logits drift (all positions of the fixed prompts, through
     `LlamaCppPolicy.logits`) stays within `tol`; for a PPM also score drift and pair ranking
-    (through `LlamaCppReward`). No greedy check: the reference is not torch."""
+    (through `LlamaCppReward`). No greedy check: the reference is not torch. Default `tol`: the
+    target quant's row, loosened to the source's own row when the source is quantized too
+    (`source_tolerance`: a Q4_1 reference is itself noisy)."""
     from edgestar.backends.llamacpp import check_gguf
 
     src, out = Path(src_gguf), Path(out_gguf)
@@ -896,7 +918,7 @@ def verify_requant(
     role = str(src_info.metadata.get("edgestar.role") or "policy")
     out_role = str(out_info.metadata.get("edgestar.role") or "policy")
     q = quant or gguf_quant_name(out_info.metadata)
-    t = tol or tolerance_for(q)
+    t = tol or looser(tolerance_for(q), source_tolerance(src_info.metadata))
     threads = _check_threads(threads)
     ps = tuple(PROMPTS if prompts is None else prompts)
     t0 = time.perf_counter()
@@ -1022,7 +1044,7 @@ def _finish(
     return rep
 
 
-# general.file_type (llama_ftype) -> edgestar quant name
+# general.file_type (llama_ftype) -> edgestar quant name (only these have a TOLERANCES row)
 _FILE_TYPES: dict[int, str] = {
     0: "f32",
     1: "f16",
@@ -1033,6 +1055,42 @@ _FILE_TYPES: dict[int, str] = {
     18: "q6_k",
     32: "bf16",
 }
+# other llama_ftype values a third-party source may have -> the row that stands in for it
+_SOURCE_ROWS: dict[int, str] = {3: "q4_0", 8: "q5_k_m", 9: "q5_k_m", 14: "q4_k_m", 16: "q5_k_m"}
+
+
+def looser(a: Tolerance, b: Tolerance | None) -> Tolerance:
+    """The bound-by-bound looser of two tolerances (None = unbounded wins)."""
+    if b is None:
+        return a
+
+    def hi(x: float | None, y: float | None) -> float | None:
+        return None if x is None or y is None else max(x, y)
+
+    return Tolerance(
+        rel_max=hi(a.rel_max, b.rel_max),
+        rel_mean=hi(a.rel_mean, b.rel_mean),
+        top1=min(a.top1, b.top1),
+        greedy=min(a.greedy, b.greedy),
+        score_max=hi(a.score_max, b.score_max),
+        ranking=min(a.ranking, b.ranking),
+    )
+
+
+def source_tolerance(metadata: dict[str, Any]) -> Tolerance | None:
+    """The extra looseness a quantized reference brings (llama.cpp computes its matmuls with
+    8-bit activations and its weights carry their own rounding): None for an F32 source, the
+    source's own row when it has one, a stand-in row for other llama.cpp types (Q4_1 -> q4_0),
+    the q4_0 row for anything else."""
+    ft = metadata.get("general.file_type")
+    try:
+        ft = 0 if ft is None else int(ft)
+    except (TypeError, ValueError):
+        return TOLERANCES["q4_0"]
+    if ft == 0:
+        return None
+    name = _FILE_TYPES.get(ft) or _SOURCE_ROWS.get(ft, "q4_0")
+    return TOLERANCES[name]
 
 
 def gguf_quant_name(metadata: dict[str, Any]) -> str:
