@@ -15,7 +15,8 @@ folder for a device profile (`edgestar.profiles`):
 
 Every model file is verified against its source checkpoint (`edgestar.quantize.verify`; the F32
 GGUF intermediate too, so an export bug is told apart from quantization drift); a failed check
-stops the deploy with a one-line ModelError and its reports are kept in `<out_dir>.failed/`.
+stops the deploy with a one-line ModelError and its report is kept in `<out_dir>.failed/`
+(removed again by a later successful deploy).
 The manifest's ONNX entries point at each folder's model.onnx file (every file of a folder is
 checksummed) under alternates "onnx" (fp32) and "onnx-int8".
 
@@ -511,6 +512,7 @@ def deploy(
         write_manifest(tmp, {**manifest, "files": {n: {} for n in [*dict(files), REPORT_FILE]}})
         read_bundle(tmp, verify=True)
         _replace_dir(tmp, out)
+        shutil.rmtree(out.with_name(out.name + ".failed"), ignore_errors=True)  # stale reports
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -438,6 +438,7 @@ class TorchReference:
         self.logits: list[np.ndarray] = []
         self.greedy: list[_Greedy] = []
         self.scores: list[float] | None = None
+        self._longest = 0
         self.seconds = 0.0
 
     def compute(self) -> TorchReference:
@@ -459,6 +460,9 @@ class TorchReference:
                     out = pol.model(input_ids=torch.tensor([ids]), use_cache=False)
                     self.logits.append(out.logits[0].float().numpy().copy())
                 self.greedy = [self._greedy(pol, ids) for ids in self.prompt_ids]
+                self._longest = max(
+                    len(pol.encode(x)) for x in (*self.pair_prefixes, *self.prompts, *self.strings)
+                )
             finally:
                 pol.close()
             if self.role == "ppm":
@@ -495,8 +499,7 @@ class TorchReference:
     @property
     def n_ctx(self) -> int:
         """A context that holds every prompt plus its greedy continuation."""
-        longest = max(len(i) for i in [*self.prompt_ids, *self.string_ids])
-        return max(256, longest + self.greedy_tokens + 16)
+        return max(256, self._longest + self.greedy_tokens + 16)
 
 
 # --------------------------------------------------------------------------------------------
@@ -927,12 +930,13 @@ def verify_requant(
         strings = TOKENIZER_STRINGS
         ref_sids = [ref.encode(s) for s in strings]
         ref_pids = [ref.encode(p) for p in ps]
-        n_ctx = max(256, max(len(i) for i in [*ref_pids, *ref_sids]) + 16)
+        prefixes, pairs = _pair_prefixes(PAIR_GROUPS)
+        longest = max(len(i) for i in [*ref_pids, *ref_sids, *map(ref.encode, prefixes)])
+        n_ctx = max(256, longest + 16)
         if n_ctx > 1024:
             ref.close()
             ref = _GGUFTarget(src, role, n_ctx, threads, kv_f32)
         ref_logits = [ref.logits(p, ids) for p, ids in zip(ps, ref_pids, strict=True)]
-        prefixes, pairs = _pair_prefixes(PAIR_GROUPS)
         ref_scores = ref.scores(prefixes) if role == "ppm" else None
     finally:
         ref.close()

@@ -239,6 +239,9 @@ def test_failed_verification_leaves_no_bundle(ckpts, tmp_path: Path, monkeypatch
     # only the failure reports remain (no temp or work folders)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle.failed"]
     assert (tmp_path / "bundle.failed" / "policy.q4_k_m.gguf.verify.md").is_file()
+    monkeypatch.undo()
+    dep.deploy(ckpts["policy"], None, "laptop-cpu", out, onnx=False, smoke=False, threads=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]  # stale reports removed
 
 
 def test_deploy_force_replaces_policy_only(ckpts, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
