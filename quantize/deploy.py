@@ -28,7 +28,8 @@ interrupted or failed deploy never leaves a half bundle under the final name; an
 
 The smoke solve runs through `edgestar.load` on the finished bundle (in its temporary folder,
 so that a bundle that cannot solve never gets the final name): one fixed question, MCTS, a tiny
-budget; it records load time, solve seconds and generated tokens per second. On random weights
+budget, solved twice (the first solve pays one-off costs such as starting the code sandbox's
+worker); it records load time, solve seconds and generated tokens per second, cold and warm. On random weights
 the answer is usually None: the smoke solve checks the machinery, not the model.
 
 Needs the [quantize] extra (torch and transformers for the verification reference,
@@ -162,8 +163,13 @@ class SmokeResult:
     stopped_by: str
     load_seconds: float
     solve_seconds: float
+    """The first solve: includes one-off costs (the code sandbox's worker starts on first use)."""
     tokens_generated: int
     tokens_per_second: float
+    """tokens_generated / solve_seconds."""
+    warm_solve_seconds: float
+    """The same solve again (same seed, same tokens): steady-state cost."""
+    warm_tokens_per_second: float
     rollouts: int
     nodes: int
     threads: int
@@ -238,7 +244,8 @@ class DeployReport:
                 f"Smoke solve ({s.strategy}, budget {s.budget}, {s.threads} threads): "
                 f"{s.question!r} -> {s.answer!r} (stopped by {s.stopped_by}); load "
                 f"{s.load_seconds:.3f} s, solve {s.solve_seconds:.2f} s, {s.tokens_generated} "
-                f"tokens generated, {s.tokens_per_second:,.0f} tok/s, {s.rollouts} rollouts, "
+                f"tokens generated, {s.tokens_per_second:,.0f} tok/s ({s.warm_solve_seconds:.2f} "
+                f"s, {s.warm_tokens_per_second:,.0f} tok/s warm), {s.rollouts} rollouts, "
                 f"{s.nodes} nodes.",
             ]
         if self.warnings:
@@ -486,8 +493,9 @@ def deploy(
             smoke_res = _smoke(tmp, prof, th)
             say.note(
                 f"smoke: answer {smoke_res.answer!r}, {smoke_res.tokens_generated} tokens in "
-                f"{smoke_res.solve_seconds:.2f} s ({smoke_res.tokens_per_second:,.0f} tok/s), "
-                f"load {smoke_res.load_seconds:.3f} s"
+                f"{smoke_res.solve_seconds:.2f} s ({smoke_res.tokens_per_second:,.0f} tok/s; warm "
+                f"{smoke_res.warm_tokens_per_second:,.0f} tok/s), load "
+                f"{smoke_res.load_seconds:.3f} s"
             )
 
         say.step(f"finishing: {REPORT_FILE}, manifest, rename to {out}")
@@ -568,6 +576,9 @@ def _smoke(bundle: Path, prof: DeviceProfile, threads: int) -> SmokeResult:
         t1 = time.perf_counter()
         res = solver.solve(SMOKE_QUESTION, strategy="mcts", budget=budget, seed=0)
         solve_s = time.perf_counter() - t1
+        t2 = time.perf_counter()
+        again = solver.solve(SMOKE_QUESTION, strategy="mcts", budget=budget, seed=0)
+        warm_s = time.perf_counter() - t2
     except EdgestarError as e:
         raise ModelError(f"smoke solve failed ({e})") from e
     finally:
@@ -583,6 +594,10 @@ def _smoke(bundle: Path, prof: DeviceProfile, threads: int) -> SmokeResult:
         solve_seconds=round(solve_s, 4),
         tokens_generated=st.tokens_generated,
         tokens_per_second=round(st.tokens_generated / solve_s, 1) if solve_s > 0 else 0.0,
+        warm_solve_seconds=round(warm_s, 4),
+        warm_tokens_per_second=(
+            round(again.stats.tokens_generated / warm_s, 1) if warm_s > 0 else 0.0
+        ),
         rollouts=st.rollouts,
         nodes=st.nodes,
         threads=threads,

@@ -181,6 +181,7 @@ def test_deploy_bundle_validates_and_solves(bundle) -> None:  # type: ignore[no-
     s = report.smoke
     assert s is not None and s.load_seconds > 0 and s.solve_seconds > 0
     assert s.tokens_generated > 0 and s.tokens_per_second > 0 and s.nodes > 0
+    assert s.warm_tokens_per_second > 0 and s.warm_solve_seconds > 0
     saved = json.loads((out / dep.REPORT_FILE).read_text())
     assert saved["smoke"]["tokens_generated"] == s.tokens_generated
     assert saved["profile"] == "laptop-cpu" and saved["bundle_bytes"] == report.bundle_bytes
