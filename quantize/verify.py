@@ -552,7 +552,11 @@ class _GGUFTarget(_Target):
         if role == "ppm":
             self.reward = LlamaCppReward(path, **kw)
             self.load_seconds = time.perf_counter() - t0
-            self.policy = LlamaCppPolicy(path, n_seq_max=2, **kw)
+            try:
+                self.policy = LlamaCppPolicy(path, n_seq_max=2, **kw)
+            except BaseException:
+                self.close()
+                raise
         else:
             self.policy = LlamaCppPolicy(path, n_seq_max=2, **kw)
             self.load_seconds = time.perf_counter() - t0
@@ -576,7 +580,11 @@ class _OnnxTarget(_Target):
         if role == "ppm":
             self.reward = onnx_backend.OnnxReward(path, device="cpu", threads=threads)
             self.load_seconds = time.perf_counter() - t0
-            self.policy = onnx_backend.OnnxPolicy(path, device="cpu", threads=threads)
+            try:
+                self.policy = onnx_backend.OnnxPolicy(path, device="cpu", threads=threads)
+            except BaseException:
+                self.close()
+                raise
         else:
             self.policy = onnx_backend.OnnxPolicy(path, device="cpu", threads=threads)
             self.load_seconds = time.perf_counter() - t0
