@@ -269,7 +269,7 @@ def test_propose_deterministic_per_seed(policies, ggufs) -> None:  # type: ignor
     (a,) = pol.propose([req])
     (b,) = pol.propose([req])  # now the prompt is cached
     with lc.LlamaCppPolicy(ggufs["llama"], n_seq_max=3, **LLAMA_KW) as fresh:
-        (c,) = fresh.propose([req])  # k=4 > 2 candidate sequences: two rounds
+        (c,) = fresh.propose([req])  # k=4 > 3 sequences: two rounds
     (d,) = pol.propose([StepRequest(PROMPTS[0], k=4, seed=8, max_tokens=24, temperature=1.0)])
 
     def key(p):  # type: ignore[no-untyped-def]
@@ -281,8 +281,11 @@ def test_propose_deterministic_per_seed(policies, ggufs) -> None:  # type: ignor
     assert key(a) != key(d)
     assert len({x.text for x in a.candidates}) > 1  # candidates differ from each other
     n_prompt = len(pol.tokenize(PROMPTS[0]))
-    assert c.tokens_evaluated == n_prompt + sum(x.n_tokens for x in c.candidates)
-    assert b.tokens_evaluated == 1 + sum(x.n_tokens for x in b.candidates)  # cached prompt
+    # tokens_evaluated counts rows llama.cpp decoded: a candidate's last token is never fed
+    # back; with 3 sequences for 4 candidates the 4th starts from the cached prompt and decodes
+    # its last token again (for its logits), as does every candidate of the cached request b
+    assert c.tokens_evaluated == n_prompt + 1 + sum(x.n_tokens - 1 for x in c.candidates)
+    assert b.tokens_evaluated == 1 + sum(x.n_tokens - 1 for x in b.candidates)  # cached prompt
 
 
 @pytest.mark.parametrize("arch", ARCHS)

@@ -1,539 +1,276 @@
-"""llama.cpp backends: `LlamaCppPolicy` (Policy) and `LlamaCppReward` (Reward) over GGUF files.
+"""llama.cpp backends: `LlamaCppPolicy` (Policy) and `LlamaCppReward` (Reward) over GGUF files,
+with a KV cache shaped like the search tree.
 
-Owns edgestar's use of llama-cpp-python's LOW-LEVEL API (the high-level `Llama` class holds one
-sequence; tree search needs several sharing a prefix):
+Owns how edgestar decodes on llama.cpp's low-level API (wrappers in `_llama_raw`, cache
+bookkeeping in `kvtree`):
 
-- `check_gguf`: validates a file BEFORE llama.cpp sees it (llama.cpp may abort the process on
-  garbage): it exists, starts with the GGUF magic, has a sane version, its header (metadata and
-  tensor table) parses inside the file, and every tensor of a known type ends inside the file.
-  Anything else is a one-line `ModelError`.
-- `_Model`, `_Context`, `_Batch`: small resource-owning wrappers around the raw pointers, each
-  with an idempotent `close()`.
-- `LlamaCppPolicy`: one context with a unified KV cache (`kv_unified=True`). For each
-  `StepRequest` the prompt is kept on sequence 0; only the part that differs from the previous
-  request's prompt (longest common token prefix) is evaluated. Sequence 0 is then forked with
-  `llama_memory_seq_cp` onto sequences 1..k (no copy with a unified cache), the k candidates are
-  decoded TOGETHER, one batch per step, sampled with the shared sampler (`candidate_rngs`,
-  `sample_token`), detokenized with special tokens rendered (markers appear in the text), cut
-  at stop strings by `StopMatcher`, ended by an end-of-generation token ('eos', its text is not
-  included) or by `max_tokens` ('length'). Candidate sequences are removed afterwards.
-  `tokens_evaluated` = prompt tokens actually evaluated (not cached) + tokens generated.
-  If k does not fit (`n_seq_max` - 1 sequences, or KV cells for k * max_tokens), candidates are
-  generated in several rounds; each candidate has its own generator, so results do not change.
-  The prompt cache re-evaluates at least the last prompt token; logits from a cached and an
-  uncached prompt differ by float rounding (~1e-7 measured), so the sampled tokens agree except
-  on an exact near-tie, and `Candidate.logprob` agrees to ~1e-9.
-- `LlamaCppReward`: a context with embeddings on and LAST pooling (the last token's hidden
-  state after the final norm) and the value head read from GGUF metadata written by
-  `edgestar.quantize.gguf_export` (all strings: llama.cpp's metadata API skips arrays and prints
-  floats with 6 decimals; the weight is base64 of little-endian float32):
-  score = tanh((w . h + b) / score_scale).
+- One context per backend with a unified KV cache (n_ctx cells shared by up to n_seq_max
+  sequences). `KVTree` maps token prefixes to the sequences holding their KV. A request's prompt
+  is looked up there: the longest cached prefix is forked to the candidates' sequences with
+  `llama_memory_seq_cp` (no copy), and only the rest is decoded.
+- `LlamaCppPolicy.propose(requests)` decodes ALL requests and ALL their k candidates together:
+  one `llama_decode` per step carries every live candidate's next token plus any prompt suffix
+  still to evaluate (chunked at n_batch). Candidates with identical history so far (same request,
+  same tokens sampled) are one row whose cell belongs to all their sequences; they split when
+  their samples differ. So every decoded token is a distinct node of the token tree.
+- Sampling: the shared sampler's semantics (`sampling.candidate_rngs`, `sample_token`: one
+  generator per candidate, temperature, top-p) computed for all rows of a step at once by
+  `sample_rows`, which gives the same tokens and log-probabilities as `sample_token` (a test
+  checks, bit for bit). Text: pieces with special tokens rendered (markers appear in the text),
+  cut after the earliest stop string (`StopMatcher` semantics, checked on the new tail only); an
+  end-of-generation token ends a candidate ('eos', its text not included), `max_tokens` too
+  ('length'). Candidate i of a request depends only on its own generator and its logits, so it
+  is the same alone, batched, in another round, or after eviction, up to float rounding of the
+  logits (~1e-6; a sampled token flips only on an exact near-tie).
+- A finished candidate's sequence is KEPT (idle) when it ended at a stop string: the next step's
+  prompt is its text, so expanding that child decodes only what the parent did not (the
+  last sampled token and anything re-tokenization changed at the boundary). Candidates ended by
+  'eos' or 'length' are terminal in every step format and are freed at once (seq_rm).
+- Out of sequences or cells: idle sequences are evicted least recently used first (those whose
+  cells are all shared with others cost nothing and go first when only an id is needed); if live
+  candidates still do not fit, the lowest-priority group is paused (its sequences become idle)
+  and resumed later from whatever is still cached, re-evaluating the rest. Results do not change.
+- `tokens_evaluated` = rows llama.cpp actually decoded for the request (prompt suffix, each
+  generated token that was fed back, re-evaluations); a candidate's last token is never fed.
+- `prefix_cache=False` drops everything between calls and after each candidate (every prefix from
+  scratch: the reference the tests compare against); `batch_candidates=False` decodes one
+  candidate at a time (the tree-shared cache without batching; a benchmark variant).
+- `LlamaCppReward`: embeddings with LAST pooling (the last token's hidden state after the final
+  norm), value head from GGUF metadata written by `edgestar.quantize.gguf_export` (all strings:
+  llama.cpp's metadata API skips arrays; the weight is base64 of little-endian float32):
+  score = tanh((w . h + b) / score_scale). All prefixes of a call are decoded together, each on
+  its own sequence forked from its longest cached prefix (a parent's scored prefix, usually);
+  scored prefixes stay cached under the same LRU policy.
 
-Prompts are tokenized like `torch_backend.encode_prefix` does: special tokens written in the
-text (the rStar markers) become single ids, the vocabulary's add_bos decides the BOS, and an
-empty text becomes [EOS].
-
-CPU quirk: on CPUs with Intel AMX, llama.cpp's AMX kernels (an "extra buffer type") crash on
-quantized models here; `extra_bufts=None` turns extra buffer types off on such CPUs (see
-`cpu_has_amx`).
-
-Thread-safety: an instance owns one llama.cpp context, which is not thread-safe; every public
-method takes the instance's lock, so concurrent calls on one instance are serialized. Separate
-instances may run in separate threads (ctypes releases the GIL inside llama.cpp). `close()` frees
-everything; methods called after it raise ModelError.
-
-Import cost: `import edgestar` never imports llama_cpp; this module imports it on first use.
-No torch, transformers or gguf here (a runtime install has none of them).
+Thread-safety: one lock per instance around every public method. `close()` frees everything;
+methods called after it raise ModelError. CPU quirk: see `_llama_raw.cpu_has_amx` (extra_bufts).
+Import cost: `import edgestar` never imports llama_cpp. No torch, transformers or gguf here.
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
-import ctypes
 import math
-import mmap
 import os
-import struct
-import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from ..types import InputError, ModelError
+from ._llama_raw import (
+    _GGML_SIZES,
+    GGUFInfo,
+    _Batch,
+    _Context,
+    _Model,
+    _Runtime,
+    check_gguf,
+    cpu_has_amx,
+    llama_lib,
+)
 from .base import Candidate, Proposal, StepRequest
-from .sampling import StopMatcher, candidate_rngs, sample_token
+from .kvtree import KVTree, Match, _common
+from .sampling import candidate_rngs, sample_token
 
-__all__ = ["GGUFInfo", "LlamaCppPolicy", "LlamaCppReward", "check_gguf", "llama_lib"]
-
-# --------------------------------------------------------------------------------------------
-# GGUF validation (pure Python, before llama.cpp is touched)
-
-GGUF_MAGIC = b"GGUF"
-_MAX_COUNT = 1 << 24  # more tensors or metadata entries than any real model: corrupt header
-# fmt: off
-_SCALARS: dict[int, str] = {
-    # GGUF value type -> struct format
-    0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d",
-}
-_STRING, _ARRAY = 8, 9
-_GGML_SIZES: dict[int, tuple[int, int]] = {
-    # ggml type id -> (block size in elements, bytes per block); = gguf-py's GGML_QUANT_SIZES
-    # (a test checks); a type not listed is left to llama.cpp's own bounds check
-    0: (1, 4), 1: (1, 2), 2: (32, 18), 3: (32, 20), 6: (32, 22), 7: (32, 24), 8: (32, 34),
-    9: (32, 40), 10: (256, 84), 11: (256, 110), 12: (256, 144), 13: (256, 176), 14: (256, 210),
-    15: (256, 292), 16: (256, 66), 17: (256, 74), 18: (256, 98), 19: (256, 50), 20: (32, 18),
-    21: (256, 110), 22: (256, 82), 23: (256, 136), 24: (1, 1), 25: (1, 2), 26: (1, 4),
-    27: (1, 8), 28: (1, 8), 29: (256, 56), 30: (1, 2), 34: (256, 54), 35: (256, 66),
-    39: (32, 17),
-}
-# fmt: on
-
-
-@dataclass(frozen=True)
-class GGUFInfo:
-    """What `check_gguf` learned from a file's header."""
-
-    path: Path
-    version: int
-    n_tensors: int
-    metadata: dict[str, Any]
-    """Scalar and string metadata (arrays are left out)."""
-    size: int
-
-
-class _Reader:
-    def __init__(self, buf: Any, path: Path) -> None:
-        self.buf, self.pos, self.path, self.size = buf, 0, path, len(buf)
-
-    def need(self, n: int) -> None:
-        if n < 0 or self.pos + n > self.size:
-            raise ModelError(f"{self.path}: truncated GGUF header (at byte {self.pos})")
-
-    def unpack(self, fmt: str) -> Any:
-        n = struct.calcsize("<" + fmt)
-        self.need(n)
-        (v,) = struct.unpack_from("<" + fmt, self.buf, self.pos)
-        self.pos += n
-        return v
-
-    def string(self) -> str:
-        n = self.unpack("Q")
-        self.need(n)
-        s = bytes(self.buf[self.pos : self.pos + n])
-        self.pos += n
-        return s.decode("utf-8", errors="replace")
-
-    def skip_string(self) -> None:
-        n = self.unpack("Q")
-        self.need(n)
-        self.pos += n
-
-    def value(self, vtype: int, keep: bool) -> Any:
-        if vtype in _SCALARS:
-            return self.unpack(_SCALARS[vtype])
-        if vtype == _STRING:
-            if keep:
-                return self.string()
-            self.skip_string()
-            return None
-        if vtype == _ARRAY:
-            itype, n = self.unpack("I"), self.unpack("Q")
-            if itype in _SCALARS:
-                nbytes = struct.calcsize("<" + _SCALARS[itype]) * n
-                self.need(nbytes)
-                self.pos += nbytes
-            elif itype == _STRING:
-                self.need(8 * n)
-                for _ in range(n):
-                    self.skip_string()
-            else:
-                raise ModelError(f"{self.path}: corrupt GGUF header (array of type {itype})")
-            return None
-        raise ModelError(f"{self.path}: corrupt GGUF header (value type {vtype})")
-
-
-def check_gguf(path: str | os.PathLike[str]) -> GGUFInfo:
-    """Validate a GGUF file without llama.cpp; raise ModelError (one line) if it is not sound."""
-    p = Path(path)
-    if not p.exists():
-        raise ModelError(f"{p}: no such model file")
-    if not p.is_file():
-        raise ModelError(f"{p}: not a file")
-    try:
-        size = p.stat().st_size
-        if size < 24:
-            raise ModelError(f"{p}: not a GGUF file ({size} bytes)")
-        with open(p, "rb") as f:
-            if f.read(4) != GGUF_MAGIC:
-                raise ModelError(f"{p}: not a GGUF file (bad magic)")
-            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-                return _parse_header(mm, p, size)
-    except OSError as e:
-        raise ModelError(f"{p}: unreadable ({e.strerror or e})") from None
-
-
-def _parse_header(mm: Any, p: Path, size: int) -> GGUFInfo:
-    r = _Reader(mm, p)
-    r.pos = 4
-    version = r.unpack("I")
-    if version not in (2, 3):
-        raise ModelError(f"{p}: unsupported GGUF version {version}")
-    n_tensors, n_kv = r.unpack("Q"), r.unpack("Q")
-    if n_tensors > _MAX_COUNT or n_kv > _MAX_COUNT:
-        raise ModelError(f"{p}: corrupt GGUF header ({n_tensors} tensors, {n_kv} keys)")
-    meta: dict[str, Any] = {}
-    for _ in range(n_kv):
-        key = r.string()
-        vtype = r.unpack("I")
-        v = r.value(vtype, keep=True)
-        if v is not None:
-            meta[key] = v
-    tensors: list[tuple[str, int, int, int]] = []  # name, n_elements, type, offset
-    for _ in range(n_tensors):
-        name = r.string()
-        n_dims = r.unpack("I")
-        if n_dims > 8:
-            raise ModelError(f"{p}: corrupt GGUF tensor info for {name}")
-        n_el = 1
-        for _ in range(n_dims):
-            n_el *= r.unpack("Q")
-        tensors.append((name, n_el, r.unpack("I"), r.unpack("Q")))
-    align = int(meta.get("general.alignment", 32)) or 32
-    start = (r.pos + align - 1) // align * align
-    for name, n_el, ttype, off in tensors:
-        if ttype not in _GGML_SIZES:
-            continue  # unknown to this table; llama.cpp bounds-checks it itself
-        blk, nbytes = _GGML_SIZES[ttype]
-        end = start + off + (n_el + blk - 1) // blk * nbytes
-        if end > size:
-            raise ModelError(
-                f"{p}: truncated GGUF file (tensor {name} ends at byte {end}, file has {size})"
-            )
-    return GGUFInfo(p, version, n_tensors, meta, size)
-
+__all__ = [
+    "GGUFInfo",
+    "LlamaCppPolicy",
+    "LlamaCppReward",
+    "check_gguf",
+    "cpu_has_amx",
+    "llama_lib",
+    "sample_rows",
+    "token_logprob",
+]
+_ = (_GGML_SIZES, _Model, _Context, _Batch)  # re-exported for tests and tools
 
 # --------------------------------------------------------------------------------------------
-# llama.cpp, loaded lazily; log output silenced
-
-_lib_lock = threading.Lock()
-_lib: Any = None
-_log_cb: Any = None  # keep a reference: llama.cpp calls it for the life of the process
-
-
-def llama_lib() -> Any:
-    """The llama_cpp module, imported on first use with its log output silenced."""
-    global _lib, _log_cb
-    with _lib_lock:
-        if _lib is None:
-            try:
-                import llama_cpp
-            except ImportError as e:  # pragma: no cover - depends on the install
-                raise ModelError(f"llama-cpp-python is not installed ({e})") from None
-            _log_cb = llama_cpp.llama_log_callback(lambda level, text, data: None)
-            llama_cpp.llama_log_set(_log_cb, ctypes.c_void_p(0))
-            llama_cpp.llama_backend_init()
-            _lib = llama_cpp
-        return _lib
-
-
-def cpu_has_amx() -> bool:
-    """Whether llama.cpp's CPU backend uses Intel AMX here.
-
-    Measured with llama-cpp-python 0.3.36 on a Xeon with AMX_INT8: every quantized model
-    (Q8_0, Q4_0, Q4_K...) segfaults inside ggml_backend_amx_mul_mat on the first decode when
-    the model's "extra buffer types" are on (llama.cpp's default). With
-    `use_extra_bufts=False` (no AMX, no CPU repacking) they run. So `extra_bufts=None` means
-    off on AMX machines, on elsewhere.
-    """
-    info = llama_lib().llama_print_system_info()
-    return b"AMX_INT8 = 1" in (info or b"")
-
-
-_MAX_SEQ = 256  # LLAMA_MAX_SEQ
-
-
-def _default_threads() -> int:
-    return max(1, (os.cpu_count() or 2) // 2)
-
-
-class _Model:
-    """A loaded llama_model and its vocabulary."""
-
-    def __init__(self, path: Path, n_gpu_layers: int, extra_bufts: bool | None) -> None:
-        L = llama_lib()
-        self.L = L
-        params = L.llama_model_default_params()
-        params.n_gpu_layers = int(n_gpu_layers)
-        params.use_extra_bufts = (not cpu_has_amx()) if extra_bufts is None else bool(extra_bufts)
-        self.ptr = L.llama_model_load_from_file(str(path).encode(), params)
-        if not self.ptr:
-            raise ModelError(f"{path}: llama.cpp could not load this model")
-        self.vocab = L.llama_model_get_vocab(self.ptr)
-        self.n_vocab = int(L.llama_vocab_n_tokens(self.vocab))
-        self.n_embd = int(L.llama_model_n_embd(self.ptr))
-        self.add_bos = bool(L.llama_vocab_get_add_bos(self.vocab))
-        self.bos = int(L.llama_vocab_bos(self.vocab))
-        self.eos = int(L.llama_vocab_eos(self.vocab))
-        self._pieces: dict[int, bytes] = {}
-
-    def meta(self, key: str) -> str | None:
-        """A scalar metadata value as llama.cpp prints it, or None."""
-        n = 256
-        while True:
-            buf = ctypes.create_string_buffer(n)
-            got = self.L.llama_model_meta_val_str(self.ptr, key.encode(), buf, n)
-            if got < 0:
-                return None
-            if got < n:
-                return buf.value.decode("utf-8", errors="replace")
-            n = got + 1
-
-    def tokenize(self, text: str) -> list[int]:
-        """Prompt ids, as `edgestar.backends.torch_backend.encode_prefix` makes them: special
-        tokens written in the text as single ids; BOS in front when the vocabulary adds one and
-        the text does not start with it; an empty text without BOS -> [EOS] (GPT-2 convention:
-        the model needs one token to predict from)."""
-        b = text.encode("utf-8")
-        cap = len(b) + 8
-        while True:
-            arr = (self.L.llama_token * cap)()
-            n = self.L.llama_tokenize(self.vocab, b, len(b), arr, cap, False, True)
-            if n >= 0:
-                ids = list(arr[:n])
-                break
-            cap = -n
-        if self.add_bos and self.bos >= 0 and (not ids or ids[0] != self.bos):
-            ids.insert(0, self.bos)
-        if not ids and self.eos >= 0:
-            ids = [self.eos]
-        return ids
-
-    def piece(self, tok: int) -> bytes:
-        """The token's bytes, special tokens rendered as their text."""
-        got = self._pieces.get(tok)
-        if got is None:
-            buf = ctypes.create_string_buffer(64)
-            n = self.L.llama_token_to_piece(self.vocab, tok, buf, 64, 0, True)
-            if n < 0:
-                buf = ctypes.create_string_buffer(-n)
-                n = self.L.llama_token_to_piece(self.vocab, tok, buf, -n, 0, True)
-            got = buf.raw[:n]
-            self._pieces[tok] = got
-        return got
-
-    def token_text(self, tok: int) -> str:
-        if tok < 0 or tok >= self.n_vocab:
-            return ""
-        return self.piece(tok).decode("utf-8", errors="replace")
-
-    def is_eog(self, tok: int) -> bool:
-        return bool(self.L.llama_vocab_is_eog(self.vocab, tok))
-
-    def close(self) -> None:
-        if getattr(self, "ptr", None):
-            self.L.llama_model_free(self.ptr)
-            self.ptr = None
-
-
-class _Context:
-    """A llama_context with a unified KV cache, and its memory handle."""
-
-    def __init__(
-        self,
-        model: _Model,
-        *,
-        n_ctx: int,
-        n_batch: int,
-        n_seq_max: int,
-        n_threads: int,
-        kv_f32: bool,
-        embeddings: bool = False,
-    ) -> None:
-        L = model.L
-        self.L = L
-        p = L.llama_context_default_params()
-        p.n_ctx = n_ctx
-        p.n_batch = n_batch
-        p.n_ubatch = n_batch
-        p.n_seq_max = n_seq_max
-        p.n_threads = n_threads
-        p.n_threads_batch = n_threads
-        p.kv_unified = True
-        p.no_perf = True
-        if kv_f32:  # exact parity with torch (STACK.md): F32 cache, no flash attention
-            p.type_k = L.GGML_TYPE_F32
-            p.type_v = L.GGML_TYPE_F32
-            p.flash_attn_type = L.LLAMA_FLASH_ATTN_TYPE_DISABLED
-        if embeddings:
-            p.embeddings = True
-            p.pooling_type = L.LLAMA_POOLING_TYPE_LAST
-        self.ptr = L.llama_init_from_model(model.ptr, p)
-        if not self.ptr:
-            raise ModelError("llama.cpp could not create a context (out of memory?)")
-        self.mem = L.llama_get_memory(self.ptr)
-        self.n_ctx = int(L.llama_n_ctx(self.ptr))
-        self.n_vocab = model.n_vocab
-
-    def decode(self, batch: _Batch) -> None:
-        rc = self.L.llama_decode(self.ptr, batch.raw)
-        if rc != 0:
-            raise ModelError(f"llama_decode failed ({rc}; 1 means the KV cache is full)")
-
-    def logits(self, i: int) -> np.ndarray:
-        ptr = self.L.llama_get_logits_ith(self.ptr, i)
-        if not ptr:
-            raise ModelError(f"llama.cpp returned no logits for batch row {i}")
-        return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).copy()
-
-    def seq_embedding(self, seq: int, n_embd: int) -> np.ndarray:
-        ptr = self.L.llama_get_embeddings_seq(self.ptr, seq)
-        if not ptr:
-            raise ModelError(f"llama.cpp returned no pooled embedding for sequence {seq}")
-        return np.ctypeslib.as_array(ptr, shape=(n_embd,)).copy()
-
-    def seq_cp(self, src: int, dst: int) -> None:
-        self.L.llama_memory_seq_cp(self.mem, src, dst, -1, -1)
-
-    def seq_rm(self, seq: int, p0: int = -1, p1: int = -1) -> None:
-        if not self.L.llama_memory_seq_rm(self.mem, seq, p0, p1):
-            raise ModelError(f"llama.cpp could not remove positions {p0}.. of sequence {seq}")
-
-    def clear(self) -> None:
-        self.L.llama_memory_clear(self.mem, True)
-
-    def close(self) -> None:
-        if getattr(self, "ptr", None):
-            self.L.llama_free(self.ptr)
-            self.ptr = None
-
-
-class _Batch:
-    """A llama_batch of up to `capacity` tokens, each in up to `n_seq_max` sequences."""
-
-    def __init__(self, L: Any, capacity: int, n_seq_max: int) -> None:
-        self.L = L
-        self.capacity = capacity
-        self.raw = L.llama_batch_init(capacity, 0, n_seq_max)
-        self._alive = True
-
-    def fill(self, rows: Sequence[tuple[int, int, int, bool]]) -> None:
-        """rows: (token, position, sequence, want_logits)."""
-        if len(rows) > self.capacity:
-            raise ValueError("batch overflow")
-        b = self.raw
-        for i, (tok, pos, seq, out) in enumerate(rows):
-            b.token[i] = tok
-            b.pos[i] = pos
-            b.n_seq_id[i] = 1
-            b.seq_id[i][0] = seq
-            b.logits[i] = 1 if out else 0
-        b.n_tokens = len(rows)
-
-    def close(self) -> None:
-        if self._alive:
-            self.L.llama_batch_free(self.raw)
-            self._alive = False
-
-
-class _Runtime:
-    """Model + context + batch, with the shared life cycle of both backends."""
-
-    def __init__(
-        self,
-        model_path: str | os.PathLike[str],
-        *,
-        n_ctx: int,
-        n_threads: int | None,
-        n_gpu_layers: int,
-        n_seq_max: int,
-        kv_f32: bool,
-        embeddings: bool,
-        extra_bufts: bool | None,
-    ) -> None:
-        for name, v in (("n_ctx", n_ctx), ("n_seq_max", n_seq_max)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise InputError(f"{name} must be a positive integer, got {v!r}")
-        if n_seq_max > _MAX_SEQ:
-            raise InputError(f"n_seq_max must be at most {_MAX_SEQ} (llama.cpp's limit)")
-        if n_threads is not None and (not isinstance(n_threads, int) or n_threads < 1):
-            raise InputError(f"n_threads must be a positive integer, got {n_threads!r}")
-        self.info = check_gguf(model_path)
-        self.path = self.info.path
-        self.lock = threading.RLock()
-        self.model: _Model | None = None
-        self.ctx: _Context | None = None
-        self.batch: _Batch | None = None
-        try:
-            self.model = _Model(self.path, n_gpu_layers, extra_bufts)
-            # a batch holds a prompt chunk or one token per live sequence
-            n_batch = max(min(n_ctx, 512), n_seq_max)
-            self.ctx = _Context(
-                self.model,
-                n_ctx=n_ctx,
-                n_batch=n_batch,
-                n_seq_max=n_seq_max,
-                n_threads=n_threads or _default_threads(),
-                kv_f32=kv_f32,
-                embeddings=embeddings,
-            )
-            self.batch = _Batch(self.model.L, n_batch, n_seq_max)
-        except BaseException:
-            self.close()
-            raise
-        self.n_seq_max = n_seq_max
-
-    def parts(self) -> tuple[_Model, _Context, _Batch]:
-        if self.model is None or self.ctx is None or self.batch is None:
-            raise ModelError(f"{self.path}: backend is closed")
-        return self.model, self.ctx, self.batch
-
-    def close(self) -> None:
-        for part in (self.batch, self.ctx, self.model):
-            if part is not None:
-                part.close()
-        self.batch = self.ctx = self.model = None
-
-    def __del__(self) -> None:  # a forgotten close(); never raise from a finalizer
-        with contextlib.suppress(Exception):
-            self.close()
-
-
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
+# Sampling many rows at once, exactly as sampling.sample_token does one
 
 
 @dataclass
-class _Live:
-    """A candidate being generated."""
+class _Dist:
+    """What a draw from one logits row needs: p (for log-probabilities) and the cdf over the
+    kept tokens (`ids`, ascending; None = every token)."""
 
-    seq: int
-    rng: np.random.Generator
-    data: bytearray
-    n_tokens: int = 0
-    logprob: float = 0.0
-    done: Candidate | None = None
+    p: np.ndarray
+    cdf: np.ndarray
+    ids: np.ndarray | None
+
+
+def _top_p_ids(p: np.ndarray, top_p: float) -> np.ndarray:
+    """sample_token's kept set: the shortest prefix of the stable descending order whose
+    cumulative mass reaches top_p. Sorting all of a 50k vocabulary costs ~3 ms; the tokens above
+    a threshold almost always hold the mass, and the prefix of the order they give is exactly
+    the full order's (every excluded token is strictly smaller), so only they are sorted."""
+    for thr in (1e-4, 1e-7):
+        cand = np.flatnonzero(p >= thr)
+        vals = p[cand]
+        order = np.argsort(-vals, kind="stable")
+        cum = np.cumsum(vals[order])
+        k = int(np.searchsorted(cum, top_p))
+        if k < len(cand):
+            return cand[order[: k + 1]]
+    order = np.argsort(-p, kind="stable")
+    cum = np.cumsum(p[order])
+    return order[: int(np.searchsorted(cum, top_p) + 1)]
+
+
+def _dists(logits: np.ndarray, temperature: float, top_p: float) -> list[_Dist]:
+    x = np.asarray(logits, dtype=np.float64)
+    if x.ndim == 1:
+        x = x[None, :]
+    z = x / temperature
+    z -= z.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    p /= p.sum(axis=1, keepdims=True)
+    out: list[_Dist] = []
+    for row in p:
+        if top_p < 1.0:
+            ids = np.sort(_top_p_ids(row, top_p))
+            q = np.zeros_like(row)
+            q[ids] = row[ids]
+            vals = row[ids] / q.sum()
+            cdf = np.cumsum(vals)
+            cdf /= cdf[-1]
+            out.append(_Dist(row, cdf, ids))
+        else:
+            cdf = np.cumsum(row)
+            cdf /= cdf[-1]
+            out.append(_Dist(row, cdf, None))
+    return out
+
+
+def _draw(d: _Dist, rng: np.random.Generator) -> tuple[int, float]:
+    # Generator.choice(n, p=q): cdf = q.cumsum(); cdf /= cdf[-1]; searchsorted(random(), 'right')
+    j = int(np.searchsorted(d.cdf, rng.random(), side="right"))
+    tok = int(d.ids[j]) if d.ids is not None else j
+    return tok, float(np.log(d.p[tok]))
+
+
+def token_logprob(logits: np.ndarray, temperature: float, tok: int) -> float:
+    """The log-probability `sample_token` reports for `tok` (temperature 0: at temperature 1)."""
+    x = np.asarray(logits, dtype=np.float64)
+    if temperature <= 0:
+        return float(-np.log(np.exp(x - x[tok]).sum()))
+    z = x / temperature
+    z -= z.max()
+    p = np.exp(z)
+    return float(np.log(p[tok] / p.sum()))
+
+
+def sample_rows(
+    logits: np.ndarray,
+    temperature: float,
+    top_p: float,
+    rngs: Sequence[Sequence[np.random.Generator]],
+) -> list[list[tuple[int, float]]]:
+    """For each row of `logits` ([rows, vocab]) and each generator of `rngs[row]`, the
+    (token, logprob) that `sampling.sample_token(row, temperature, top_p, rng)` returns, with
+    the softmax and the top-p set computed once per row."""
+    if temperature <= 0:
+        return [
+            [sample_token(row, 0.0, top_p, r) for r in rs]
+            for row, rs in zip(logits, rngs, strict=True)
+        ]
+    ds = _dists(logits, temperature, top_p)
+    return [[_draw(d, r) for r in rs] for d, rs in zip(ds, rngs, strict=True)]
 
 
 # --------------------------------------------------------------------------------------------
 # Policy
 
 
+def _check_seqs(n_seq_max: object) -> None:
+    if isinstance(n_seq_max, bool) or not isinstance(n_seq_max, int) or not 1 <= n_seq_max <= 256:
+        raise InputError(f"n_seq_max must be an integer in 1..256, got {n_seq_max!r}")
+
+
+@dataclass(eq=False)
+class _Cand:
+    """One candidate being generated."""
+
+    req: int
+    idx: int
+    rng: np.random.Generator
+    max_new: int
+    stops: tuple[str, ...]
+    n_prompt: int
+    seq: int = -1
+    data: bytearray = field(default_factory=bytearray)
+    checked: int = 0
+    """Characters of the decoded text already searched for stop strings."""
+    n_tokens: int = 0
+    logprob: float = 0.0
+    done: Candidate | None = None
+
+
+@dataclass(eq=False)
+class _Group:
+    """Candidates of one request whose tokens so far are identical: they share every cell and
+    the logits row. `pending` = how many of the last history tokens still need decoding (-1:
+    not started: no sequences yet)."""
+
+    members: list[_Cand]
+    prompt: list[int]
+    gen: list[int]
+    pending: int = -1
+
+    @property
+    def order(self) -> tuple[int, int]:
+        return (self.members[0].req, self.members[0].idx)
+
+    @property
+    def length(self) -> int:
+        return len(self.prompt) + len(self.gen)
+
+    def tokens(self, p0: int, n: int) -> list[int]:
+        lp = len(self.prompt)
+        if p0 >= lp:
+            return self.gen[p0 - lp : p0 - lp + n]
+        return (self.prompt + self.gen)[p0 : p0 + n]
+
+    @property
+    def seqs(self) -> list[int]:
+        return [c.seq for c in self.members]
+
+
+@dataclass
+class PolicyStats:
+    """Counters since construction (or `reset_stats`)."""
+
+    requests: int = 0
+    prompt_tokens: int = 0
+    """Prompt tokens asked for (the sum of every request's prompt length)."""
+    prompt_evaluated: int = 0
+    """Of those, decoded (not found in the cache; includes re-decoding a fully cached last one)."""
+    generated: int = 0
+    """Tokens sampled (Candidate.n_tokens summed)."""
+    rows: int = 0
+    """Rows llama.cpp decoded (= sum of tokens_evaluated)."""
+    boundary_events: int = 0
+    boundary_tokens: int = 0
+    """Cached tokens unusable because the prompt re-tokenized a cached candidate's text
+    differently at its end (BPE merges across the boundary), and how often that happened."""
+    pauses: int = 0
+    resumed_tokens: int = 0
+    """Tokens decoded again when a paused group resumed."""
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
 class LlamaCppPolicy:
     """Policy backend over a GGUF file (see the module docstring for the KV layout).
 
-    n_ctx: KV cells shared by the prompt and all live candidates. n_seq_max: sequences in the
-    context (1 for the prompt + up to n_seq_max - 1 candidates decoded together). kv_f32: F32 KV
-    cache and no flash attention, for exact parity with torch (default F16, ~4e-3 drift).
-    extra_bufts: llama.cpp's extra CPU buffer types (AMX, weight repacking); None = off on CPUs
-    with AMX, where quantized models crash (see `cpu_has_amx`), on elsewhere.
+    n_ctx: KV cells shared by every cached prefix and live candidate. n_seq_max: sequences
+    (one per live candidate or cached branch; llama.cpp allows 256). n_batch: rows per decode.
+    kv_f32: F32 KV cache and no flash attention, for exact parity with torch (default F16,
+    ~4e-3 drift). flash_attn: None = llama.cpp's choice. extra_bufts: llama.cpp's extra CPU buffer
+    types; None = off on CPUs with AMX, where quantized models crash (see `cpu_has_amx`).
+    prefix_cache / batch_candidates: see the module docstring.
     """
 
     def __init__(
@@ -542,12 +279,18 @@ class LlamaCppPolicy:
         n_ctx: int = 4096,
         n_threads: int | None = None,
         n_gpu_layers: int = 0,
-        n_seq_max: int = 33,
+        n_seq_max: int = 128,
         kv_f32: bool = False,
         extra_bufts: bool | None = None,
+        *,
+        n_batch: int = 512,
+        flash_attn: bool = False,
+        prefix_cache: bool = True,
+        batch_candidates: bool = True,
     ) -> None:
-        if isinstance(n_seq_max, int) and n_seq_max < 2:
-            raise InputError("n_seq_max must be at least 2 (a prompt and one candidate)")
+        _check_seqs(n_seq_max)
+        if isinstance(n_ctx, int) and n_ctx > 1:
+            n_seq_max = min(n_seq_max, n_ctx)  # llama.cpp wants sequences <= batch <= n_ctx
         self._rt = _Runtime(
             model_path,
             n_ctx=n_ctx,
@@ -557,17 +300,41 @@ class LlamaCppPolicy:
             kv_f32=kv_f32,
             embeddings=False,
             extra_bufts=extra_bufts,
+            n_batch=n_batch,
+            flash_attn=flash_attn,
         )
+        _, ctx, _ = self._rt.parts()
+        self._tree = KVTree(ctx, ctx.n_ctx, n_seq_max)
+        self.prefix_cache = bool(prefix_cache)
+        self.batch_candidates = bool(batch_candidates)
         self.name = f"llamacpp:{self._rt.path.name}"
         self.metadata = self._rt.info.metadata
-        self._cached: list[int] = []
-        """Tokens whose KV state sits on sequence 0 (the previous request's prompt)."""
+        self.stats = PolicyStats()
+        self.recorded: dict[tuple[str, int, int], list[int]] | None = None
+        """Benchmark support: set to {} to record every candidate's sampled token ids, keyed
+        by (request prefix, request seed, candidate index)."""
+        self.script: dict[tuple[str, int, int], list[int]] | None = None
+        """Benchmark support: tokens to force (a `recorded` dict from another run), so that a
+        variant builds exactly the same tree; `replay_stats` = [sampled == forced, forced]."""
+        self.replay_stats = [0, 0]
 
     # -- Policy protocol ------------------------------------------------------------------
 
     def propose(self, requests: Sequence[StepRequest]) -> list[Proposal]:
+        for r in requests:
+            if isinstance(r.k, bool) or not isinstance(r.k, int) or r.k < 1:
+                raise InputError(f"k must be a positive integer, got {r.k!r}")
+            if r.max_tokens < 1:
+                raise InputError(f"max_tokens must be positive, got {r.max_tokens!r}")
         with self._rt.lock:
-            return [self._propose_one(r) for r in requests]
+            parts = self._rt.parts()
+            if not self.prefix_cache:
+                self._reset()
+            try:
+                return self._propose(parts, requests)
+            except BaseException:
+                self._reset()  # live sequences are in an unknown state
+                raise
 
     def chat_prompt(self, messages: Sequence[dict[str, str]]) -> str | None:
         with self._rt.lock:
@@ -581,7 +348,7 @@ class LlamaCppPolicy:
     def close(self) -> None:
         with self._rt.lock:
             self._rt.close()
-            self._cached = []
+            self._tree.clear()
 
     def __enter__(self) -> LlamaCppPolicy:
         return self
@@ -598,141 +365,383 @@ class LlamaCppPolicy:
             return model.tokenize(text)
 
     def logits(self, text: str, all_positions: bool = False) -> np.ndarray:
-        """Next-token logits after `text` ([vocab]), or after every token of it ([n, vocab]).
-        The last-position form uses and updates the prompt cache; the other clears it."""
+        """Next-token logits after `text` ([vocab]), or after every token of it ([n, vocab],
+        evaluated from scratch). Both leave the prompt in the cache."""
         with self._rt.lock:
-            parts = self._rt.parts()
-            tokens = parts[0].tokenize(text)
-            if not all_positions:
-                return self._eval_prompt(parts, tokens)[0]
-            self._reset()
-            return self._eval_prompt(parts, tokens, all_positions=True)[0]
+            model, ctx, batch = self._rt.parts()
+            tokens = model.tokenize(text)
+            self._check_prompt(tokens, ctx)
+            try:
+                return self._eval(ctx, batch, tokens, all_positions)
+            except BaseException:
+                self._reset()
+                raise
 
-    def _eval_prompt(
-        self, parts: tuple[_Model, _Context, _Batch], tokens: list[int], all_positions: bool = False
-    ) -> tuple[np.ndarray, int]:
-        """Make sequence 0 hold `tokens`; return (logits after the last one, tokens evaluated)."""
-        _, ctx, batch = parts
+    @property
+    def decode_seconds(self) -> float:
+        """Seconds spent inside llama_decode since construction."""
+        return self._rt.ctx.decode_seconds if self._rt.ctx is not None else 0.0
+
+    def cache_info(self) -> dict[str, Any]:
+        """The KV tree's state and counters (cells, sequences, evictions, forks)."""
+        t = self._tree
+        return {
+            "cells_used": t.cells,
+            "cells": t.n_cells,
+            "seqs_used": t.n_seqs - t.seqs_free,
+            "seqs": t.n_seqs,
+            **t.stats.__dict__,
+        }
+
+    def reset_stats(self) -> None:
+        self.stats = PolicyStats()
+
+    def clear_cache(self) -> None:
+        """Drop every cached prefix."""
+        with self._rt.lock:
+            self._reset()
+
+    # -- internals -------------------------------------------------------------------------
+
+    @staticmethod
+    def _check_prompt(tokens: list[int], ctx: _Context) -> None:
         if not tokens:
             raise InputError("empty prompt and the model has no BOS or EOS token")
         if len(tokens) >= ctx.n_ctx:
             raise InputError(f"prompt is {len(tokens)} tokens; the context holds {ctx.n_ctx}")
-        keep = min(_common_prefix(self._cached, tokens), len(tokens) - 1)
-        ctx.seq_rm(0, keep, -1)
-        self._cached = tokens[:keep]
-        todo = tokens[keep:]
-        step = batch.capacity
-        rows: list[np.ndarray] = []
-        for start in range(0, len(todo), step):
-            chunk = todo[start : start + step]
-            last = start + len(chunk) == len(todo)
-            batch.fill(
-                [
-                    (t, keep + start + j, 0, all_positions or (last and j == len(chunk) - 1))
-                    for j, t in enumerate(chunk)
-                ]
-            )
-            ctx.decode(batch)
-            self._cached = tokens[: keep + start + len(chunk)]
-            if all_positions:
-                rows += [ctx.logits(j) for j in range(len(chunk))]
-        if all_positions:
-            return np.stack(rows), len(todo)
-        return ctx.logits(batch.raw.n_tokens - 1), len(todo)
-
-    def _propose_one(self, req: StepRequest) -> Proposal:
-        if isinstance(req.k, bool) or not isinstance(req.k, int) or req.k < 1:
-            raise InputError(f"k must be a positive integer, got {req.k!r}")
-        if req.max_tokens < 1:
-            raise InputError(f"max_tokens must be positive, got {req.max_tokens!r}")
-        parts = self._rt.parts()
-        model, ctx, _ = parts
-        tokens = model.tokenize(req.prefix)
-        try:
-            first_logits, evaluated = self._eval_prompt(parts, tokens)
-        except ModelError:
-            self._reset()
-            raise
-        n_prompt = len(tokens)
-        room = ctx.n_ctx - n_prompt  # KV cells left for generated tokens
-        max_new = min(req.max_tokens, room)
-        # candidates per round: sequences available and cells for each one's tokens
-        # (a candidate of n tokens fills n - 1 cells: its last token is never decoded)
-        per_round = max(1, min(self._rt.n_seq_max - 1, room // max(1, max_new - 1)))
-        rngs = candidate_rngs(req.seed, req.k)
-        stopper = StopMatcher(req.stop)
-        results: list[Candidate] = []
-        try:
-            for r0 in range(0, req.k, per_round):
-                idx = range(r0, min(req.k, r0 + per_round))
-                results += self._generate(
-                    parts, req, [rngs[i] for i in idx], first_logits, n_prompt, max_new, stopper
-                )
-        except ModelError:
-            self._reset()
-            raise
-        generated = sum(c.n_tokens for c in results)
-        return Proposal(tuple(results), evaluated + generated)
-
-    def _generate(
-        self,
-        parts: tuple[_Model, _Context, _Batch],
-        req: StepRequest,
-        rngs: list[np.random.Generator],
-        first_logits: np.ndarray,
-        n_prompt: int,
-        max_new: int,
-        stopper: StopMatcher,
-    ) -> list[Candidate]:
-        model, ctx, batch = parts
-        live = [_Live(i + 1, rng, bytearray()) for i, rng in enumerate(rngs)]
-        try:
-            for c in live:
-                ctx.seq_cp(0, c.seq)
-            logits = {c.seq: first_logits for c in live}
-            pos = n_prompt
-            while True:
-                rows = []
-                for c in live:
-                    if c.done is not None:
-                        continue
-                    tok, lp = sample_token(logits[c.seq], req.temperature, req.top_p, c.rng)
-                    c.n_tokens += 1
-                    c.logprob += lp
-                    if model.is_eog(tok):
-                        c.done = self._finish(c, "eos", None)
-                        continue
-                    c.data += model.piece(tok)
-                    hit = stopper.check(c.data.decode("utf-8", errors="replace"))
-                    if hit is not None:
-                        c.done = Candidate(hit[0], c.n_tokens, "stop", hit[1], c.logprob)
-                        continue
-                    if c.n_tokens >= max_new:
-                        c.done = self._finish(c, "length", None)
-                        continue
-                    rows.append((tok, pos, c.seq, True))
-                if not rows:
-                    break
-                batch.fill(rows)
-                ctx.decode(batch)
-                logits = {seq: ctx.logits(i) for i, (_, _, seq, _) in enumerate(rows)}
-                pos += 1
-        finally:
-            for c in live:
-                ctx.seq_rm(c.seq, -1, -1)
-        return [c.done for c in live if c.done is not None]
-
-    @staticmethod
-    def _finish(c: _Live, finish: str, stop: str | None) -> Candidate:
-        return Candidate(
-            c.data.decode("utf-8", errors="replace"), c.n_tokens, finish, stop, c.logprob
-        )
 
     def _reset(self) -> None:
-        """After a failed decode the KV state is unknown: drop it all."""
+        """Forget every cached prefix (after an error the KV state is unknown)."""
         if self._rt.ctx is not None:
             self._rt.ctx.clear()
-        self._cached = []
+        self._tree.clear()
+
+    def _lookup(self, tokens: list[int]) -> Match:
+        return self._tree.lookup(tokens) if self.prefix_cache else Match(0, None, 0)
+
+    def _acquire(
+        self, m: Match, n_tokens: int, n_want: int, protect: set[int]
+    ) -> tuple[list[int], int]:
+        """Up to n_want sequences holding the cached prefix `m` of a prompt of n_tokens tokens,
+        leaving at least its last token to decode; returns them and that prefix's length."""
+        t = self._tree
+        n = min(m.n, n_tokens - 1)
+        src = m.seq if n > 0 else None
+        got: list[int] = []
+        if src is not None and m.seq_len == n and not t.is_live(src):
+            t.take(src)
+            got.append(src)
+        while len(got) < n_want:
+            sid = t.alloc(protect | ({src} if src is not None else set()))
+            if sid is None:
+                break
+            if src is None:
+                t.new_empty(sid)
+            else:
+                t.fork(src, sid, n)
+            got.append(sid)
+        return got, n
+
+    def _eval(
+        self, ctx: _Context, batch: _Batch, tokens: list[int], all_positions: bool
+    ) -> np.ndarray:
+        """Decode `tokens` on one sequence (from its longest cached prefix, or from scratch for
+        all positions); the logits after the last token, or after each."""
+        t = self._tree
+        if all_positions:
+            seq = t.alloc()
+            if seq is None:
+                raise ModelError("no llama.cpp sequence available")
+            t.new_empty(seq)
+            n = 0
+        else:
+            (seq,), n = self._acquire(self._lookup(tokens), len(tokens), 1, set())
+        rows: list[np.ndarray] = []
+        try:
+            while n < len(tokens):
+                chunk = tokens[n : n + batch.capacity]
+                if not t.make_room(len(chunk)):
+                    raise ModelError(f"KV cache too small ({ctx.n_ctx} cells)")
+                batch.clear()
+                if all_positions:
+                    for j, tok in enumerate(chunk):
+                        batch.add(tok, n + j, (seq,), True)
+                else:
+                    batch.add_run(chunk, n, (seq,), n + len(chunk) == len(tokens))
+                if ctx.try_decode(batch) != 0:
+                    raise ModelError("llama_decode failed")
+                t.append([seq], chunk)
+                if all_positions:
+                    rows.append(ctx.logits_rows(len(chunk)).copy())
+                n += len(chunk)
+            if all_positions:
+                return np.concatenate(rows)
+            return ctx.logits(batch.n - 1)
+        finally:
+            if seq in t.info:
+                t.release(seq)
+
+    def _propose(
+        self, parts: tuple[_Model, _Context, _Batch], reqs: Sequence[StepRequest]
+    ) -> list[Proposal]:
+        model, ctx, batch = parts
+        groups: list[_Group] = []
+        cands: list[list[_Cand]] = []
+        for ri, r in enumerate(reqs):
+            prompt = model.tokenize(r.prefix)
+            self._check_prompt(prompt, ctx)
+            max_new = min(r.max_tokens, ctx.n_ctx - len(prompt))
+            stops = tuple(s for s in r.stop if s)
+            cs = [
+                _Cand(ri, i, rng, max_new, stops, len(prompt))
+                for i, rng in enumerate(candidate_rngs(r.seed, r.k))
+            ]
+            cands.append(cs)
+            if self.batch_candidates:
+                groups.append(_Group(cs, prompt, []))
+            else:
+                groups += [_Group([c], prompt, []) for c in cs]
+            self.stats.requests += 1
+            self.stats.prompt_tokens += len(prompt)
+        evaluated = [0] * len(reqs)
+        self._run(model, ctx, batch, reqs, groups, evaluated)
+        out = []
+        for ri, cs in enumerate(cands):
+            got = tuple(c.done for c in cs if c.done is not None)
+            assert len(got) == len(cs)
+            self.stats.generated += sum(c.n_tokens for c in got)
+            out.append(Proposal(got, evaluated[ri]))
+        self.stats.rows += sum(evaluated)
+        return out
+
+    # The scheduler: waiting groups start when sequences allow; each step decodes one batch with
+    # every active group's next token(s); groups whose pending tokens are all fed sample.
+    def _run(
+        self,
+        model: _Model,
+        ctx: _Context,
+        batch: _Batch,
+        reqs: Sequence[StepRequest],
+        groups: list[_Group],
+        evaluated: list[int],
+    ) -> None:
+        t = self._tree
+        waiting = sorted(groups, key=lambda g: g.order)
+        active: list[_Group] = []
+        while waiting or active:
+            while waiting and (self.batch_candidates or not active):
+                if not self._start(waiting, active):
+                    break
+            if not active:
+                raise ModelError("no llama.cpp sequence available (n_seq_max too small?)")
+            active.sort(key=lambda g: (g.pending > 1, g.order))
+            plan: list[tuple[_Group, int]] = []
+            space = batch.capacity
+            for g in active:
+                if space == 0:
+                    break
+                n = min(g.pending, space)
+                plan.append((g, n))
+                space -= n
+            need = batch.capacity - space
+            if not t.make_room(need):
+                self._pause_last(active, waiting)
+                continue
+            batch.clear()
+            fed: list[tuple[_Group, list[int]]] = []
+            sampling: list[_Group] = []
+            for g, n in plan:
+                p0 = g.length - g.pending
+                toks = g.tokens(p0, n)
+                last = n == g.pending
+                batch.add_run(toks, p0, g.seqs, last)
+                fed.append((g, toks))
+                if last:
+                    sampling.append(g)
+            rc = ctx.try_decode(batch)
+            if rc == 1:  # no slot although the count says there is room: evict, else pause
+                if not t._evict_one(set(), for_cells=True):
+                    self._pause_last(active, waiting)
+                continue
+            if rc != 0:
+                raise ModelError(f"llama_decode failed ({rc})")
+            for g, toks in fed:
+                t.append(g.seqs, toks)
+                g.pending -= len(toks)
+                evaluated[g.members[0].req] += len(toks)
+            if sampling:
+                done = set(map(id, sampling))
+                active = [g for g in active if id(g) not in done]
+                active += self._sample(model, ctx, reqs, sampling)
+
+    def _start(self, waiting: list[_Group], active: list[_Group]) -> bool:
+        """Give the first waiting group sequences (splitting it if too few are free). With other
+        groups active it starts only if the next step has room for all of them and its prompt."""
+        g = waiting[0]
+        t = self._tree
+        hist = g.prompt + g.gen
+        m = self._lookup(hist)
+        if self.prefix_cache:
+            for a in active:  # a prefix being evaluated right now: share it once it is cached
+                done = a.length - a.pending
+                if a.pending > 1 and _common(a.prompt, hist, 0) > max(m.n, done):
+                    return False
+        protect = {s for a in active for s in a.seqs}
+        if m.seq is not None:
+            protect.add(m.seq)
+        if active:
+            need = sum(a.pending for a in active) + len(hist) - min(m.n, len(hist) - 1)
+            if not t.make_room(need, protect):
+                return False
+        seqs, n = self._acquire(m, len(hist), len(g.members), protect)
+        if not seqs:
+            return False
+        waiting.pop(0)
+        if len(seqs) < len(g.members):
+            waiting.insert(0, _Group(g.members[len(seqs) :], g.prompt, list(g.gen)))
+            g.members = g.members[: len(seqs)]
+        for c, s in zip(g.members, seqs, strict=True):
+            c.seq = s
+        g.pending = len(hist) - n
+        if g.gen:  # a paused group resuming
+            self.stats.resumed_tokens += g.pending - 1
+        else:
+            self.stats.prompt_evaluated += g.pending
+            self._count_boundary(hist, m)
+        active.append(g)
+        return True
+
+    def _count_boundary(self, prompt: list[int], m: Match) -> None:
+        """A cached sequence whose text starts the prompt but whose tokens diverge from the
+        prompt's near its end: the candidate's text re-tokenized differently."""
+        if m.seq is None or m.n >= m.seq_len or m.seq_len - m.n > 8 or m.seq not in self._tree.info:
+            return
+        model = self._rt.model
+        assert model is not None
+        cached = self._tree.tokens(m.seq)
+        if len(cached) < m.seq_len:
+            return
+        have = b"".join(model.piece(x) for x in cached[m.n : m.seq_len])
+        want = b"".join(model.piece(x) for x in prompt[m.n : m.n + 16])
+        if want.startswith(have):
+            self.stats.boundary_events += 1
+            self.stats.boundary_tokens += m.seq_len - m.n
+
+    def _pause_last(self, active: list[_Group], waiting: list[_Group]) -> None:
+        if len(active) <= 1:
+            ctx = self._rt.ctx
+            raise ModelError(
+                f"KV cache too small ({ctx.n_ctx if ctx else '?'} cells) for one candidate"
+            )
+        g = max(active, key=lambda x: x.order)
+        active.remove(g)
+        for c in g.members:
+            self._tree.release(c.seq)  # kept while room allows: resuming may find it all
+            c.seq = -1
+        g.pending = -1
+        waiting.append(g)
+        waiting.sort(key=lambda x: x.order)
+        self.stats.pauses += 1
+
+    def _finish(self, c: _Cand, cand: Candidate) -> None:
+        c.done = cand
+        if not self.prefix_cache:
+            self._tree.drop(c.seq)
+        else:
+            if cand.finish != "stop":  # terminal: keep only its prompt (if nobody else does)
+                self._tree.truncate(c.seq, c.n_prompt)
+            if c.seq in self._tree.info:
+                self._tree.release(c.seq)
+        c.seq = -1
+
+    def _sample(
+        self, model: _Model, ctx: _Context, reqs: Sequence[StepRequest], groups: list[_Group]
+    ) -> list[_Group]:
+        logits = ctx.logits_rows(len(groups))
+        draws: list[list[tuple[int, float]]] = [[] for _ in groups]
+        by_params: dict[tuple[float, float], list[int]] = {}
+        for i, g in enumerate(groups):
+            r = reqs[g.members[0].req]
+            by_params.setdefault((r.temperature, r.top_p), []).append(i)
+        for (temp, top_p), idx in by_params.items():
+            rows = logits[idx] if len(idx) < len(groups) else logits
+            got = sample_rows(rows, temp, top_p, [[c.rng for c in groups[i].members] for i in idx])
+            for i, d in zip(idx, got, strict=True):
+                draws[i] = d
+        if self.script is not None or self.recorded is not None:
+            draws = self._replay(reqs, groups, draws, logits)
+        out: list[_Group] = []
+        for g, ds in zip(groups, draws, strict=True):
+            split: dict[int, list[_Cand]] = {}
+            for c, (tok, lp) in zip(g.members, ds, strict=True):
+                c.n_tokens += 1
+                c.logprob += lp
+                if model.is_eog(tok):
+                    self._finish(c, self._cand(c, "eos"))
+                    continue
+                c.data += model.piece(tok)
+                hit = self._stop(c)
+                if hit is not None:
+                    self._finish(c, Candidate(hit[0], c.n_tokens, "stop", hit[1], c.logprob))
+                elif c.n_tokens >= c.max_new:
+                    self._finish(c, self._cand(c, "length"))
+                else:
+                    split.setdefault(tok, []).append(c)
+            for tok, members in split.items():
+                out.append(_Group(members, g.prompt, [*g.gen, tok], pending=1))
+        return out
+
+    def _replay(
+        self,
+        reqs: Sequence[StepRequest],
+        groups: list[_Group],
+        draws: list[list[tuple[int, float]]],
+        logits: np.ndarray,
+    ) -> list[list[tuple[int, float]]]:
+        """Benchmark support: record each candidate's tokens, or force them from `script`."""
+        out = []
+        for i, (g, ds) in enumerate(zip(groups, draws, strict=True)):
+            row = []
+            for c, (tok, lp) in zip(g.members, ds, strict=True):
+                r = reqs[c.req]
+                key = (r.prefix, r.seed, c.idx)
+                forced = self.script.get(key) if self.script is not None else None
+                if forced is not None and c.n_tokens < len(forced):
+                    self.replay_stats[1] += 1
+                    if forced[c.n_tokens] == tok:
+                        self.replay_stats[0] += 1
+                    else:
+                        tok = forced[c.n_tokens]
+                        lp = token_logprob(logits[i], r.temperature, tok)
+                if self.recorded is not None:
+                    self.recorded.setdefault(key, []).append(tok)
+                row.append((tok, lp))
+            out.append(row)
+        return out
+
+    @staticmethod
+    def _cand(c: _Cand, finish: str) -> Candidate:
+        return Candidate(
+            c.data.decode("utf-8", errors="replace"), c.n_tokens, finish, None, c.logprob
+        )
+
+    @staticmethod
+    def _stop(c: _Cand) -> tuple[str, str] | None:
+        """`StopMatcher.check` on the whole text, searching only where a new match can be."""
+        if not c.stops:
+            return None
+        text = c.data.decode("utf-8", errors="replace")
+        w0 = max(0, c.checked - max(len(s) for s in c.stops) - 4)
+        c.checked = len(text)
+        best: tuple[int, str] | None = None
+        for s in c.stops:
+            i = text.find(s, w0)
+            if i >= 0 and (best is None or i < best[0]):
+                best = (i, s)
+        if best is None:
+            return None
+        i, s = best
+        return text[: i + len(s)], s
 
 
 def render_chat_template(
@@ -788,9 +797,11 @@ VALUE_HEAD_KEYS = {
 class LlamaCppReward:
     """Reward backend (PPM) over a GGUF file exported from a ppm checkpoint.
 
-    Each prefix is evaluated on its own sequence (several per batch); the pooled LAST-token
-    hidden state h gives score = tanh((w . h + b) / score_scale). The KV cache is cleared
-    between batches: scores never depend on earlier calls.
+    All prefixes of a call are decoded together, each on its own sequence forked from its
+    longest cached prefix; the pooled LAST-token hidden state h gives
+    score = tanh((w . h + b) / score_scale). Scored prefixes stay cached (LRU); scores depend on
+    earlier calls only through float rounding (~1e-7). `prefix_cache=False` clears the cache
+    before every call.
     """
 
     def __init__(
@@ -799,10 +810,16 @@ class LlamaCppReward:
         n_ctx: int = 4096,
         n_threads: int | None = None,
         n_gpu_layers: int = 0,
-        n_seq_max: int = 16,
+        n_seq_max: int = 64,
         kv_f32: bool = False,
         extra_bufts: bool | None = None,
+        *,
+        n_batch: int = 512,
+        prefix_cache: bool = True,
     ) -> None:
+        _check_seqs(n_seq_max)
+        if isinstance(n_ctx, int) and n_ctx > 1:
+            n_seq_max = min(n_seq_max, n_ctx)  # llama.cpp wants sequences <= batch <= n_ctx
         self._rt = _Runtime(
             model_path,
             n_ctx=n_ctx,
@@ -812,12 +829,18 @@ class LlamaCppReward:
             kv_f32=kv_f32,
             embeddings=True,
             extra_bufts=extra_bufts,
+            n_batch=n_batch,
+            flash_attn=False,
         )
         try:
             self.weight, self.bias, self.score_scale = self._read_head()
         except BaseException:
             self._rt.close()
             raise
+        _, ctx, _ = self._rt.parts()
+        self._tree = KVTree(ctx, ctx.n_ctx, n_seq_max)
+        self.prefix_cache = bool(prefix_cache)
+        self.tokens_evaluated = 0
         self.name = f"llamacpp-ppm:{self._rt.path.name}"
 
     def _read_head(self) -> tuple[np.ndarray, float, float]:
@@ -856,43 +879,84 @@ class LlamaCppReward:
         with self._rt.lock:
             model, ctx, batch = self._rt.parts()
             toks = [model.tokenize(p) for p in prefixes]
-            for t in toks:
-                if not t:
+            for tk in toks:
+                if not tk:
                     raise InputError("empty prefix and the model has no BOS or EOS token")
-                if len(t) > ctx.n_ctx:
-                    raise InputError(f"prefix is {len(t)} tokens; the context holds {ctx.n_ctx}")
-            out = np.zeros((len(toks), model.n_embd), dtype=np.float64)
-            i = 0
+                if len(tk) > ctx.n_ctx:
+                    raise InputError(f"prefix is {len(tk)} tokens; the context holds {ctx.n_ctx}")
+            if not self.prefix_cache:
+                self._reset()
+            uniq: dict[tuple[int, ...], int] = {}
+            for tk in toks:
+                uniq.setdefault(tuple(tk), len(uniq))
+            hs = np.zeros((len(uniq), model.n_embd), dtype=np.float64)
             try:
-                while i < len(toks):
-                    # a group: up to n_seq_max prefixes whose tokens fit the KV cache
-                    group, cells = [i], len(toks[i])
-                    while (
-                        i + len(group) < len(toks)
-                        and len(group) < self._rt.n_seq_max
-                        and cells + len(toks[i + len(group)]) <= ctx.n_ctx
-                    ):
-                        cells += len(toks[i + len(group)])
-                        group.append(i + len(group))
-                    ctx.clear()
-                    rows = [
-                        (t, pos, seq, pos == len(toks[j]) - 1)
-                        for seq, j in enumerate(group)
-                        for pos, t in enumerate(toks[j])
-                    ]
-                    for s in range(0, len(rows), batch.capacity):
-                        chunk = rows[s : s + batch.capacity]
-                        batch.fill(chunk)
-                        ctx.decode(batch)
-                        # LAST pooling gives each sequence's last token in this batch: read the
-                        # sequences whose final token was in it
-                        for _, _, seq, last in chunk:
-                            if last:
-                                out[group[seq]] = ctx.seq_embedding(seq, model.n_embd)
-                    i += len(group)
-            finally:
-                ctx.clear()
-            return out
+                self._embed(model, ctx, batch, [list(k) for k in uniq], hs)
+            except BaseException:
+                self._reset()
+                raise
+            return hs[[uniq[tuple(tk)] for tk in toks]]
+
+    def _embed(
+        self, model: _Model, ctx: _Context, batch: _Batch, toks: list[list[int]], out: np.ndarray
+    ) -> None:
+        t = self._tree
+        todo = list(range(len(toks)))
+        while todo:
+            # a wave: as many prefixes as sequences and cells allow, each from its cached prefix
+            wave: list[tuple[int, int, int]] = []  # (index, seq, first position to decode)
+            need = 0
+            while todo:
+                i = todo[0]
+                tk = toks[i]
+                m = t.lookup(tk) if self.prefix_cache else Match(0, None, 0)
+                n = min(m.n, len(tk) - 1)
+                protect = {s for _, s, _ in wave} | ({m.seq} if m.seq is not None else set())
+                if not t.make_room(need + len(tk) - n, protect):
+                    if wave:
+                        break
+                    raise ModelError(f"KV cache too small ({ctx.n_ctx} cells)")
+                src = m.seq if n > 0 else None
+                if src is not None and m.seq_len == n and not t.is_live(src):
+                    t.take(src)
+                    seq = src
+                else:
+                    got = t.alloc(protect)
+                    if got is None:
+                        if wave:
+                            break
+                        raise ModelError("no llama.cpp sequence available")
+                    seq = got
+                    if src is None:
+                        t.new_empty(seq)
+                    else:
+                        t.fork(src, seq, n)
+                wave.append((i, seq, n))
+                need += len(tk) - n
+                todo.pop(0)
+            rows = [(i, seq, p) for i, seq, n in wave for p in range(n, len(toks[i]))]
+            for s0 in range(0, len(rows), batch.capacity):
+                chunk = rows[s0 : s0 + batch.capacity]
+                batch.clear()
+                for i, seq, p in chunk:
+                    batch.add(toks[i][p], p, (seq,), p == len(toks[i]) - 1)
+                if ctx.try_decode(batch) != 0:
+                    raise ModelError("llama_decode failed (KV cache full?)")
+                self.tokens_evaluated += len(chunk)
+                for i, seq, p in chunk:
+                    t.append([seq], [toks[i][p]])
+                    if p == len(toks[i]) - 1:
+                        out[i] = ctx.seq_embedding(seq, model.n_embd)
+            for _, seq, _ in wave:
+                if self.prefix_cache:
+                    t.release(seq)
+                else:
+                    t.drop(seq)
+
+    def _reset(self) -> None:
+        if self._rt.ctx is not None:
+            self._rt.ctx.clear()
+        self._tree.clear()
 
     def score(self, prefixes: Sequence[str]) -> list[float]:
         if not prefixes:
@@ -904,6 +968,7 @@ class LlamaCppReward:
     def close(self) -> None:
         with self._rt.lock:
             self._rt.close()
+            self._tree.clear()
 
     def __enter__(self) -> LlamaCppReward:
         return self
