@@ -291,6 +291,14 @@ def test_deploy_with_onnx(ckpts, tmp_path: Path) -> None:  # type: ignore[no-unt
     f32 = next(v for v in onnx_checks if v.file == "onnx/ppm")
     assert f32.logits_max is not None and f32.logits_max < 1e-3 and f32.ranking == 1.0
     assert (out / "onnx" / "policy.int8.verify.json").is_file()
+    # The ONNX encodings of the bundle solve through ONNX Runtime.
+    import edgestar
+
+    for enc in ("onnx", "onnx-int8"):
+        with edgestar.load(out, encoding=enc, threads=1) as solver:
+            assert type(solver.policy).__name__ == "OnnxPolicy"
+            r = solver.solve("What is 2 + 3?", budget=edgestar.Budget(rollouts=2))
+        assert r.stats.tokens_generated > 0
 
 
 # ------------------------------------------------------------------------------ quantize_one

@@ -12,6 +12,15 @@ from ..types import ModelError
 from .base import Policy, Reward
 
 
+def _onnx_dir(path: Path) -> Path | None:
+    """The ONNX model folder `path` names: the folder itself or its model.onnx file."""
+    if path.is_file() and path.suffix == ".onnx":
+        return path.parent
+    if path.is_dir() and (path / "model.onnx").is_file():
+        return path
+    return None
+
+
 def open_policy(path: Path, device: str, threads: int | None, n_ctx: int) -> Policy:
     if path.is_file() and path.suffix == ".gguf":
         from .llamacpp import LlamaCppPolicy
@@ -19,10 +28,10 @@ def open_policy(path: Path, device: str, threads: int | None, n_ctx: int) -> Pol
         return LlamaCppPolicy(
             str(path), n_ctx=n_ctx, n_threads=threads, n_gpu_layers=-1 if device == "cuda" else 0
         )
-    if path.is_dir() and (path / "model.onnx").is_file():
+    if (onnx_dir := _onnx_dir(path)) is not None:
         from .onnx import OnnxPolicy
 
-        return OnnxPolicy(str(path), device=device, threads=threads)
+        return OnnxPolicy(str(onnx_dir), device=device, threads=threads)
     if path.is_dir() and (path / "config.json").is_file():
         return _torch_backend().TorchPolicy(str(path), device=device, threads=threads)
     if not path.exists():
@@ -39,10 +48,10 @@ def open_reward(path: Path, device: str, threads: int | None, n_ctx: int) -> Rew
         return LlamaCppReward(
             str(path), n_ctx=n_ctx, n_threads=threads, n_gpu_layers=-1 if device == "cuda" else 0
         )
-    if path.is_dir() and (path / "model.onnx").is_file():
+    if (onnx_dir := _onnx_dir(path)) is not None:
         from .onnx import OnnxReward
 
-        return OnnxReward(str(path), device=device, threads=threads)
+        return OnnxReward(str(onnx_dir), device=device, threads=threads)
     if path.is_dir() and (path / "config.json").is_file():
         return _torch_backend().TorchReward(str(path), device=device, threads=threads)
     if not path.exists():
