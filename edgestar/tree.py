@@ -24,6 +24,8 @@ class Node:
     """root | code | final | text | answer | invalid | error"""
     code: str | None = None
     output: str | None = None
+    stdout: str | None = None
+    """A 'final' step's raw printed output (`output` is it as the format renders it)."""
     error: str | None = None
     answer: str | None = None
     n_tokens: int = 0
@@ -57,6 +59,7 @@ class Node:
             "text": self.text,
             "code": self.code,
             "output": self.output,
+            "stdout": self.stdout,
             "error": self.error,
             "answer": self.answer,
             "n_tokens": self.n_tokens,

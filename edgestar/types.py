@@ -108,20 +108,14 @@ class SearchConfig:
     top_p: float = 0.95
     max_step_tokens: int = 256
     max_depth: int = 16
-    max_consecutive_errors: int = 2
-    """A branch whose code failed this many steps in a row ends with value -1."""
     select: str = "weighted"
     """Final answer choice among finished answers: 'majority', 'weighted' or 'max'."""
+    check_answer: bool = True
+    """rstar: a boxed answer that contradicts the final code's printed output ends its branch
+    as invalid (execution verifies the answer, not only the steps)."""
 
     def __post_init__(self) -> None:
-        for name in (
-            "width",
-            "n",
-            "beam_width",
-            "max_step_tokens",
-            "max_depth",
-            "max_consecutive_errors",
-        ):
+        for name in ("width", "n", "beam_width", "max_step_tokens", "max_depth"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise InputError(f"search {name} must be a positive whole number, got {v!r}")

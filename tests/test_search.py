@@ -247,3 +247,36 @@ def test_token_budget_mid_search():
     r, _ = solve("mcts", width=8, reward=True, budget=Budget(rollouts=None, tokens=150))
     assert r.stopped_by == "tokens"
     assert 0 < r.stats.tokens_generated <= 150
+
+
+def test_answer_contradicting_the_printed_output_is_invalid():
+    s = RSTAR.step_suffix
+    script = {
+        "": [MUL],
+        _after(MUL, s): [PRINT],
+        _after(MUL, s, PRINT, s, RSTAR.render_output("42")): [_answer("13")],
+    }
+    r, tree = run_search(Q, policy=ScriptedPolicy(script), fmt=RSTAR, strategy="greedy",
+                         runner=InProcessRunner())  # fmt: skip
+    last = tree.nodes[-1]
+    assert last.kind == "invalid" and "contradicts" in last.error and r.answer is None
+    r2, _ = run_search(Q, policy=ScriptedPolicy(script), fmt=RSTAR, strategy="greedy",
+                       runner=InProcessRunner(), config=SearchConfig(check_answer=False))  # fmt: skip
+    assert r2.answer == "13"
+
+
+@pytest.mark.parametrize(
+    "answer, stdout, ok",
+    [
+        ("42", "42\n", True),
+        ("\\frac{1}{2}", "0.5", True),
+        ("42", "The total is 42.", True),
+        ("13", "42", False),
+        ("7", "", True),
+        ("3", "1\n2\n3", True),
+    ],
+)
+def test_answer_matches_output(answer, stdout, ok):
+    from edgestar.search.base import answer_matches_output
+
+    assert answer_matches_output(answer, stdout) is ok

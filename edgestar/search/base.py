@@ -149,8 +149,18 @@ class SearchContext:
                 child.kind = "error"
                 child.error = res.error or ("timeout" if res.timed_out else "failed")
             elif step.kind == "final":
+                child.stdout = res.stdout
                 child.output = self.fmt.render_output(res.stdout)
                 child.text += child.output
+        if (
+            step.kind == "answer"
+            and self.config.check_answer
+            and parent.kind == "final"
+            and parent.stdout is not None
+            and not answer_matches_output(step.answer, parent.stdout)
+        ):
+            child.kind = "invalid"
+            child.error = "the boxed answer contradicts the code's printed output"
         if not child.terminal and child.depth >= self.config.max_depth:
             child.kind = "invalid"
             child.error = f"depth cap {self.config.max_depth} reached"
@@ -217,6 +227,19 @@ def agreement_value(tree: Tree, node: Node) -> float:
         return -1.0
     share = answers.count(normalize(node.answer)) / len(answers)
     return 2.0 * share - 1.0
+
+
+def answer_matches_output(answer: str | None, stdout: str) -> bool:
+    """Whether a final answer agrees with what the solution's last code printed: equivalent to
+    its last line, or equal to one of that line's words (`The total is 42`)."""
+    lines = [ln.strip() for ln in stdout.strip().splitlines() if ln.strip()]
+    if answer is None or not lines:
+        return True  # nothing printed: nothing to contradict
+    last = lines[-1]
+    if equivalent(last, answer):
+        return True
+    key = normalize(answer)
+    return any(normalize(w) == key for w in last.replace(",", " ").split())
 
 
 def gold_equivalent(gold: str, answer: str | None) -> bool:
