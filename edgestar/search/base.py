@@ -88,7 +88,7 @@ class SearchContext:
         out: list[list[Node]] = []
         dead: list[bool] = []
         to_score: list[Node] = []
-        for node, prop in zip(nodes, proposals):
+        for node, prop in zip(nodes, proposals, strict=True):
             self.counters.tokens_evaluated += prop.tokens_evaluated
             node.expanded = True
             seen = {c.text for c in self.tree.children(node)} if dedup else set()
@@ -121,7 +121,7 @@ class SearchContext:
                     # Known value, nothing to learn by visiting: count it as seen once at -1.
                     c.N, c.W = 1, -1.0
                     self.tree.mark_solved(c)
-        for node, is_dead in zip(nodes, dead):
+        for node, is_dead in zip(nodes, dead, strict=True):
             if is_dead and node.kind != "root":
                 # Nothing was proposed at all: the branch is a dead end.
                 node.kind, node.reward, node.error = "invalid", -1.0, "no candidate step"
@@ -171,7 +171,7 @@ class SearchContext:
             return
         scores = self.reward.score([self.tree.prefix(n) for n in nodes])
         self.counters.reward_calls += 1
-        for n, s in zip(nodes, scores):
+        for n, s in zip(nodes, scores, strict=True):
             n.prior = float(s)
 
     def _value_terminal(self, node: Node) -> None:
