@@ -15,6 +15,7 @@ This module is torch-free: it reads and writes JSON only.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -97,8 +98,6 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         raise
