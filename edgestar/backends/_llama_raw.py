@@ -26,8 +26,10 @@ torch, transformers or gguf here (a runtime install has none of them).
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import ctypes
+import math
 import mmap
 import os
 import struct
@@ -42,7 +44,15 @@ import numpy as np
 
 from ..types import InputError, ModelError
 
-__all__ = ["GGUFInfo", "check_gguf", "cpu_has_amx", "llama_lib"]
+__all__ = [
+    "VALUE_HEAD_KEYS",
+    "GGUFInfo",
+    "check_gguf",
+    "cpu_has_amx",
+    "llama_lib",
+    "read_value_head",
+    "render_chat_template",
+]
 
 # --------------------------------------------------------------------------------------------
 # GGUF validation (pure Python, before llama.cpp is touched)
@@ -547,3 +557,86 @@ class _Runtime:
     def __del__(self) -> None:  # a forgotten close(); never raise from a finalizer
         with contextlib.suppress(Exception):
             self.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Metadata the backends read: chat template, PPM value head
+
+
+def render_chat_template(
+    template: str,
+    messages: Sequence[dict[str, str]],
+    *,
+    bos_token: str = "",
+    eos_token: str = "",
+    add_generation_prompt: bool = True,
+) -> str:
+    """Render a Hugging Face chat template the way transformers does (sandboxed Jinja2,
+    trim_blocks, lstrip_blocks, loop controls), as llama-cpp-python's Jinja2ChatFormatter."""
+    import jinja2
+    import jinja2.ext
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    def raise_exception(message: str) -> None:
+        raise InputError(f"chat template: {message}")
+
+    env = ImmutableSandboxedEnvironment(
+        loader=jinja2.BaseLoader(),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        extensions=[jinja2.ext.loopcontrols],
+    )
+    try:
+        return env.from_string(template).render(
+            messages=list(messages),
+            bos_token=bos_token,
+            eos_token=eos_token,
+            add_generation_prompt=add_generation_prompt,
+            raise_exception=raise_exception,
+        )
+    except jinja2.TemplateError as e:
+        raise ModelError(f"chat template failed: {e}") from None
+
+
+VALUE_HEAD_KEYS = {
+    # mirrors edgestar.quantize.gguf_export.VALUE_HEAD_KEYS (the runtime cannot import it)
+    "role": "edgestar.role",
+    "hidden_size": "edgestar.value_head.hidden_size",
+    "weight": "edgestar.value_head.weight",
+    "weight_encoding": "edgestar.value_head.weight_encoding",
+    "bias": "edgestar.value_head.bias",
+    "score_scale": "edgestar.value_head.score_scale",
+    "squash": "edgestar.value_head.squash",
+}
+
+
+def read_value_head(model: _Model, path: Path) -> tuple[np.ndarray, float, float]:
+    """(w, b, score_scale) of a PPM GGUF's value head, validated; ModelError otherwise."""
+    p = path
+    role = model.meta(VALUE_HEAD_KEYS["role"])
+    if role != "ppm":
+        raise ModelError(f"{p}: not a PPM (edgestar.role is {role!r}, expected 'ppm')")
+    raw = {k: model.meta(v) for k, v in VALUE_HEAD_KEYS.items()}
+    missing = [VALUE_HEAD_KEYS[k] for k, v in raw.items() if v is None]
+    if missing:
+        raise ModelError(f"{p}: PPM metadata missing {', '.join(missing)}")
+    if raw["weight_encoding"] != "base64-f32le":
+        raise ModelError(f"{p}: unknown value head encoding {raw['weight_encoding']!r}")
+    if raw["squash"] != "tanh":
+        raise ModelError(f"{p}: unknown value head squash {raw['squash']!r}")
+    try:
+        w = np.frombuffer(base64.b64decode(raw["weight"], validate=True), dtype="<f4")
+        bias, scale, hidden = (
+            float(raw["bias"]),
+            float(raw["score_scale"]),
+            int(raw["hidden_size"]),
+        )
+    except (ValueError, TypeError) as e:
+        raise ModelError(f"{p}: malformed value head metadata ({e})") from None
+    if w.size != hidden or hidden != model.n_embd:
+        raise ModelError(
+            f"{p}: value head has {w.size} weights, model hidden size is {model.n_embd}"
+        )
+    if not (math.isfinite(scale) and scale > 0 and math.isfinite(bias)):
+        raise ModelError(f"{p}: value head bias/score_scale not finite positive")
+    return w.astype(np.float64), bias, scale

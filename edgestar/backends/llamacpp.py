@@ -21,7 +21,16 @@ bookkeeping in `kvtree`):
   end-of-generation token ends a candidate ('eos', its text not included), `max_tokens` too
   ('length'). Candidate i of a request depends only on its own generator and its logits, so it
   is the same alone, batched, in another round, or after eviction, up to float rounding of the
-  logits (~1e-6; a sampled token flips only on an exact near-tie).
+  logits. With F32 weights that rounding is ~1e-6 and the tests find identical trees. With
+  quantized weights it is not small: llama.cpp rounds differently for a one-token batch
+  (matrix-vector kernels) and for different cell placements, and Q8_0 activation quantization
+  turns those ~1e-7 differences into logit changes of up to ~0.8 (measured on SmolLM2-135M
+  Q8_0: batched vs one-at-a-time candidates agree on ~91% of sampled tokens, so their texts
+  part ways). Multi-row batches are bit-identical to a whole-prompt pass; padding single-row
+  decodes fixed the first effect but not the second and cost 40% on those steps, so it is not
+  done. Benchmarks that need identical work across variants replay tokens (`recorded`/`script`).
+- Flash attention is off by default: on CPU its kernels give logits that depend on the batch
+  shape (0.5-0.8 measured on SmolLM2-135M) and it was slower here (2 cores) than the plain path.
 - A finished candidate's sequence is KEPT (idle) when it ended at a stop string: the next step's
   prompt is its text, so expanding that child decodes only what the parent did not (the
   last sampled token and anything re-tokenization changed at the boundary). Candidates ended by
@@ -49,8 +58,6 @@ Import cost: `import edgestar` never imports llama_cpp. No torch, transformers o
 
 from __future__ import annotations
 
-import base64
-import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -59,8 +66,10 @@ from typing import Any
 import numpy as np
 
 from ..types import InputError, ModelError
+from ._batch_sampler import sample_rows, token_logprob
 from ._llama_raw import (
     _GGML_SIZES,
+    VALUE_HEAD_KEYS,
     GGUFInfo,
     _Batch,
     _Context,
@@ -69,10 +78,12 @@ from ._llama_raw import (
     check_gguf,
     cpu_has_amx,
     llama_lib,
+    read_value_head,
+    render_chat_template,
 )
 from .base import Candidate, Proposal, StepRequest
 from .kvtree import KVTree, Match, _common
-from .sampling import candidate_rngs, sample_token
+from .sampling import candidate_rngs
 
 __all__ = [
     "GGUFInfo",
@@ -84,100 +95,7 @@ __all__ = [
     "sample_rows",
     "token_logprob",
 ]
-_ = (_GGML_SIZES, _Model, _Context, _Batch)  # re-exported for tests and tools
-
-# --------------------------------------------------------------------------------------------
-# Sampling many rows at once, exactly as sampling.sample_token does one
-
-
-@dataclass
-class _Dist:
-    """What a draw from one logits row needs: p (for log-probabilities) and the cdf over the
-    kept tokens (`ids`, ascending; None = every token)."""
-
-    p: np.ndarray
-    cdf: np.ndarray
-    ids: np.ndarray | None
-
-
-def _top_p_ids(p: np.ndarray, top_p: float) -> np.ndarray:
-    """sample_token's kept set: the shortest prefix of the stable descending order whose
-    cumulative mass reaches top_p. Sorting all of a 50k vocabulary costs ~3 ms; the tokens above
-    a threshold almost always hold the mass, and the prefix of the order they give is exactly
-    the full order's (every excluded token is strictly smaller), so only they are sorted."""
-    for thr in (1e-4, 1e-7):
-        cand = np.flatnonzero(p >= thr)
-        vals = p[cand]
-        order = np.argsort(-vals, kind="stable")
-        cum = np.cumsum(vals[order])
-        k = int(np.searchsorted(cum, top_p))
-        if k < len(cand):
-            return cand[order[: k + 1]]
-    order = np.argsort(-p, kind="stable")
-    cum = np.cumsum(p[order])
-    return order[: int(np.searchsorted(cum, top_p) + 1)]
-
-
-def _dists(logits: np.ndarray, temperature: float, top_p: float) -> list[_Dist]:
-    x = np.asarray(logits, dtype=np.float64)
-    if x.ndim == 1:
-        x = x[None, :]
-    z = x / temperature
-    z -= z.max(axis=1, keepdims=True)
-    p = np.exp(z)
-    p /= p.sum(axis=1, keepdims=True)
-    out: list[_Dist] = []
-    for row in p:
-        if top_p < 1.0:
-            ids = np.sort(_top_p_ids(row, top_p))
-            q = np.zeros_like(row)
-            q[ids] = row[ids]
-            vals = row[ids] / q.sum()
-            cdf = np.cumsum(vals)
-            cdf /= cdf[-1]
-            out.append(_Dist(row, cdf, ids))
-        else:
-            cdf = np.cumsum(row)
-            cdf /= cdf[-1]
-            out.append(_Dist(row, cdf, None))
-    return out
-
-
-def _draw(d: _Dist, rng: np.random.Generator) -> tuple[int, float]:
-    # Generator.choice(n, p=q): cdf = q.cumsum(); cdf /= cdf[-1]; searchsorted(random(), 'right')
-    j = int(np.searchsorted(d.cdf, rng.random(), side="right"))
-    tok = int(d.ids[j]) if d.ids is not None else j
-    return tok, float(np.log(d.p[tok]))
-
-
-def token_logprob(logits: np.ndarray, temperature: float, tok: int) -> float:
-    """The log-probability `sample_token` reports for `tok` (temperature 0: at temperature 1)."""
-    x = np.asarray(logits, dtype=np.float64)
-    if temperature <= 0:
-        return float(-np.log(np.exp(x - x[tok]).sum()))
-    z = x / temperature
-    z -= z.max()
-    p = np.exp(z)
-    return float(np.log(p[tok] / p.sum()))
-
-
-def sample_rows(
-    logits: np.ndarray,
-    temperature: float,
-    top_p: float,
-    rngs: Sequence[Sequence[np.random.Generator]],
-) -> list[list[tuple[int, float]]]:
-    """For each row of `logits` ([rows, vocab]) and each generator of `rngs[row]`, the
-    (token, logprob) that `sampling.sample_token(row, temperature, top_p, rng)` returns, with
-    the softmax and the top-p set computed once per row."""
-    if temperature <= 0:
-        return [
-            [sample_token(row, 0.0, top_p, r) for r in rs]
-            for row, rs in zip(logits, rngs, strict=True)
-        ]
-    ds = _dists(logits, temperature, top_p)
-    return [[_draw(d, r) for r in rs] for d, rs in zip(ds, rngs, strict=True)]
-
+_ = (_GGML_SIZES, _Model, _Context, _Batch, VALUE_HEAD_KEYS)  # re-exported for tests, tools
 
 # --------------------------------------------------------------------------------------------
 # Policy
@@ -744,54 +662,8 @@ class LlamaCppPolicy:
         return text[: i + len(s)], s
 
 
-def render_chat_template(
-    template: str,
-    messages: Sequence[dict[str, str]],
-    *,
-    bos_token: str = "",
-    eos_token: str = "",
-    add_generation_prompt: bool = True,
-) -> str:
-    """Render a Hugging Face chat template the way transformers does (sandboxed Jinja2,
-    trim_blocks, lstrip_blocks, loop controls), as llama-cpp-python's Jinja2ChatFormatter."""
-    import jinja2
-    import jinja2.ext
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-    def raise_exception(message: str) -> None:
-        raise InputError(f"chat template: {message}")
-
-    env = ImmutableSandboxedEnvironment(
-        loader=jinja2.BaseLoader(),
-        trim_blocks=True,
-        lstrip_blocks=True,
-        extensions=[jinja2.ext.loopcontrols],
-    )
-    try:
-        return env.from_string(template).render(
-            messages=list(messages),
-            bos_token=bos_token,
-            eos_token=eos_token,
-            add_generation_prompt=add_generation_prompt,
-            raise_exception=raise_exception,
-        )
-    except jinja2.TemplateError as e:
-        raise ModelError(f"chat template failed: {e}") from None
-
-
 # --------------------------------------------------------------------------------------------
 # Reward (PPM)
-
-VALUE_HEAD_KEYS = {
-    # mirrors edgestar.quantize.gguf_export.VALUE_HEAD_KEYS (the runtime cannot import it)
-    "role": "edgestar.role",
-    "hidden_size": "edgestar.value_head.hidden_size",
-    "weight": "edgestar.value_head.weight",
-    "weight_encoding": "edgestar.value_head.weight_encoding",
-    "bias": "edgestar.value_head.bias",
-    "score_scale": "edgestar.value_head.score_scale",
-    "squash": "edgestar.value_head.squash",
-}
 
 
 class LlamaCppReward:
@@ -845,34 +717,7 @@ class LlamaCppReward:
 
     def _read_head(self) -> tuple[np.ndarray, float, float]:
         model, _, _ = self._rt.parts()
-        p = self._rt.path
-        role = model.meta(VALUE_HEAD_KEYS["role"])
-        if role != "ppm":
-            raise ModelError(f"{p}: not a PPM (edgestar.role is {role!r}, expected 'ppm')")
-        raw = {k: model.meta(v) for k, v in VALUE_HEAD_KEYS.items()}
-        missing = [VALUE_HEAD_KEYS[k] for k, v in raw.items() if v is None]
-        if missing:
-            raise ModelError(f"{p}: PPM metadata missing {', '.join(missing)}")
-        if raw["weight_encoding"] != "base64-f32le":
-            raise ModelError(f"{p}: unknown value head encoding {raw['weight_encoding']!r}")
-        if raw["squash"] != "tanh":
-            raise ModelError(f"{p}: unknown value head squash {raw['squash']!r}")
-        try:
-            w = np.frombuffer(base64.b64decode(raw["weight"], validate=True), dtype="<f4")
-            bias, scale, hidden = (
-                float(raw["bias"]),
-                float(raw["score_scale"]),
-                int(raw["hidden_size"]),
-            )
-        except (ValueError, TypeError) as e:
-            raise ModelError(f"{p}: malformed value head metadata ({e})") from None
-        if w.size != hidden or hidden != model.n_embd:
-            raise ModelError(
-                f"{p}: value head has {w.size} weights, model hidden size is {model.n_embd}"
-            )
-        if not (math.isfinite(scale) and scale > 0 and math.isfinite(bias)):
-            raise ModelError(f"{p}: value head bias/score_scale not finite positive")
-        return w.astype(np.float64), bias, scale
+        return read_value_head(model, self._rt.path)
 
     def hidden_states(self, prefixes: Sequence[str]) -> np.ndarray:
         """[len(prefixes), hidden] last-token hidden states (after the final norm)."""
