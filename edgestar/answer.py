@@ -9,6 +9,7 @@ main thread; we switch those off and rely on the inputs being short (answers are
 
 from __future__ import annotations
 
+import logging
 import re
 from fractions import Fraction
 from functools import lru_cache
@@ -112,6 +113,8 @@ def _math_verify(gold: str, pred: str) -> bool:
         from math_verify import parse, verify
     except ImportError:  # pragma: no cover - math-verify is a runtime dependency
         return False
+    # It warns once that its timeouts are off; ours are: inputs are capped instead (above).
+    logging.getLogger("math_verify").setLevel(logging.ERROR)
     try:
         g = parse(_as_latex(gold), parsing_timeout=None)
         p = parse(_as_latex(pred), parsing_timeout=None)
