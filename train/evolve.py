@@ -263,7 +263,8 @@ class _Run:
 
         def sft() -> dict[str, Any]:
             exs = self.sft_data(i, rnd)
-            rep = train_policy(base, exs, rdir / "policy", rnd.sft, resume=True,
+            start = base if rnd.sft_init == "base" else str(prev / "policy")
+            rep = train_policy(start, exs, rdir / "policy", rnd.sft, resume=True,
                                progress=self.progress)  # fmt: skip
             return {"examples": len(exs), "final_loss": rep.final_loss, "tokens": rep.tokens,
                     "train_seconds": rep.seconds}  # fmt: skip

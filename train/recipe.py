@@ -64,10 +64,15 @@ class RoundSpec:
     """'accumulate': SFT on the bootstrap data plus every round's trajectories so far;
     'round': only this round's trajectories (rStar-Math's policy sees each round's data)."""
     pair_margin: float = 0.5
+    sft_init: str = "base"
+    """'base': SFT starts from the base model each round (rStar-Math); 'previous': it continues
+    from the previous round's policy (cheaper on a CPU; pair it with sft_data 'round')."""
 
     def __post_init__(self) -> None:
         if not self.problems:
             raise InputError("a round needs problems")
+        if self.sft_init not in ("base", "previous"):
+            raise InputError("sft_init must be 'base' or 'previous'")
         if self.sft_data not in ("accumulate", "round"):
             raise InputError("sft_data must be 'accumulate' or 'round'")
 
@@ -151,7 +156,7 @@ def _round(data: Any, where: str) -> RoundSpec:
     if not isinstance(data, dict):
         raise InputError(f"recipe {where}: expected a mapping")
     d = dict(data)
-    known = {"problems", "rollouts", "sft", "ppm", "sft_data", "pair_margin"}
+    known = {"problems", "rollouts", "sft", "ppm", "sft_data", "pair_margin", "sft_init"}
     unknown = set(d) - known
     if unknown:
         raise InputError(f"recipe {where}: unknown key(s) {', '.join(sorted(unknown))}")
@@ -162,7 +167,7 @@ def _round(data: Any, where: str) -> RoundSpec:
         kw["sft"] = _train(d["sft"], f"{where}.sft")
     if "ppm" in d:
         kw["ppm"] = None if d["ppm"] is False else _train(d["ppm"], f"{where}.ppm")
-    for k in ("sft_data", "pair_margin"):
+    for k in ("sft_data", "pair_margin", "sft_init"):
         if k in d:
             kw[k] = d[k]
     return RoundSpec(**kw)
