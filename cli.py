@@ -444,6 +444,79 @@ def deploy(
     _print_report(report, as_json)
 
 
+# --------------------------------------------------------------------------- bench
+@main.command()
+@click.option("--model", type=click.Path(path_type=Path, dir_okay=False), help="A .gguf policy.")
+@click.option(
+    "--bundle",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="A bundle (its GGUF policy, and its ONNX encoding when present).",
+)
+@click.option(
+    "--onnx",
+    "onnx_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="An ONNX export of the same model, for the ONNX comparison.",
+)
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Folder for bench.json, bench.md, bench.png.",
+)
+@click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option(
+    "--widths",
+    default="1,2,4,8,16,32",
+    show_default=True,
+    help="Expansion widths for the decode curve.",
+)
+@click.option(
+    "--width",
+    type=click.IntRange(min=1),
+    help="Expansion width of the three-way MCTS comparison (default: the search default).",
+)
+@click.option(
+    "--runs",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="Runs per figure (medians are reported).",
+)
+@click.option(
+    "--tokens",
+    type=click.IntRange(min=1),
+    default=320,
+    show_default=True,
+    help="Generated-token budget per question.",
+)
+@click.option("--force", is_flag=True, help="Overwrite results in --out.")
+@friendly
+def bench(model, bundle, onnx_dir, out, threads, widths, width, runs, tokens, force) -> None:
+    """Measure decode and tree-search throughput: raw decode, naive vs tree-cached vs batched
+    MCTS on the same tree, the width curve, and ONNX vs llama.cpp."""
+    from edgestar.bench import run_bench
+
+    if (model is None) == (bundle is None):
+        raise InputError("give exactly one of --model or --bundle")
+    report = run_bench(
+        model=model,
+        bundle=bundle,
+        out_dir=out,
+        threads=threads,
+        widths=_int_list(widths, "--widths"),
+        runs=runs,
+        onnx_dir=onnx_dir,
+        force=force,
+        progress=sys.stderr.isatty(),
+        width=width,
+        tokens=tokens,
+    )
+    click.echo(report.md_path.read_text(encoding="utf-8"))
+    click.echo(f"wrote {report.json_path}, {report.md_path}, {report.png_path}", err=True)
+
+
 # --------------------------------------------------------------------------- eval
 def _suite(spec: str, n: int | None, seed: int) -> list[Any]:
     from edgestar.train.problems import load_source
