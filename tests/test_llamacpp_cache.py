@@ -39,7 +39,7 @@ from edgestar.formats import RSTAR, Marker  # noqa: E402
 from edgestar.quantize.gguf_export import export_gguf  # noqa: E402
 from edgestar.search import run_search  # noqa: E402
 from edgestar.train.tiny import TinyConfig, build_tokenizer, make_tiny_checkpoint  # noqa: E402
-from edgestar.types import Budget, SearchConfig  # noqa: E402
+from edgestar.types import Budget, InputError, SearchConfig  # noqa: E402
 
 pytestmark = [pytest.mark.llama, pytest.mark.torch]
 torch.set_num_threads(1)
@@ -364,3 +364,32 @@ def test_reward_cached_batched_equals_scratch(models) -> None:  # type: ignore[n
     assert cached_tokens < scratch_tokens / 2
     with lc.LlamaCppReward(models["ppm"], n_ctx=128, n_seq_max=2, **KW) as rw:  # evictions
         assert np.abs(np.array(rw.score([parent, *kids])) - np.array(want)).max() < 1e-4
+
+
+# ------------------------------------------------------------------------------ bench
+
+
+def test_bench_smoke(models, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from edgestar.bench import run_bench
+
+    rep = run_bench(
+        model=models["ascii"],
+        out_dir=tmp_path / "b",
+        threads=1,
+        widths=(2,),
+        runs=1,
+        questions=(QUESTION,),
+        progress=False,
+        tokens=48,
+        n_ctx=1024,
+        quiet_wait=0,
+    )
+    d = json.loads(rep.json_path.read_text())
+    for k in ("evaluated_per_unique_token", "batched_vs_single_decode", "speedup_vs_naive"):
+        assert d[k] > 0 and d[k] == getattr(rep, k)
+    assert d["same_tree"]["identical"]  # F32 weights, replayed tokens
+    assert d["mcts"]["naive"]["evaluated_per_unique"] > d["mcts"]["batched"]["evaluated_per_unique"]
+    assert rep.md_path.read_text().startswith("# edgestar bench")
+    assert rep.png_path.read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(InputError, match="already holds"):
+        run_bench(model=models["ascii"], out_dir=tmp_path / "b", progress=False)
