@@ -92,6 +92,10 @@ class StepFormat:
             return _parse_rstar(self, text, finish, stop)
         return _parse_plain(self, text, finish)
 
+    def answer_step(self, answer: str) -> str:
+        """rstar: the final answer step, as the reference solutions write it."""
+        return f"{Marker.ANSWER}The answer is \\boxed{{{answer}}}{Marker.END_ANSWER}"
+
     def render_output(self, stdout: str) -> str:
         out = stdout.strip()
         if len(out) > self.max_output_chars:
@@ -201,5 +205,5 @@ def rstar_solution(
         f"# Now print the final answer\n{final_code.strip()}\n{Marker.END_CODE}{RSTAR.step_suffix}"
     )
     parts.append(RSTAR.render_output(output))
-    parts.append(f"{Marker.ANSWER}The answer is \\boxed{{{answer}}}{Marker.END_ANSWER}")
+    parts.append(RSTAR.answer_step(answer))
     return "".join(parts)

@@ -110,6 +110,10 @@ class SearchConfig:
     max_depth: int = 16
     select: str = "weighted"
     """Final answer choice among finished answers: 'majority', 'weighted' or 'max'."""
+    answer_from_output: bool = True
+    """rstar: after the final code has run, the runtime writes the answer step from its printed
+    output instead of sampling it (a small model copies numbers unreliably; the executed code is
+    the verified source of the answer). Off: the policy writes it, as in rStar-Math."""
     check_answer: bool = True
     """rstar: a boxed answer that contradicts the final code's printed output ends its branch
     as invalid (execution verifies the answer, not only the steps)."""

@@ -256,13 +256,22 @@ def test_answer_contradicting_the_printed_output_is_invalid():
         _after(MUL, s): [PRINT],
         _after(MUL, s, PRINT, s, RSTAR.render_output("42")): [_answer("13")],
     }
+    policy_writes = SearchConfig(answer_from_output=False)
     r, tree = run_search(Q, policy=ScriptedPolicy(script), fmt=RSTAR, strategy="greedy",
-                         runner=InProcessRunner())  # fmt: skip
+                         runner=InProcessRunner(), config=policy_writes)  # fmt: skip
     last = tree.nodes[-1]
     assert last.kind == "invalid" and "contradicts" in last.error and r.answer is None
     r2, _ = run_search(Q, policy=ScriptedPolicy(script), fmt=RSTAR, strategy="greedy",
-                       runner=InProcessRunner(), config=SearchConfig(check_answer=False))  # fmt: skip
+                       runner=InProcessRunner(),
+                       config=SearchConfig(answer_from_output=False, check_answer=False))  # fmt: skip
     assert r2.answer == "13"
+    # By default the runtime writes the answer step from the printed output: no tokens spent,
+    # and the policy is never asked for it.
+    policy = ScriptedPolicy(script)
+    r3, tree3 = run_search(Q, policy=policy, fmt=RSTAR, strategy="greedy",
+                           runner=InProcessRunner())  # fmt: skip
+    assert r3.answer == "42" and tree3.nodes[-1].n_tokens == 0 and policy.calls == 2
+    assert tree3.nodes[-1].text == RSTAR.answer_step("42") + RSTAR.step_suffix
 
 
 @pytest.mark.parametrize(

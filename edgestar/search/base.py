@@ -15,7 +15,7 @@ from typing import Protocol
 import numpy as np
 
 from ..answer import equivalent, normalize
-from ..backends.base import Policy, Reward, StepRequest
+from ..backends.base import Candidate, Policy, Proposal, Reward, StepRequest
 from ..budget import BudgetTracker
 from ..formats import StepFormat
 from ..tree import Node, Tree
@@ -71,7 +71,9 @@ class SearchContext:
         """
         cfg, tr = self.config, self.tracker
         temp = cfg.temperature if temperature is None else temperature
-        max_tokens = tr.token_cap(cfg.max_step_tokens, k * len(nodes))
+        written = {n.id: a for n in nodes if (a := self._written_answer(n)) is not None}
+        asked = [n for n in nodes if n.id not in written]
+        max_tokens = tr.token_cap(cfg.max_step_tokens, k * max(1, len(asked)))
         requests = [
             StepRequest(
                 prefix=self.tree.prefix(n),
@@ -82,9 +84,14 @@ class SearchContext:
                 top_p=cfg.top_p,
                 stop=self.fmt.stop,
             )
-            for n in nodes
+            for n in asked
         ]
-        proposals = self.policy.propose(requests)
+        got = iter(self.policy.propose(requests) if requests else [])
+        proposals = [
+            Proposal((Candidate(written[n.id], 0, "stop", None),), 0) if n.id in written
+            else next(got)
+            for n in nodes
+        ]  # fmt: skip
         out: list[list[Node]] = []
         dead: list[bool] = []
         to_score: list[Node] = []
@@ -127,6 +134,15 @@ class SearchContext:
                 node.kind, node.reward, node.error = "invalid", -1.0, "no candidate step"
                 self.tree.mark_solved(node)
         return out
+
+    def _written_answer(self, node: Node) -> str | None:
+        """The answer step the runtime writes after `node`'s code printed its result, if any."""
+        if not (self.config.answer_from_output and node.kind == "final" and node.stdout):
+            return None
+        lines = [ln.strip() for ln in node.stdout.strip().splitlines() if ln.strip()]
+        if not lines or len(lines[-1]) > 100:
+            return None
+        return self.fmt.answer_step(lines[-1])
 
     def _make_child(
         self, parent: Node, text: str, finish: str, stop: str | None, n_tokens: int, logprob: float
