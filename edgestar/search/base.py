@@ -207,6 +207,13 @@ class SearchContext:
             return None
         return (node.reward + 1.0) / 2.0
 
+    def path_logprob(self, node: Node) -> float:
+        """Mean log-probability per generated token of the path to `node` (runtime-written
+        steps, which cost no tokens, do not count)."""
+        path = self.tree.path(node)
+        n = sum(p.n_tokens for p in path)
+        return sum(p.logprob for p in path) / n if n else 0.0
+
     def choose(self) -> tuple[Node | None, list[tuple[str, float]]]:
         """Pick the final answer among finished answers (config.select) and its best path."""
         finished = [n for n in self.tree.nodes if n.kind == "answer" and n.answer is not None]
@@ -225,9 +232,13 @@ class SearchContext:
                 support[key] = float(sum(w for w in ws if w is not None))
             else:
                 support[key] = float(max(w for w in ws if w is not None))
-        # Best group first; ties broken by group size then first appearance (deterministic).
-        order = sorted(groups, key=lambda k: (-support[k], -len(groups[k]), groups[k][0].id))
-        best = max(groups[order[0]], key=lambda m: (_rank(m), -m.id))
+        # Best group first; ties broken by group size, then by how likely the policy found its
+        # best path (mean log-probability per token), then by first appearance.
+        conf = {k: max(self.path_logprob(m) for m in ms) for k, ms in groups.items()}
+        order = sorted(
+            groups, key=lambda k: (-support[k], -len(groups[k]), -conf[k], groups[k][0].id)
+        )
+        best = max(groups[order[0]], key=lambda m: (_rank(m), self.path_logprob(m), -m.id))
         return best, [(groups[k][0].answer or "", round(support[k], 6)) for k in order]
 
 
