@@ -136,8 +136,23 @@ def test_batch_mode_reports_bad_lines_and_keeps_the_rest(tiny, tmp_path: Path):
         b"\xff\xfe\n"
         b'{"id": "e", "question": "What is 2 + 2?"}\n'
     )
-    args = ["solve", "--model", str(policy), "--format", "rstar", "--strategy", "greedy",
-            "--tokens", "40", "--threads", "1", "--input", str(inp), "--output", str(outp)]
+    args = [
+        "solve",
+        "--model",
+        str(policy),
+        "--format",
+        "rstar",
+        "--strategy",
+        "greedy",
+        "--tokens",
+        "40",
+        "--threads",
+        "1",
+        "--input",
+        str(inp),
+        "--output",
+        str(outp),
+    ]
     res = invoke(*args)
     assert res.exit_code == 1
     rows = [json.loads(line) for line in outp.read_text().splitlines()]

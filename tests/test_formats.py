@@ -21,7 +21,9 @@ def test_rstar_solution_parses_back_step_by_step():
     assert sol.startswith("# Step 1: add them\nx = 2 + 2\n<end_of_step>\n")
     doc = RSTAR.prompt("What is 2+2?") + sol
     assert doc.count("<code>") == 1
-    assert "# Now print the final answer\nprint(x)\n<end_of_code>\n<output>4<end_of_output>\n" in sol
+    assert (
+        "# Now print the final answer\nprint(x)\n<end_of_code>\n<output>4<end_of_output>\n" in sol
+    )
     assert sol.endswith("<answer>The answer is \\boxed{4}<end_of_answer>")
 
 

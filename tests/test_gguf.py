@@ -31,15 +31,15 @@ pytest.importorskip("transformers")
 pytest.importorskip("llama_cpp")
 gguf = pytest.importorskip("gguf")
 
-from edgestar.quantize.gguf_export import export_gguf  # noqa: E402
-from edgestar.quantize.gguf_quant import QUANTS, quantize_gguf  # noqa: E402
-from edgestar.train.tiny import EOS_TOKEN, TinyConfig, build_tokenizer, make_tiny_checkpoint  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
 
 from edgestar.backends import llamacpp as lc  # noqa: E402
 from edgestar.backends.base import Policy, Reward, StepRequest  # noqa: E402
 from edgestar.backends.torch_backend import encode_prefix  # noqa: E402
 from edgestar.formats import RSTAR, Marker, rstar_solution  # noqa: E402
+from edgestar.quantize.gguf_export import export_gguf  # noqa: E402
+from edgestar.quantize.gguf_quant import QUANTS, quantize_gguf  # noqa: E402
+from edgestar.train.tiny import EOS_TOKEN, TinyConfig, build_tokenizer, make_tiny_checkpoint  # noqa: E402
 from edgestar.types import InputError, ModelError  # noqa: E402
 
 pytestmark = [pytest.mark.llama, pytest.mark.torch]

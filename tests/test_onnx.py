@@ -35,14 +35,13 @@ ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 pytest.importorskip("optimum.exporters.onnx")
 
-from edgestar.quantize.onnx_export import QUANTS, export_onnx, quantize_onnx  # noqa: E402
-from edgestar.train.tiny import TINY_PRESETS, TinyConfig, make_tiny_checkpoint  # noqa: E402
-
 from edgestar.backends import onnx as ob  # noqa: E402
 from edgestar.backends import torch_backend as tb  # noqa: E402
 from edgestar.backends.base import Policy, Reward, StepRequest  # noqa: E402
 from edgestar.checkpoint import read_meta  # noqa: E402
 from edgestar.formats import RSTAR, Marker, rstar_solution  # noqa: E402
+from edgestar.quantize.onnx_export import QUANTS, export_onnx, quantize_onnx  # noqa: E402
+from edgestar.train.tiny import TINY_PRESETS, TinyConfig, make_tiny_checkpoint  # noqa: E402
 from edgestar.types import InputError, ModelError  # noqa: E402
 
 pytestmark = [pytest.mark.onnx, pytest.mark.torch, pytest.mark.slow]

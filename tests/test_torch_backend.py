@@ -16,6 +16,11 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
+from edgestar.backends import torch_backend as tb  # noqa: E402
+from edgestar.backends.base import Policy, Reward, StepRequest  # noqa: E402
+from edgestar.backends.sampling import candidate_rngs  # noqa: E402
+from edgestar.checkpoint import VALUE_HEAD_FILE, read_meta  # noqa: E402
+from edgestar.formats import RSTAR, Marker, rstar_solution  # noqa: E402
 from edgestar.train.tiny import (  # noqa: E402
     EOS_TOKEN,
     TINY_PRESETS,
@@ -23,12 +28,6 @@ from edgestar.train.tiny import (  # noqa: E402
     build_tokenizer,
     make_tiny_checkpoint,
 )
-
-from edgestar.backends import torch_backend as tb  # noqa: E402
-from edgestar.backends.base import Policy, Reward, StepRequest  # noqa: E402
-from edgestar.backends.sampling import candidate_rngs  # noqa: E402
-from edgestar.checkpoint import VALUE_HEAD_FILE, read_meta  # noqa: E402
-from edgestar.formats import RSTAR, Marker, rstar_solution  # noqa: E402
 from edgestar.types import InputError, ModelError  # noqa: E402
 
 pytestmark = pytest.mark.torch

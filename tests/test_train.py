@@ -54,7 +54,6 @@ pytestmark = pytest.mark.torch
 torch.set_num_threads(1)
 
 
-
 def sft_examples(n: int = 40, seed: int = 0) -> list[SFTExample]:
     rng = random.Random(seed)
     out = []
