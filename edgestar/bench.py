@@ -177,13 +177,8 @@ def run_bench(
             run["widths"] = {
                 str(w): _worker(
                     tmp,
-                    {
-                        "kind": "mcts",
-                        "variant": "batched",
-                        "model": str(path),
-                        **common,
-                        "width": w,
-                    },
+                    {"kind": "mcts", "variant": "batched", "model": str(path), **common}
+                    | {"width": w, "tokens": _curve_tokens(tokens, w, width)},
                 )
                 for w in ws
             }
@@ -198,10 +193,10 @@ def run_bench(
             per_run.append(run)
     data = _summarize(per_run, path, fmt_name, width, ws, runs, threads, common, onnx is not None)
     data["bench_seconds"] = round(time.perf_counter() - t_start, 1)
-    args = [f"model={str(model)!r}" if model is not None else f"bundle={str(bundle)!r}"]
+    args = [f"model='{path.name}'" if model is not None else "bundle='BUNDLE_DIR'"]
     args += [f"out_dir={str(out)!r}", f"threads={threads}", f"runs={runs}", f"tokens={tokens}"]
     if onnx_dir is not None:
-        args.append(f"onnx_dir={str(onnx_dir)!r}")
+        args.append("onnx_dir='ONNX_DIR'")
     data["reproduce"] = (
         "python benchmarks/make_tiny_pair.py ONNX_DIR  # only for the ONNX part\n"
         f'python -c "from edgestar.bench import run_bench; run_bench({", ".join(args)}, force=True)"'
@@ -221,6 +216,13 @@ def run_bench(
 
 def _quiet(_: str) -> None:
     pass
+
+
+def _curve_tokens(tokens: int, w: int, width: int) -> int:
+    """Token budget per question at width w on the curve: scaled with the width above the
+    comparison's width, so that wide searches still expand more than the root (the search caps
+    each candidate at budget / width tokens)."""
+    return tokens * max(1, -(-w // width))
 
 
 def _resolve_model(
@@ -696,12 +698,13 @@ def _summarize(
             for k in ("gen_tok_s", "wall_s", "evaluated_per_unique", "python_overhead_share")
         }
         | {
+            "tokens_per_question": _curve_tokens(common["tokens"], w, width),
             "vs_single_decode": round(
                 _med(
                     [r["widths"][str(w)]["gen_tok_s"] / r["raw"]["single_tok_s"] for r in per_run]
                 ),
                 3,
-            )
+            ),
         }  # noqa: E501
         for w in ws
     }
@@ -861,7 +864,11 @@ def _markdown(d: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        "Each width is its own seeded search (different trees, same token budget).",
+        "Each width is its own seeded search (its own tree). Token budget per question at "
+        f"width w: {s['tokens_per_question']} x ceil(w / {s['width']}) (the search caps a "
+        "candidate at budget / width tokens, so a fixed budget would stop wide searches at the "
+        "root). Generated tokens/s counts every sampled token; candidates with identical tokens "
+        "so far share one decoded row, so at wide widths it can exceed raw decode.",
     ]
     if "onnx" in d:
         o = d["onnx"]
