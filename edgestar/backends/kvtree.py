@@ -31,7 +31,7 @@ Pure Python, no llama.cpp import; not thread-safe (the backends lock around it).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 __all__ = ["KVTree", "Match", "Memory"]
@@ -99,7 +99,6 @@ class KVTreeStats:
     takes: int = 0
     lookups: int = 0
     matched_tokens: int = 0
-    extra: dict[str, int] = field(default_factory=dict)
 
 
 def _common(a: Sequence[int], b: Sequence[int], b0: int) -> int:
