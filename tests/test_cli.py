@@ -164,3 +164,24 @@ def test_batch_mode_reports_bad_lines_and_keeps_the_rest(tiny, tmp_path: Path):
     res2 = invoke(*args)
     assert res2.exit_code == 2 and "exists" in one_error_line(res2)
     assert len(outp.read_text().splitlines()) == 5
+
+
+@pytest.mark.torch
+@pytest.mark.llama
+@pytest.mark.slow
+def test_solve_end_to_end_through_llamacpp(tiny, tmp_path: Path):
+    from edgestar.quantize.gguf_export import export_gguf
+
+    policy, ppm = tiny
+    pol_gguf = export_gguf(policy, tmp_path / "policy.gguf", dtype="f32")
+    ppm_gguf = export_gguf(ppm, tmp_path / "ppm.gguf", dtype="f32")
+    tree = tmp_path / "tree.json"
+    args = ["solve", "--model", str(pol_gguf), "--ppm", str(ppm_gguf), "--strategy", "mcts",
+            "--rollouts", "2", "--width", "2", "--threads", "1", "--json", "What is 2 + 3?"]  # fmt: skip
+    res = invoke(*args, "--tree-out", str(tree))
+    assert res.exit_code == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["stats"]["tokens_generated"] > 0 and out["stats"]["nodes"] >= 1
+    # The step format came from the GGUF's own metadata: rstar's prompt.
+    assert json.loads(tree.read_text())["prompt"].startswith("<|user|>:")
+    assert json.loads(invoke(*args).stdout)["steps"] == out["steps"]  # same seed, same path
