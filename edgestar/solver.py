@@ -25,6 +25,7 @@ from .backends.base import Policy, Reward
 from .backends.loader import open_policy, open_reward
 from .bundle import Bundle, default_bundle_path, read_bundle
 from .formats import StepFormat, get_format
+from .profiles import PROFILES
 from .search import run_search
 from .types import Budget, InputError, ModelError, SearchConfig, SolveResult, check_question
 
@@ -148,12 +149,13 @@ def load(
     step_format: str | None = None,
     device: str = "auto",
     threads: int | None = None,
-    n_ctx: int = 4096,
+    n_ctx: int | None = None,
     encoding: str = "gguf",
 ) -> Solver:
     """Load a bundle (default: the one shipped with edgestar) or a bare model file, ready to
     solve. `model`/`ppm` take a .gguf file or a checkpoint folder; `step_format` is 'rstar' or
-    'plain' (default: what the model declares, else 'plain')."""
+    'plain' (default: what the model declares, else 'plain'). A bundle's device profile sets
+    threads, context size and GPU layers unless they are given here."""
     if threads is not None and (not isinstance(threads, int) or threads < 1):
         raise InputError(f"threads must be a positive integer, got {threads!r}")
     dev = _resolve_device(device)
@@ -163,9 +165,10 @@ def load(
         mpath = Path(model)
         fmt = step_format or _format_of(mpath) or "plain"
         get_format(fmt)
-        policy = open_policy(mpath, dev, threads, n_ctx)
+        ctx = n_ctx or 4096
+        policy = open_policy(mpath, dev, threads, ctx)
         try:
-            reward = open_reward(Path(ppm), dev, threads, n_ctx) if ppm is not None else None
+            reward = open_reward(Path(ppm), dev, threads, ctx) if ppm is not None else None
         except BaseException:
             policy.close()
             raise
@@ -183,7 +186,12 @@ def load(
 
 
 def _load_bundle(
-    b: Bundle, dev: str, threads: int | None, n_ctx: int, step_format: str | None, encoding: str
+    b: Bundle,
+    dev: str,
+    threads: int | None,
+    n_ctx: int | None,
+    step_format: str | None,
+    encoding: str,
 ) -> Solver:
     if encoding == "gguf" or encoding == b.policy.kind:
         pol_e, ppm_e = b.policy, b.ppm
@@ -191,9 +199,13 @@ def _load_bundle(
         pol_e, ppm_e = b.alternates[encoding]["policy"], b.alternates[encoding].get("ppm")
     else:
         raise InputError(f"bundle {b.name} has no {encoding} encoding")
-    policy = open_policy(b.path(pol_e), dev, threads, n_ctx)
+    prof = PROFILES.get(b.profile)
+    threads = threads or (prof.threads if prof else None)
+    n_ctx = n_ctx or (prof.n_ctx if prof else 4096)
+    ngl = prof.gpu_layers if prof else -1
+    policy = open_policy(b.path(pol_e), dev, threads, n_ctx, ngl)
     try:
-        reward = open_reward(b.path(ppm_e), dev, threads, n_ctx) if ppm_e else None
+        reward = open_reward(b.path(ppm_e), dev, threads, n_ctx, ngl) if ppm_e else None
     except BaseException:
         policy.close()
         raise

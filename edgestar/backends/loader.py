@@ -21,13 +21,15 @@ def _onnx_dir(path: Path) -> Path | None:
     return None
 
 
-def open_policy(path: Path, device: str, threads: int | None, n_ctx: int) -> Policy:
+def open_policy(
+    path: Path, device: str, threads: int | None, n_ctx: int, gpu_layers: int = -1
+) -> Policy:
+    """`gpu_layers`: layers offloaded when `device` is cuda (-1: all)."""
     if path.is_file() and path.suffix == ".gguf":
         from .llamacpp import LlamaCppPolicy
 
-        return LlamaCppPolicy(
-            str(path), n_ctx=n_ctx, n_threads=threads, n_gpu_layers=-1 if device == "cuda" else 0
-        )
+        ngl = gpu_layers if device == "cuda" else 0
+        return LlamaCppPolicy(str(path), n_ctx=n_ctx, n_threads=threads, n_gpu_layers=ngl)
     if (onnx_dir := _onnx_dir(path)) is not None:
         from .onnx import OnnxPolicy
 
@@ -41,13 +43,14 @@ def open_policy(path: Path, device: str, threads: int | None, n_ctx: int) -> Pol
     )
 
 
-def open_reward(path: Path, device: str, threads: int | None, n_ctx: int) -> Reward:
+def open_reward(
+    path: Path, device: str, threads: int | None, n_ctx: int, gpu_layers: int = -1
+) -> Reward:
     if path.is_file() and path.suffix == ".gguf":
         from .llamacpp import LlamaCppReward
 
-        return LlamaCppReward(
-            str(path), n_ctx=n_ctx, n_threads=threads, n_gpu_layers=-1 if device == "cuda" else 0
-        )
+        ngl = gpu_layers if device == "cuda" else 0
+        return LlamaCppReward(str(path), n_ctx=n_ctx, n_threads=threads, n_gpu_layers=ngl)
     if (onnx_dir := _onnx_dir(path)) is not None:
         from .onnx import OnnxReward
 
