@@ -28,6 +28,12 @@ class ModelError(EdgestarError):
     """A model file or bundle that is missing, truncated, tampered with or of the wrong format."""
 
 
+def one_line(e: BaseException) -> str:
+    """An exception as one readable line: its type and the first line of its message."""
+    msg = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {msg[0] if msg else ''}".rstrip(": ")
+
+
 def check_question(question: object) -> str:
     """Return `question` stripped, or raise InputError saying what is wrong with it."""
     if isinstance(question, bytes):

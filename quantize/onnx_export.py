@@ -62,7 +62,7 @@ from edgestar.backends.onnx import (
     check_onnx_header,
 )
 from edgestar.checkpoint import META_FILE, CheckpointMeta, read_meta, write_meta
-from edgestar.types import InputError, ModelError
+from edgestar.types import InputError, ModelError, one_line
 
 __all__ = ["QUANTS", "QuantReport", "QuantSpec", "export_onnx", "quantize_onnx", "SIDE_FILES"]
 
@@ -89,11 +89,6 @@ _EXTERNAL_DATA_LIMIT = 1_800_000_000  # protobuf's hard cap is 2 GiB; keep a mar
 
 
 # ----------------------------------------------------------------------------------- helpers
-
-
-def _one_line(e: BaseException) -> str:
-    msg = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {msg[0] if msg else ''}".rstrip(": ")
 
 
 def _folder_bytes(path: Path) -> int:
@@ -142,7 +137,7 @@ def _check_checkpoint(ckpt_dir: str | os.PathLike[str]) -> tuple[Path, dict[str,
     try:
         config = json.loads(cfg_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ModelError(f"{cfg_path}: unreadable ({_one_line(e)})") from None
+        raise ModelError(f"{cfg_path}: unreadable ({one_line(e)})") from None
     if not isinstance(config, dict) or "model_type" not in config:
         raise ModelError(f"{cfg_path}: not a transformers config (no model_type)")
     if not any((path / f).is_file() for f in _WEIGHT_FILES):
@@ -200,7 +195,7 @@ def _load_onnx(path: Path) -> Any:
     try:
         return onnx.load(str(path), load_external_data=True)
     except Exception as e:
-        raise ModelError(f"{path}: unreadable ONNX model ({_one_line(e)})") from e
+        raise ModelError(f"{path}: unreadable ONNX model ({one_line(e)})") from e
 
 
 def _save_onnx(model: Any, path: Path) -> None:
@@ -310,7 +305,7 @@ def export_onnx(
             from optimum.exporters.onnx import main_export
         except ImportError as e:
             raise ModelError(
-                f"ONNX export needs optimum + optimum-onnx (the [quantize] extra): {_one_line(e)}"
+                f"ONNX export needs optimum + optimum-onnx (the [quantize] extra): {one_line(e)}"
             ) from e
         try:
             with _quiet_export():
@@ -327,7 +322,7 @@ def export_onnx(
         except ModelError:
             raise
         except Exception as e:  # optimum raises ValueError, KeyError, RuntimeError, OSError...
-            raise ModelError(f"{path}: ONNX export failed ({_one_line(e)})") from e
+            raise ModelError(f"{path}: ONNX export failed ({one_line(e)})") from e
         onnx_path = tmp / MODEL_FILE
         if not onnx_path.is_file():
             raise ModelError(f"{path}: ONNX export wrote no {MODEL_FILE}")
@@ -471,7 +466,7 @@ def quantize_onnx(
         except (ModelError, InputError):
             raise
         except Exception as e:
-            raise ModelError(f"{src}: {quant} quantization failed ({_one_line(e)})") from e
+            raise ModelError(f"{src}: {quant} quantization failed ({one_line(e)})") from e
         for p in src.iterdir():
             if p.is_file() and not p.name.startswith(MODEL_FILE) and not (tmp / p.name).exists():
                 shutil.copyfile(p, tmp / p.name)

@@ -67,7 +67,7 @@ from typing import Any
 import numpy as np
 
 from ..checkpoint import META_FILE, CheckpointMeta, read_meta
-from ..types import InputError, ModelError
+from ..types import InputError, ModelError, one_line
 from .base import Candidate, Proposal, StepRequest
 from .sampling import StopMatcher, candidate_rngs, sample_token
 
@@ -100,11 +100,6 @@ _NP_TYPES: dict[str, Any] = {
 # --------------------------------------------------------------------------------- helpers
 
 
-def _one_line(e: BaseException) -> str:
-    msg = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {msg[0] if msg else ''}".rstrip(": ")
-
-
 def _read_json(path: Path, required: bool = False) -> dict[str, Any]:
     if not path.is_file():
         if required:
@@ -113,7 +108,7 @@ def _read_json(path: Path, required: bool = False) -> dict[str, Any]:
     try:
         d = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ModelError(f"{path}: unreadable ({_one_line(e)})") from None
+        raise ModelError(f"{path}: unreadable ({one_line(e)})") from None
     if not isinstance(d, dict):
         raise ModelError(f"{path}: expected a JSON object")
     return d
@@ -129,7 +124,7 @@ def check_onnx_header(path: str | os.PathLike[str]) -> Path:
         with open(p, "rb") as f:
             head = f.read(2)
     except OSError as e:
-        raise ModelError(f"{p}: unreadable ({_one_line(e)})") from None
+        raise ModelError(f"{p}: unreadable ({one_line(e)})") from None
     if len(head) < 2 or head[0] != 0x08:
         raise ModelError(f"{p}: not an ONNX model (bad header)")
     return p
@@ -190,7 +185,7 @@ class _Tokenizer:
         try:
             self.tok = Tokenizer.from_file(str(tj))
         except Exception as e:  # tokenizers raises Exception subclasses with long messages
-            raise ModelError(f"{tj}: cannot load the tokenizer ({_one_line(e)})") from None
+            raise ModelError(f"{tj}: cannot load the tokenizer ({one_line(e)})") from None
         cfg = _read_json(path / "tokenizer_config.json")
         smap = _read_json(path / "special_tokens_map.json")
         self.special: dict[str, Any] = {}
@@ -224,7 +219,7 @@ class _Tokenizer:
             try:
                 return jf.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as e:
-                raise ModelError(f"{jf}: unreadable ({_one_line(e)})") from None
+                raise ModelError(f"{jf}: unreadable ({one_line(e)})") from None
         t = cfg.get("chat_template")
         if isinstance(t, list):  # [{"name": ..., "template": ...}]
             named = {d.get("name"): d.get("template") for d in t if isinstance(d, dict)}
@@ -311,7 +306,7 @@ class _Session:
         try:
             self.sess = ort.InferenceSession(str(model), sess_options=so, providers=providers)
         except Exception as e:  # onnxruntime raises its own Fail / InvalidProtobuf / ...
-            raise ModelError(f"{model}: onnxruntime cannot load it ({_one_line(e)})") from None
+            raise ModelError(f"{model}: onnxruntime cannot load it ({one_line(e)})") from None
         self.providers = list(self.sess.get_providers())
         inputs = {i.name: i for i in self.sess.get_inputs()}
         outputs = {o.name: o for o in self.sess.get_outputs()}
@@ -530,7 +525,7 @@ class OnnxPolicy:
         try:
             return str(_render_chat(template, messages, self.tokenizer.special))
         except Exception as e:  # jinja2 errors, bad message dicts
-            raise ModelError(f"{self.name}: chat template failed ({_one_line(e)})") from e
+            raise ModelError(f"{self.name}: chat template failed ({one_line(e)})") from e
 
     def close(self) -> None:
         with self._lock:

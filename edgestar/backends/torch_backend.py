@@ -44,7 +44,7 @@ from ..checkpoint import (
     read_meta,
     write_meta,
 )
-from ..types import InputError, ModelError
+from ..types import InputError, ModelError, one_line
 from .base import Candidate, Proposal, StepRequest
 from .sampling import StopMatcher, candidate_rngs, sample_token
 
@@ -69,11 +69,6 @@ _DTYPES = {
 
 
 # ----------------------------------------------------------------------------- loading helpers
-
-
-def _one_line(e: BaseException) -> str:
-    msg = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {msg[0] if msg else ''}".rstrip(": ")
 
 
 def _resolve_device(device: str | torch.device) -> torch.device:
@@ -129,7 +124,7 @@ def _load_tokenizer(path: Path) -> Any:
         with _quiet_transformers():
             return AutoTokenizer.from_pretrained(path, local_files_only=True, use_fast=True)
     except Exception as e:  # transformers raises OSError, ValueError, TypeError, KeyError...
-        raise ModelError(f"{path}: cannot load the tokenizer ({_one_line(e)})") from e
+        raise ModelError(f"{path}: cannot load the tokenizer ({one_line(e)})") from e
 
 
 def _load_model(auto_cls: Any, path: Path, dtype: torch.dtype, device: torch.device) -> Any:
@@ -137,7 +132,7 @@ def _load_model(auto_cls: Any, path: Path, dtype: torch.dtype, device: torch.dev
         with _quiet_transformers():
             model = auto_cls.from_pretrained(path, local_files_only=True, dtype=dtype)
     except Exception as e:
-        raise ModelError(f"{path}: cannot load the model ({_one_line(e)})") from e
+        raise ModelError(f"{path}: cannot load the model ({one_line(e)})") from e
     return model.to(device).eval()
 
 
@@ -254,7 +249,7 @@ class TorchPolicy:
                 list(messages), tokenize=False, add_generation_prompt=True
             )
         except Exception as e:  # jinja2 errors, bad message dicts
-            raise ModelError(f"{self.name}: chat template failed ({_one_line(e)})") from e
+            raise ModelError(f"{self.name}: chat template failed ({one_line(e)})") from e
         return str(out)
 
     def close(self) -> None:
@@ -373,7 +368,7 @@ def load_value_head(
     try:
         t = load_file(str(path))
     except Exception as e:
-        raise ModelError(f"{path}: unreadable ({_one_line(e)})") from e
+        raise ModelError(f"{path}: unreadable ({one_line(e)})") from e
     if set(t) != {"weight", "bias"}:
         raise ModelError(f"{path}: expected tensors 'weight' and 'bias', got {sorted(t)}")
     w, b = t["weight"].float(), t["bias"].float()
