@@ -133,3 +133,11 @@ def test_existing_run_needs_resume(tmp_path: Path):
     (out / "x").write_text("")
     res = subprocess.run(_cmd(_recipe(tmp_path), out), capture_output=True, text=True)
     assert res.returncode == 2 and "--resume" in res.stderr and "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize(
+    "path", sorted((Path(__file__).resolve().parent.parent / "train" / "recipes").glob("*.yaml"))
+)
+def test_shipped_recipes_load(path: Path):
+    r = load_recipe(path)
+    assert r.rounds and r.test.n > 0
