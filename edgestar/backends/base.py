@@ -46,8 +46,10 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Proposal:
-    """The answer to one StepRequest: k candidates and the tokens the backend had to evaluate
-    for them (prompt tokens not already cached + generated tokens)."""
+    """The answer to one StepRequest: k candidates and the token positions the backend really
+    ran through the model for them (prompt tokens it had no cache for, plus generated tokens
+    it fed back; backends differ in whether a candidate's last sampled token is fed back, and
+    llama.cpp counts identical sibling rows once)."""
 
     candidates: tuple[Candidate, ...]
     tokens_evaluated: int
