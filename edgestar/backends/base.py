@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from ..types import InputError
+
 
 @dataclass(frozen=True)
 class StepRequest:
@@ -27,6 +29,13 @@ class StepRequest:
     temperature: float = 0.8
     top_p: float = 0.95
     stop: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # Validated here, once, so no backend has to repeat it.
+        for name in ("k", "max_tokens"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise InputError(f"{name} must be a positive whole number, got {v!r}")
 
 
 @dataclass(frozen=True)

@@ -239,11 +239,6 @@ class LlamaCppPolicy:
     # -- Policy protocol ------------------------------------------------------------------
 
     def propose(self, requests: Sequence[StepRequest]) -> list[Proposal]:
-        for r in requests:
-            if isinstance(r.k, bool) or not isinstance(r.k, int) or r.k < 1:
-                raise InputError(f"k must be a positive integer, got {r.k!r}")
-            if r.max_tokens < 1:
-                raise InputError(f"max_tokens must be positive, got {r.max_tokens!r}")
         with self._rt.lock:
             parts = self._rt.parts()
             if not self.prefix_cache:

@@ -554,10 +554,6 @@ class OnnxPolicy:
 
     def _propose_one(self, sess: _Session, req: StepRequest) -> Proposal:
         k = req.k
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise InputError(f"k must be a positive whole number, got {k!r}")
-        if req.max_tokens < 1:
-            raise InputError(f"max_tokens must be positive, got {req.max_tokens!r}")
         ids = self.encode(req.prefix)
         n_prompt = len(ids)
         budget = req.max_tokens
