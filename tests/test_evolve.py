@@ -91,6 +91,13 @@ def test_recipe_validation(tmp_path: Path):
         recipe_from_dict({**MICRO, "rounds": [{**MICRO["rounds"][0], "rollout": {}}]})
     with pytest.raises(InputError):
         recipe_from_dict({**MICRO, "eval": {"strategies": ["dfs"]}})
+    rnd = MICRO["rounds"][0]
+    r = recipe_from_dict({**MICRO, "rounds": [{**rnd, "sft_data": "round", "replay": 5}]})
+    assert r.rounds[0].replay == 5
+    with pytest.raises(InputError, match="replay"):
+        recipe_from_dict({**MICRO, "rounds": [{**rnd, "replay": 5}]})  # accumulate has it all
+    with pytest.raises(InputError, match="replay"):
+        recipe_from_dict({**MICRO, "rounds": [{**rnd, "sft_data": "round", "replay": -1}]})
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: [unclosed")
     with pytest.raises(InputError, match="not valid YAML"):

@@ -31,6 +31,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -290,14 +291,15 @@ class _Run:
         self.stage(f"round{i}.report", lambda: self.round_report(i, rdir))
 
     def sft_data(self, i: int, rnd: RoundSpec) -> list[SFTExample]:
-        exs: list[SFTExample] = []
-        if rnd.sft_data == "accumulate":
+        earlier: list[SFTExample] = []
+        if rnd.sft_data == "accumulate" or rnd.replay:
             if self.recipe.bootstrap is not None:
-                exs += self.reference_examples()
+                earlier += self.reference_examples()
             for j in range(1, i):
-                exs += [SFTExample(**d) for d in _read(self.out / f"round{j}" / "sft.jsonl")]
-        exs += [SFTExample(**d) for d in _read(self.out / f"round{i}" / "sft.jsonl")]
-        return exs
+                earlier += [SFTExample(**d) for d in _read(self.out / f"round{j}" / "sft.jsonl")]
+        if rnd.sft_data == "round" and len(earlier) > rnd.replay:
+            earlier = random.Random(self.recipe.seed * 7919 + i).sample(earlier, rnd.replay)
+        return earlier + [SFTExample(**d) for d in _read(self.out / f"round{i}" / "sft.jsonl")]
 
     # ------------------------------------------------------------------ reports
     def round_report(self, i: int, rdir: Path) -> dict[str, Any]:

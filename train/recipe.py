@@ -67,6 +67,11 @@ class RoundSpec:
     sft_init: str = "base"
     """'base': SFT starts from the base model each round (rStar-Math); 'previous': it continues
     from the previous round's policy (cheaper on a CPU; pair it with sft_data 'round')."""
+    replay: int = 0
+    """With sft_data 'round': also mix in this many examples drawn (seeded) from the earlier
+    data, the bootstrap references and earlier rounds' trajectories, so a policy fine-tuned from
+    the previous round keeps what it knew. A CPU-budget stand-in for rStar-Math's retraining from
+    the base on everything."""
 
     def __post_init__(self) -> None:
         if not self.problems:
@@ -75,6 +80,12 @@ class RoundSpec:
             raise InputError("sft_init must be 'base' or 'previous'")
         if self.sft_data not in ("accumulate", "round"):
             raise InputError("sft_data must be 'accumulate' or 'round'")
+        if isinstance(self.replay, bool) or not isinstance(self.replay, int) or self.replay < 0:
+            raise InputError(f"replay must be a whole number >= 0, got {self.replay!r}")
+        if self.replay and self.sft_data != "round":
+            raise InputError(
+                "replay mixes earlier data into sft_data 'round'; 'accumulate' has it all"
+            )
 
 
 @dataclass(frozen=True)
@@ -156,7 +167,7 @@ def _round(data: Any, where: str) -> RoundSpec:
     if not isinstance(data, dict):
         raise InputError(f"recipe {where}: expected a mapping")
     d = dict(data)
-    known = {"problems", "rollouts", "sft", "ppm", "sft_data", "pair_margin", "sft_init"}
+    known = {"problems", "rollouts", "sft", "ppm", "sft_data", "pair_margin", "sft_init", "replay"}
     unknown = set(d) - known
     if unknown:
         raise InputError(f"recipe {where}: unknown key(s) {', '.join(sorted(unknown))}")
@@ -167,7 +178,7 @@ def _round(data: Any, where: str) -> RoundSpec:
         kw["sft"] = _train(d["sft"], f"{where}.sft")
     if "ppm" in d:
         kw["ppm"] = None if d["ppm"] is False else _train(d["ppm"], f"{where}.ppm")
-    for k in ("sft_data", "pair_margin", "sft_init"):
+    for k in ("sft_data", "pair_margin", "sft_init", "replay"):
         if k in d:
             kw[k] = d[k]
     return RoundSpec(**kw)

@@ -1699,6 +1699,7 @@ def word_shopping(rng: random.Random, d: int) -> GeneratedProblem:
                 "At a shop, {k} {its} sell for ${p}. What do {w} {its} cost, in dollars?",
                 "If {n} pays ${p} for {k} {its}, how much would {w} {its} cost?",
                 "{k} {its} are priced at ${p} together. Find the cost of {w} {its}.",
+                "A shop sells {its} at {k} for ${p}. How much do {w} {its} cost?",
             ],
         )
         steps = [
