@@ -40,6 +40,14 @@ class BudgetTracker:
             return "seconds"
         return None
 
+    def row_cap(self, k: int, nodes: int) -> int:
+        """Candidates per node so that every row can have at least one token of what is left of
+        the token budget (fewer rows rather than overshooting it)."""
+        if self.budget.tokens is None or nodes < 1:
+            return k
+        left = self.budget.tokens - self.tokens
+        return max(1, min(k, left // nodes))
+
     def token_cap(self, wanted: int, k: int) -> int:
         """Per-candidate max_tokens so that k candidates stay inside the token budget."""
         if self.budget.tokens is None:

@@ -126,6 +126,11 @@ class SearchConfig:
     check_answer: bool = True
     """rstar: a boxed answer that contradicts the final code's printed output ends its branch
     as invalid (execution verifies the answer, not only the steps)."""
+    greedy_first: bool = True
+    """When sampling k > 1 candidates at temperature > 0, decode the first one greedily
+    (temperature 0) and sample the other k - 1: every search then holds the greedy path (MCTS
+    visits unvisited children in order, so its first rollout IS the greedy chain) and cannot
+    do worse than greedy for lack of it. Off: all k are sampled, as in rStar-Math."""
 
     def __post_init__(self) -> None:
         for name in ("width", "n", "beam_width", "max_step_tokens", "max_depth"):

@@ -139,7 +139,8 @@ def test_mcts_terminal_guided_backup_with_ground_truth():
 
 
 def test_failed_code_is_a_terminal_error_with_value_minus_one():
-    _, tree = solve("mcts", width=8, reward=True)
+    # All 8 sampled (greedy_first off), so the seeded draw includes the dividing step.
+    _, tree = solve("mcts", width=8, reward=True, greedy_first=False)
     errs = [n for n in tree.nodes if n.kind == "error"]
     assert errs and all(n.error.startswith("ZeroDivisionError") for n in errs)
     assert all(n.N == 1 and n.W == -1.0 and n.solved for n in errs)

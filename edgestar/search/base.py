@@ -73,20 +73,34 @@ class SearchContext:
         temp = cfg.temperature if temperature is None else temperature
         written = {n.id: a for n in nodes if (a := self._written_answer(n)) is not None}
         asked = [n for n in nodes if n.id not in written]
+        k = tr.row_cap(k, len(asked))
         max_tokens = tr.token_cap(cfg.max_step_tokens, k * max(1, len(asked)))
-        requests = [
-            StepRequest(
-                prefix=self.tree.prefix(n),
-                k=k,
-                seed=self.next_seed(),
-                max_tokens=max_tokens,
-                temperature=temp,
-                top_p=cfg.top_p,
-                stop=self.fmt.stop,
-            )
-            for n in asked
-        ]
-        got = iter(self.policy.propose(requests) if requests else [])
+        # greedy_first: one argmax candidate + (k - 1) samples, asked as two requests per node
+        # (same prefix, so a caching backend evaluates it once) and merged back into one.
+        split = cfg.greedy_first and temp > 0 and k > 1
+        requests = []
+        for n in asked:
+            prefix = self.tree.prefix(n)
+            parts = ((1, 0.0), (k - 1, temp)) if split else ((k, temp),)
+            for kk, t in parts:
+                requests.append(
+                    StepRequest(
+                        prefix=prefix,
+                        k=kk,
+                        seed=self.next_seed(),
+                        max_tokens=max_tokens,
+                        temperature=t,
+                        top_p=cfg.top_p,
+                        stop=self.fmt.stop,
+                    )  # fmt: skip
+                )
+        raw = self.policy.propose(requests) if requests else []
+        if split:
+            raw = [
+                Proposal(a.candidates + b.candidates, a.tokens_evaluated + b.tokens_evaluated)
+                for a, b in zip(raw[::2], raw[1::2], strict=True)
+            ]
+        got = iter(raw)
         proposals = [
             Proposal((Candidate(written[n.id], 0, "stop", None),), 0) if n.id in written
             else next(got)
