@@ -190,6 +190,29 @@ def test_kvtree_bookkeeping() -> None:
     assert t.truncate(b, 6) == 2 and t.tokens(b) == list(range(6)) and t.cells == 6
 
 
+def test_kvtree_evicts_twins_that_cover_each_other() -> None:
+    # Two siblings that decoded the same text share every cell: neither alone frees a cell, so
+    # an eviction that only looked for exclusive cells would fill the cache for good (seen in a
+    # greedy-first search: the greedy candidate and an identical sample).
+    mem = _Mem()
+    t = KVTree(mem, n_cells=20, n_seqs=4)
+    a = t.alloc()
+    assert a is not None
+    t.new_empty(a)
+    mem.seqs[a] = set(range(4))
+    t.append([a], [1, 2, 3, 4])
+    b = t.alloc()
+    assert b is not None
+    t.fork(a, b, 4)
+    mem.seqs[b] = set(range(4))
+    t.append([a, b], list(range(10, 26)))  # both grow by the same 16 tokens: 20 cells in all
+    t.release(a)
+    t.release(b)
+    assert t.cells == 20 and t.exclusive(a) == 0 and t.exclusive(b) == 0
+    assert t.make_room(10)
+    assert t.cells == 0 and not t.info
+
+
 # ------------------------------------------------------------------------------ logits
 
 

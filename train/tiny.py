@@ -191,6 +191,8 @@ class TinyConfig:
 TINY_PRESETS: dict[str, TinyConfig] = {
     "test": TinyConfig(),
     "test-qwen2": TinyConfig(arch="qwen2"),
+    "micro": TinyConfig(hidden_size=128, num_layers=2, num_heads=4, num_kv_heads=2,
+                        intermediate_size=256),  # fmt: skip
     "edgestar-tiny": TinyConfig(
         hidden_size=256,
         num_layers=4,

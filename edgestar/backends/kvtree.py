@@ -345,14 +345,16 @@ class KVTree:
         return upper
 
     def _evict_one(self, protect: set[int], for_cells: bool) -> bool:
+        # for_cells: prefer sequences that free cells (least recently used first); when none
+        # does, drop a sharing one anyway (LRU): idle sequences that cover each other's cells
+        # (two siblings that decoded the same text) would otherwise never be evicted, and the
+        # next round finds the survivor's cells exclusive.
         victim, key = None, None
         for s, i in self.info.items():
             if i.live or s in protect:
                 continue
             excl = self.exclusive(s)
-            if for_cells and excl == 0:
-                continue
-            k = (excl > 0, i.used) if not for_cells else (0, i.used)
+            k = (excl == 0, i.used) if for_cells else (excl > 0, i.used)
             if key is None or k < key:
                 victim, key = s, k
         if victim is None:
