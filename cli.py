@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from click import get_current_context
+from click.core import ParameterSource
 
 from edgestar.types import Budget, EdgestarError, InputError, SearchConfig
 
@@ -492,10 +494,32 @@ def deploy(
     help="Generated-token budget per question.",
 )
 @click.option("--force", is_flag=True, help="Overwrite results in --out.")
+@click.option(
+    "--solve",
+    "solve_only",
+    is_flag=True,
+    help="Instead: time `edgestar solve` end to end on the bundle (default: the shipped one), "
+    "a fresh process per question, with peak memory.",
+)
 @friendly
-def bench(model, bundle, onnx_dir, out, threads, widths, width, runs, tokens, force) -> None:
+def bench(
+    model, bundle, onnx_dir, out, threads, widths, width, runs, tokens, force, solve_only
+) -> None:
     """Measure decode and tree-search throughput: raw decode, naive vs tree-cached vs batched
-    MCTS on the same tree, the width curve, and ONNX vs llama.cpp."""
+    MCTS on the same tree, the width curve, and ONNX vs llama.cpp. With --solve: the wall time
+    and peak memory of `edgestar solve` as a user runs it."""
+    if solve_only:
+        from edgestar.solvebench import run_solve_bench
+
+        if model is not None:
+            raise InputError("--solve times a bundle; give --bundle (or nothing for the default)")
+        src = get_current_context().get_parameter_source("threads")
+        rep = run_solve_bench(
+            bundle, out, runs=runs, force=force, progress=sys.stderr.isatty(),
+            threads=None if src == ParameterSource.DEFAULT else threads,
+        )  # fmt: skip
+        click.echo(rep.md_path.read_text(encoding="utf-8"))
+        return
     from edgestar.bench import run_bench
 
     if (model is None) == (bundle is None):
