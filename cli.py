@@ -584,8 +584,16 @@ def _int_list(text: str | None, what: str) -> list[int]:
     "--strategy",
     "strategies",
     multiple=True,
-    type=click.Choice(["greedy", "best_of_n", "beam", "mcts"]),
-    help="Repeat for several (default: greedy and mcts).",
+    type=click.Choice(
+        ["greedy", "best_of_n", "beam", "mcts"]
+        + [
+            f"{s}:{sel}"
+            for s in ("best_of_n", "beam", "mcts")
+            for sel in ("majority", "weighted", "max")
+        ]
+    ),
+    help="Repeat for several (default: greedy and mcts). NAME:SELECT picks the final answer "
+    "rule for that entry, e.g. best_of_n:majority and best_of_n:weighted side by side.",
 )
 @click.option(
     "--tokens",

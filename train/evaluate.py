@@ -16,6 +16,7 @@ Results are appended and flushed line by line: an interrupted evaluation keeps w
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import statistics
 from collections import defaultdict
@@ -121,11 +122,12 @@ def evaluate(
     rows: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     try:
         for strategy in strategies:
+            name, cfg = _variant(strategy, solver, config)
             for budget in budgets:
                 bkey = json.dumps(asdict(budget), sort_keys=True)
                 for p in problems:
-                    r = solver.solve(p.question, strategy=strategy, budget=budget, seed=seed,
-                                     config=config, keep_tree=False)  # fmt: skip
+                    r = solver.solve(p.question, strategy=name, budget=budget, seed=seed,
+                                     config=cfg, keep_tree=False)  # fmt: skip
                     ok = equivalent(p.answer, r.answer) if r.answer is not None else False
                     rec = ResultRecord(
                         id=p.id, answer=r.answer, correct=ok, tokens=r.stats.tokens_generated,
@@ -151,6 +153,18 @@ def evaluate(
         atomic_write_text(out / "report.md", report.to_markdown())
         plot_accuracy_vs_budget(report, out / "accuracy_vs_budget.png")
     return report
+
+
+def _variant(
+    strategy: str, solver: Any, config: SearchConfig | None
+) -> tuple[str, SearchConfig | None]:
+    """'best_of_n:majority' -> ('best_of_n', the config with select='majority'); a plain name
+    keeps `config`. The label (with its rule) names the strategy in every table and plot."""
+    name, _, select = strategy.partition(":")
+    if not select:
+        return name, config
+    base = config or getattr(solver, "config", None) or SearchConfig()
+    return name, dataclasses.replace(base, select=select)
 
 
 def _share(rows: list[dict[str, Any]], key: str) -> dict[str, float]:
