@@ -45,6 +45,8 @@ class Bundle:
     search: dict[str, Any] = field(default_factory=dict)
     """Default search settings: strategy, width, rollouts, tokens, ..."""
     versions: dict[str, str] = field(default_factory=dict)
+    runtime: dict[str, Any] = field(default_factory=dict)
+    """How to run it: threads, n_ctx, gpu_layers (they override the profile's)."""
 
     def path(self, entry: ModelEntry) -> Path:
         return self.root / entry.file
@@ -120,6 +122,7 @@ def read_bundle(root: str | os.PathLike[str], verify: bool = True) -> Bundle:
         alternates=alternates,
         search=dict(m.get("search") or {}),
         versions=dict(m.get("versions") or {}),
+        runtime=dict(m.get("runtime") or {}),
     )
 
 

@@ -200,9 +200,10 @@ def _load_bundle(
     else:
         raise InputError(f"bundle {b.name} has no {encoding} encoding")
     prof = PROFILES.get(b.profile)
-    threads = threads or (prof.threads if prof else None)
-    n_ctx = n_ctx or (prof.n_ctx if prof else 4096)
-    ngl = prof.gpu_layers if prof else -1
+    rt = b.runtime
+    threads = threads or rt.get("threads") or (prof.threads if prof else None)
+    n_ctx = n_ctx or rt.get("n_ctx") or (prof.n_ctx if prof else 4096)
+    ngl = rt.get("gpu_layers", prof.gpu_layers if prof else -1)
     policy = open_policy(b.path(pol_e), dev, threads, n_ctx, ngl)
     try:
         reward = open_reward(b.path(ppm_e), dev, threads, n_ctx, ngl) if ppm_e else None

@@ -2,5 +2,5 @@
 `edgestar solve` and `edgestar.load()` use when no bundle or model is named.
 
 It installs as `edgestar/models`, where `edgestar.bundle.default_bundle_path` finds it; its
-model card is `edgestar-tiny/MODEL_CARD.md`.
+model card is `edgestar-tiny.md`.
 """

@@ -161,6 +161,7 @@ def test_deploy_bundle_validates_and_solves(bundle) -> None:  # type: ignore[no-
     assert b.ppm is not None and (b.ppm.file, b.ppm.quant) == ("ppm.q8_0.gguf", "q8_0")
     assert b.search["strategy"] == "mcts" and b.search["width"] == PROFILES["laptop-cpu"].width
     assert b.search["budget"] == {"rollouts": 8}
+    assert b.runtime["threads"] == 1  # a tiny policy: one thread (deploy.SMALL_MODEL_PARAMS)
     assert {"edgestar", "llama_cpp", "gguf", "torch", "transformers"} <= set(b.versions)
     m = json.loads((out / MANIFEST).read_text())
     names = set(m["files"])

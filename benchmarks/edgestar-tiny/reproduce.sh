@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Reproduces every figure of models/edgestar-tiny/MODEL_CARD.md on a CPU (2 cores here), from
+# an empty run folder to the shipped bundle and its evaluations. Steps can be run one by one;
+# each writes its own folder under benchmarks/edgestar-tiny/.
+#   bash benchmarks/edgestar-tiny/reproduce.sh            # everything (about 1.5 hours)
+#   STEPS="eval solve" bash benchmarks/edgestar-tiny/reproduce.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+RUN=${RUN:-runs/edgestar-tiny}
+OUT=benchmarks/edgestar-tiny
+BUNDLE=models/edgestar-tiny
+STEPS=${STEPS:-"evolve deploy eval solve bench"}
+TEST=$RUN/problems/test.jsonl          # the recipe's fixed test split (200 problems)
+last=$(ls -d "$RUN"/round* 2>/dev/null | sort -V | tail -1 || true)
+
+for step in $STEPS; do case $step in
+evolve)   # the round table: $RUN/report.md, rounds.png, round*/report.json
+  edgestar train evolve --recipe train/recipes/edgestar-tiny.yaml --out "$RUN" --resume
+  last=$(ls -d "$RUN"/round* | sort -V | tail -1) ;;
+deploy)   # Q4_K_M policy + Q8_0 PPM (+ ONNX f32/int8), each verified against torch
+  edgestar deploy --policy "$last/policy" --ppm "$last/ppm" --profile laptop-cpu \
+      --out "$BUNDLE" --force --threads 2
+  cp "$BUNDLE/deploy_report.json" "$OUT/deploy_report.json" 2>/dev/null || true ;;
+eval)     # accuracy per strategy: default budget (shipped and F32), equal token budgets, held-out suites
+  edgestar eval --suite "$TEST" --strategy greedy --strategy best_of_n:majority \
+      --strategy best_of_n:weighted --strategy mcts --out "$OUT/eval-default" --force
+  edgestar eval --suite "$TEST" --model "$last/policy.gguf" --ppm "$last/ppm.gguf" --format rstar \
+      --width 8 --rollouts 8 --strategy greedy --strategy mcts --out "$OUT/eval-f32" --force
+  edgestar eval --suite "$TEST" -n 100 --strategy greedy --strategy best_of_n:majority \
+      --strategy best_of_n:weighted --strategy beam --strategy mcts --tokens 250,500,1000 \
+      --out "$OUT/eval-budget" --force
+  edgestar eval --suite reasoning-gym:fraction_simplification -n 50 --strategy greedy \
+      --strategy mcts --out "$OUT/eval-rg-fraction_simplification" --force
+  edgestar eval --suite synthetic:comparison,sequences -n 50 --strategy greedy \
+      --strategy mcts --out "$OUT/eval-unseen-skills" --force ;;
+solve)    # wall time and peak memory of `edgestar solve` as a user runs it
+  edgestar bench --solve --runs 3 --out "$OUT/solve" --force ;;
+bench)    # tree-search throughput on the shipped policy
+  edgestar bench --bundle "$BUNDLE" --out "$OUT/bench" --threads 2 --force ;;
+*) echo "unknown step $step" >&2; exit 2 ;;
+esac; done
