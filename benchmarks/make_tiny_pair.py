@@ -1,7 +1,7 @@
 """Make the folder `edgestar bench --onnx-dir` reads: ONE tiny model in four encodings.
 
 A random-init checkpoint of train/tiny.py's "edgestar-tiny" preset (Llama, 256 x 4 layers,
-~3.4M parameters, byte-level BPE of 1024), exported by quantize/ as
+~3.7M parameters, byte-level BPE of 1024), exported by quantize/ as
   policy-f32.gguf   (gguf_export, f32)      policy-q8_0.gguf  (gguf_quant, q8_0)
   onnx-fp32/        (onnx_export)           onnx-int8/        (onnx_export.quantize_onnx int8)
 so llama.cpp and ONNX Runtime can be compared on the same weights at similar precision

@@ -91,7 +91,7 @@ DEFAULT_ROLLOUTS = 8
 SMALL_MODEL_PARAMS = 50_000_000
 """Below this many policy parameters the bundle runs llama.cpp on one thread: a tiny model's
 matrices are too small to split, and threads that spin-wait for each other turn a busy machine
-into a stall. Measured on the 3.4M-parameter edgestar-tiny, 2-core CPU, the same solve: quiet
+into a stall. Measured on the 3.7M-parameter edgestar-tiny, 2-core CPU, the same solve: quiet
 machine 0.91 s on 1 thread vs 0.85 s on 2; with another 2-thread job running, 1.2 s vs 27 s."""
 CPU_ONNX_QUANT = "int8"
 """Extra ONNX encoding shipped for CPU-only profiles (gpu_layers == 0)."""

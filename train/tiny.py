@@ -191,8 +191,9 @@ class TinyConfig:
 TINY_PRESETS: dict[str, TinyConfig] = {
     "test": TinyConfig(),
     "test-qwen2": TinyConfig(arch="qwen2"),
-    "micro": TinyConfig(hidden_size=128, num_layers=2, num_heads=4, num_kv_heads=2,
-                        intermediate_size=256),  # fmt: skip
+    "micro": TinyConfig(
+        hidden_size=128, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=256
+    ),  # fmt: skip
     "edgestar-tiny": TinyConfig(
         hidden_size=256,
         num_layers=4,
@@ -212,7 +213,7 @@ TINY_PRESETS: dict[str, TinyConfig] = {
         vocab_size=2048,
     ),
 }
-"""Named sizes. 'test' builds in well under a second; 'edgestar-tiny' (~3.4M params) is the
+"""Named sizes. 'test' builds in well under a second; 'edgestar-tiny' (3.67M params) is the
 shipped default's size (STACK.md: ~6.7k training tok/s on 2 cores)."""
 
 
