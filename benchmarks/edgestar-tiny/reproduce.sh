@@ -21,21 +21,25 @@ deploy)   # Q4_K_M policy + Q8_0 PPM (+ ONNX f32/int8), each verified against to
   edgestar deploy --policy "$last/policy" --ppm "$last/ppm" --profile laptop-cpu \
       --out "$BUNDLE" --force --threads 2
   cp "$BUNDLE/deploy_report.json" "$OUT/deploy_report.json" 2>/dev/null || true ;;
-eval)     # accuracy per strategy: default budget (shipped and F32), equal token budgets, held-out suites
-  edgestar eval --suite "$TEST" --strategy greedy --strategy best_of_n:majority \
-      --strategy best_of_n:weighted --strategy mcts --out "$OUT/eval-default" --force
+eval)     # accuracy per strategy: default budget (shipped and F32), equal token budgets, held-out
+  # suites. One thread each, two at a time (2 cores).
+  edgestar eval --suite "$TEST" --strategy greedy --strategy mcts --threads 1 \
+      --out "$OUT/eval-default" --force &
   edgestar eval --suite "$TEST" --model "$last/policy.gguf" --ppm "$last/ppm.gguf" --format rstar \
-      --width 8 --rollouts 8 --strategy greedy --strategy mcts --out "$OUT/eval-f32" --force
-  edgestar eval --suite "$TEST" -n 100 --strategy greedy --strategy best_of_n:majority \
-      --strategy best_of_n:weighted --strategy beam --strategy mcts --tokens 250,500,1000 \
-      --out "$OUT/eval-budget" --force
-  edgestar eval --suite reasoning-gym:fraction_simplification -n 50 --strategy greedy \
-      --strategy mcts --out "$OUT/eval-rg-fraction_simplification" --force
-  edgestar eval --suite synthetic:comparison,sequences -n 50 --strategy greedy \
-      --strategy mcts --out "$OUT/eval-unseen-skills" --force ;;
+      --width 8 --rollouts 8 --strategy greedy --strategy mcts --threads 1 \
+      --out "$OUT/eval-f32" --force
+  wait
+  edgestar eval --suite "$TEST" -n 60 --strategy greedy --strategy best_of_n:majority \
+      --strategy best_of_n:weighted --strategy beam --strategy mcts --tokens 400,1200 \
+      --threads 1 --out "$OUT/eval-budget" --force &
+  edgestar eval --suite reasoning-gym:fraction_simplification -n 40 --strategy greedy \
+      --strategy mcts --threads 1 --out "$OUT/eval-rg-fraction_simplification" --force
+  edgestar eval --suite synthetic:comparison,sequences -n 40 --strategy greedy \
+      --strategy mcts --threads 1 --out "$OUT/eval-unseen-skills" --force
+  wait ;;
 solve)    # wall time and peak memory of `edgestar solve` as a user runs it
   edgestar bench --solve --runs 3 --out "$OUT/solve" --force ;;
 bench)    # tree-search throughput on the shipped policy
-  edgestar bench --bundle "$BUNDLE" --out "$OUT/bench" --threads 2 --force ;;
+  edgestar bench --bundle "$BUNDLE" --out "$OUT/bench" --threads 1 --runs 1 --force ;;
 *) echo "unknown step $step" >&2; exit 2 ;;
 esac; done
