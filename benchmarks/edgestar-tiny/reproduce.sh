@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Reproduces every figure of models/edgestar-tiny/MODEL_CARD.md on a CPU (2 cores here), from
+# Reproduces every figure of models/edgestar-tiny.md on a CPU (2 cores here), from
 # an empty run folder to the shipped bundle and its evaluations. Steps can be run one by one;
 # each writes its own folder under benchmarks/edgestar-tiny/.
+# Needs `edgestar` on PATH (an activated virtual environment with the [train,quantize] extras).
 #   bash benchmarks/edgestar-tiny/reproduce.sh            # everything (about 1.5 hours)
 #   STEPS="eval solve" bash benchmarks/edgestar-tiny/reproduce.sh
 set -euo pipefail
@@ -11,12 +12,13 @@ OUT=benchmarks/edgestar-tiny
 BUNDLE=models/edgestar-tiny
 STEPS=${STEPS:-"evolve deploy eval solve bench"}
 TEST=$RUN/problems/test.jsonl          # the recipe's fixed test split (200 problems)
-last=$(ls -d "$RUN"/round* 2>/dev/null | sort -V | tail -1 || true)
+# The shipped bundle is round 1 of the run (round 2 was stopped unfinished in the session that
+# shipped it; `evolve` finishes it). ROUND=2 deploys and evaluates that round instead.
+last=$RUN/round${ROUND:-1}
 
 for step in $STEPS; do case $step in
 evolve)   # the round table: $RUN/report.md, rounds.png, round*/report.json
-  edgestar train evolve --recipe train/recipes/edgestar-tiny.yaml --out "$RUN" --resume
-  last=$(ls -d "$RUN"/round* | sort -V | tail -1) ;;
+  edgestar train evolve --recipe train/recipes/edgestar-tiny.yaml --out "$RUN" --resume ;;
 deploy)   # Q4_K_M policy + Q8_0 PPM (+ ONNX f32/int8), each verified against torch
   edgestar deploy --policy "$last/policy" --ppm "$last/ppm" --profile laptop-cpu \
       --out "$BUNDLE" --force --threads 2
