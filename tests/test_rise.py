@@ -17,17 +17,21 @@ pytestmark = [pytest.mark.torch, pytest.mark.slow]
 RECIPE = Path(__file__).resolve().parent.parent / "train" / "recipes" / "micro-rise.yaml"
 
 
-def test_search_accuracy_rises_round_over_round(tmp_path: Path) -> None:
+def test_search_accuracy_rises_round_over_round(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     recipe = load_recipe(RECIPE)
     rep = evolve(recipe, tmp_path / "run", progress=False, log=lambda s: None)
     rows = rep.rounds
     assert [r["round"] for r in rows] == [0, 1, 2]
-    print(f"\nmicro-rise: {recipe.test.n} held problems, {rep.seconds:.0f} s")
-    print("round  greedy  mcts   train solved  SFT examples")
+    lines = [f"micro-rise: {recipe.test.n} held problems, {rep.seconds:.0f} s",
+             "round  greedy  mcts   train solved  SFT examples"]  # fmt: skip
     for r in rows:
         ev, ro, ds = r["eval"], r.get("rollouts", {}), r.get("datasets", {})
-        print(f"{r['round']:>5}  {ev['greedy']:6.3f}  {ev['mcts']:5.3f}  "
-              f"{ro.get('solved_share', float('nan')):12.3f}  {ds.get('sft_examples', '-')}")  # fmt: skip
+        lines.append(f"{r['round']:>5}  {ev['greedy']:6.3f}  {ev['mcts']:5.3f}  "
+                     f"{ro.get('solved_share', float('nan')):12.3f}  {ds.get('sft_examples', '-')}")  # fmt: skip
+    with capsys.disabled():  # the numbers belong in the test output, pass or fail
+        print("\n" + "\n".join(lines))
     mcts = [r["eval"]["mcts"] for r in rows]
     # Each round searched, verified and learned from problems of its own.
     assert all(r["rollouts"]["solved"] > 0 and r["datasets"]["sft_examples"] > 0 for r in rows[1:])

@@ -63,7 +63,7 @@ def test_tampered_copy_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_pinned_problems_at_the_default_budget() -> None:
+def test_pinned_problems_at_the_default_budget(capsys: pytest.CaptureFixture[str]) -> None:
     problems = _pinned_problems()
     assert len(problems) == PINNED
     right = 0
@@ -72,7 +72,8 @@ def test_pinned_problems_at_the_default_budget() -> None:
             r = solver.solve(p.question, seed=0)
             right += r.answer is not None and equivalent(r.answer, p.answer)
     stated = _card_pinned()
-    print(f"\nshipped edgestar-tiny: {right}/{PINNED} pinned test problems (card: {stated}/20)")
+    with capsys.disabled():
+        print(f"\nshipped edgestar-tiny: {right}/{PINNED} pinned test problems (card: {stated}/20)")
     assert right >= stated
 
 
