@@ -10,7 +10,7 @@ The PPM is the policy's causal-LM backbone plus a scalar value head on the last 
 hidden state (after the final norm): r = w . h + b, score = tanh(r / score_scale) in (-1, 1)
 (rStar-Math's reference squashes with tanh(r / 5) at inference).
 
-This module is torch-free: it reads and writes JSON only.
+This module is torch-free: it reads and writes JSON (and safetensors headers, lazily).
 """
 
 from __future__ import annotations
@@ -101,3 +101,22 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def param_count(ckpt: str | os.PathLike[str]) -> int:
+    """Parameters of a checkpoint's backbone: the tensors of its model*.safetensors files (the
+    value head is not counted), read from the headers only; 0 when there are none or they
+    cannot be read."""
+    import math
+
+    try:
+        from safetensors import safe_open
+
+        total = 0
+        for f in sorted(Path(ckpt).glob("model*.safetensors")):
+            with safe_open(str(f), "np") as sf:
+                for k in sf.keys():  # noqa: SIM118 - safe_open is not a dict
+                    total += math.prod(sf.get_slice(k).get_shape())
+        return total
+    except Exception:
+        return 0

@@ -340,24 +340,11 @@ class _Progress:
 # deploy
 
 
-def _param_count(ckpt: Path) -> int:
-    from safetensors import safe_open
-
-    n = 0
-    for f in sorted(Path(ckpt).glob("*.safetensors")):
-        with safe_open(str(f), "np") as sf:
-            for k in sf.keys():  # noqa: SIM118 (safe_open is not a mapping)
-                shape = sf.get_slice(k).get_shape()
-                size = 1
-                for d in shape:
-                    size *= int(d)
-                n += size
-    return n
-
-
 def _runtime_threads(profile_threads: int, policy_ckpt: Path) -> int:
     """The profile's threads, or 1 for a policy under SMALL_MODEL_PARAMS (see there)."""
-    n = _param_count(policy_ckpt)
+    from edgestar.checkpoint import param_count
+
+    n = param_count(policy_ckpt)
     return 1 if 0 < n < SMALL_MODEL_PARAMS else profile_threads
 
 

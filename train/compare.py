@@ -44,9 +44,9 @@ def model_params(path: str | os.PathLike[str]) -> int:
 
         r = gguf.GGUFReader(p)
         return int(sum(int(np.prod(t.shape)) for t in r.tensors))
-    from .evolve import _param_count
+    from edgestar.checkpoint import param_count
 
-    n = _param_count(p)
+    n = param_count(p)
     if not n:
         raise InputError(f"cannot count the parameters of {p}")
     return n

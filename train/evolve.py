@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgestar.checkpoint import atomic_write_text
+from edgestar.checkpoint import atomic_write_text, param_count
 from edgestar.formats import RSTAR
 from edgestar.types import Budget, InputError, SearchConfig
 
@@ -308,7 +308,7 @@ class _Run:
         for key in ("rollouts", "datasets", "sft", "ppm", "eval", "export"):
             if f"round{i}.{key}" in st:
                 rep[key] = st[f"round{i}.{key}"]
-        params = _param_count(rdir / "policy")
+        params = param_count(rdir / "policy")
         gen = rep.get("rollouts", {}).get("tokens_generated", 0)
         trained = rep.get("sft", {}).get("tokens", 0) + rep.get("ppm", {}).get("tokens", 0)
         rep["compute"] = {
@@ -431,26 +431,6 @@ def _path_for(nodes: dict[int, dict[str, Any]], solution: str) -> list[dict[str,
         rest = rest[len(nxt["text"]) :]
         cur = nxt
     return path
-
-
-def _param_count(ckpt: Path) -> int:
-    try:
-        from safetensors import safe_open
-
-        with safe_open(str(ckpt / "model.safetensors"), "np") as f:
-            total = 0
-            for k in f.keys():  # noqa: SIM118 - safe_open is not a dict
-                total += int(f.get_slice(k).get_shape() and _prod(f.get_slice(k).get_shape()))
-            return total
-    except Exception:
-        return 0
-
-
-def _prod(xs: Any) -> int:
-    p = 1
-    for x in xs:
-        p *= int(x)
-    return p
 
 
 def _jsonable(x: Any) -> Any:
