@@ -37,8 +37,9 @@ MICRO = {
                          "max_step_tokens": 24, "shard_size": 2},
             "sft": {"preset": "cpu-tiny", "epochs": 1, "max_steps": 12, "batch_size": 2,
                     "save_every_steps": 1, "eval_fraction": 0.0},
-            "ppm": {"preset": "cpu-tiny", "epochs": 1, "eval_fraction": 0.0},
+            "ppm": {"preset": "cpu-tiny", "epochs": 1, "eval_fraction": 0.3},
             "pair_margin": 0.0,
+            "perturbed": 6,
         }
     ],
     "eval": {"n": 4, "strategies": ["greedy", "mcts"], "rollouts": 2, "width": 2,
@@ -111,8 +112,17 @@ def test_kill_and_resume_reach_the_same_checkpoint(tmp_path: Path):
     subprocess.run(_cmd(recipe, ref), check=True, env=env, capture_output=True)
     want = _hash(ref / "round1" / "policy" / "model.safetensors")
     rep = json.loads((ref / "round1" / "report.json").read_text())
-    for key in ("rollouts", "datasets", "sft", "eval", "compute"):
+    for key in ("rollouts", "datasets", "perturbed", "sft", "ppm", "eval", "compute"):
         assert key in rep
+    assert (
+        rep["perturbed"]["pairs"]
+        == 6
+        == len((ref / "round1" / "perturbed.jsonl").read_text().splitlines())
+    )
+    assert rep["ppm"]["pairs"] == rep["datasets"]["ppm_pairs"] + 6
+    # held-out accuracy is reported per pair kind (perturbed pairs are easier than MCTS ones)
+    kinds = {k for k in rep["ppm"] if k.startswith("pairwise_accuracy_")}
+    assert "pairwise_accuracy_perturbed" in kinds and rep["ppm"]["held_perturbed"] >= 1
     assert {"coverage", "diversity", "false_positive_rate"} <= set(rep["datasets"])
     assert (ref / "report.md").is_file() and (ref / "rounds.png").is_file()
 
@@ -132,6 +142,9 @@ def test_kill_and_resume_reach_the_same_checkpoint(tmp_path: Path):
     assert res.returncode == 0, res.stderr[-2000:]
     assert _hash(out / "round1" / "policy" / "model.safetensors") == want
     assert (out / "round1" / "ppm").is_dir() == (ref / "round1" / "ppm").is_dir()
+    assert _hash(out / "round1" / "perturbed.jsonl") == _hash(ref / "round1" / "perturbed.jsonl")
+    vh = "round1/ppm/value_head.safetensors"
+    assert _hash(out / vh) == _hash(ref / vh)
 
 
 def test_existing_run_needs_resume(tmp_path: Path):

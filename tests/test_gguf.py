@@ -156,6 +156,22 @@ def test_tokenizer_ids_match_hf(arch: str, policies, tokenizer) -> None:  # type
         assert model.token_text(tid) == m  # special tokens render as their text
 
 
+def test_digit_split_tokenizer_matches_hf(tmp_path: Path) -> None:
+    """The shipped preset's tokenizer (one token per digit) exports as pre-tokenizer 'qwen2',
+    and llama.cpp splits exactly as the HF tokenizer does."""
+    tok = build_tokenizer(vocab_size=600, split_digits=True)
+    assert [tok.decode([i]) for i in tok.encode("x = 24.74")][-5:] == ["2", "4", ".", "7", "4"]
+    ckpt = make_tiny_checkpoint(tmp_path / "digits", TinyConfig(split_digits=True), tokenizer=tok)
+    path = export_gguf(ckpt, tmp_path / "digits.gguf")
+    assert lc.check_gguf(path).metadata["tokenizer.ggml.pre"] == "qwen2"
+    pol = lc.LlamaCppPolicy(path, **LLAMA_KW)
+    try:
+        for s in TOKENIZER_STRINGS:
+            assert pol.tokenize(s) == encode_prefix(tok, s), repr(s)
+    finally:
+        pol.close()
+
+
 def test_gguf_metadata(ggufs: dict[str, Path], tokenizer) -> None:  # type: ignore[no-untyped-def]
     info = lc.check_gguf(ggufs["qwen2"])
     md = info.metadata

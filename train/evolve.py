@@ -16,6 +16,7 @@ Run folder (`out_dir`):
     base/                  the from-scratch base (tokenizer + random init), unless the recipe
                            names a checkpoint
     round{r}/rollouts/     trees-*.jsonl shards          round{r}/sft.jsonl, pairs.jsonl
+    round{r}/perturbed.jsonl  execution-verified perturbed-step PPM pairs (recipe `perturbed`)
     round{r}/policy/, ppm/ checkpoints (+ policy.gguf, ppm.gguf when the backend is gguf)
     round{r}/eval/         evaluation on the fixed test split
     round{r}/report.json   the round's figures         report.md, rounds.png: all rounds
@@ -36,7 +37,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgestar.checkpoint import atomic_write_text, param_count
 from edgestar.formats import RSTAR
@@ -52,6 +53,9 @@ from .datasets import (
 )
 from .recipe import Recipe, RoundSpec, SourceSpec
 from .schema import ProblemRecord
+
+if TYPE_CHECKING:
+    from .trainer import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -146,7 +150,7 @@ class _Run:
         if r.bootstrap is not None:
             texts += [p.solution for p in self.read_problems("bootstrap") if p.solution]
         vocab = r.base.tokenizer_vocab or cfg.vocab_size
-        tok = build_tokenizer(texts, vocab_size=vocab)
+        tok = build_tokenizer(texts, vocab_size=vocab, split_digits=cfg.split_digits)
         cfg = dataclasses.replace(cfg, seed=r.seed, vocab_size=vocab)
         path = make_tiny_checkpoint(self.out / "base", cfg, role="policy", tokenizer=tok)
         return {"path": str(path), "vocab": len(tok)}
@@ -261,6 +265,8 @@ class _Run:
                     "false_positive_rate": round(false_positive_rate(trees), 4)}  # fmt: skip
 
         self.stage(f"round{i}.datasets", datasets)
+        if rnd.perturbed:
+            self.stage(f"round{i}.perturbed", lambda: self.perturbed(i, rnd, rdir))
 
         def sft() -> dict[str, Any]:
             exs = self.sft_data(i, rnd)
@@ -276,19 +282,67 @@ class _Run:
 
             def ppm() -> dict[str, Any]:
                 pairs = [PreferencePair(**d) for d in _read(rdir / "pairs.jsonl")]
+                if (rdir / "perturbed.jsonl").is_file():
+                    pairs += [PreferencePair(**d) for d in _read(rdir / "perturbed.jsonl")]
                 if not pairs:
                     return {"pairs": 0, "skipped": "no preference pairs"}
                 rep = train_ppm(rdir / "policy", pairs, rdir / "ppm", ppm_cfg, resume=True,
                                 progress=self.progress)  # fmt: skip
                 acc = [m.get("pairwise_accuracy") for m in rep.eval_metrics]
-                return {"pairs": len(pairs), "final_loss": rep.final_loss, "tokens": rep.tokens,
-                        "pairwise_accuracy": acc[-1] if acc else None,
-                        "train_seconds": rep.seconds}  # fmt: skip
+                out = {"pairs": len(pairs), "final_loss": rep.final_loss, "tokens": rep.tokens,
+                       "pairwise_accuracy": acc[-1] if acc else None,
+                       "train_seconds": rep.seconds}  # fmt: skip
+                out.update(self.held_accuracy_by_kind(pairs, ppm_cfg, rdir / "ppm"))
+                return out
 
             self.stage(f"round{i}.ppm", ppm)
         self.stage(f"round{i}.export", lambda: self.export(rdir))
         self.stage(f"round{i}.eval", lambda: self.evaluate(rdir))
         self.stage(f"round{i}.report", lambda: self.round_report(i, rdir))
+
+    @staticmethod
+    def held_accuracy_by_kind(
+        pairs: list[PreferencePair], cfg: TrainConfig, ppm: Path
+    ) -> dict[str, Any]:
+        """Held-out pairwise accuracy per pair kind ('pairwise_accuracy_ppm' is the honest one:
+        the policy's own mistakes from the MCTS trees), on train_ppm's own held-out split."""
+        from .ppm_train import pairwise_accuracy
+        from .trainer import split_eval
+
+        if cfg.eval_fraction <= 0:
+            return {}
+        _, held = split_eval([p.problem_id for p in pairs], cfg.eval_fraction, cfg.seed)
+        out: dict[str, Any] = {}
+        for kind in sorted({p.kind for p in pairs}):
+            mine = [pairs[j] for j in held if pairs[j].kind == kind]
+            out[f"held_{kind}"] = len(mine)
+            out[f"pairwise_accuracy_{kind}"] = (
+                round(pairwise_accuracy(ppm, mine), 4) if mine else None
+            )
+        return out
+
+    def perturbed(self, i: int, rnd: RoundSpec, rdir: Path) -> dict[str, Any]:
+        """Execution-verified perturbed-step pairs for the PPM (train/negatives.py): from this
+        round's correct trajectories first, then from the earlier data in a seeded order."""
+        from .negatives import Solved, perturbed_pairs
+
+        answers = {p.id: p.answer for p in self.read_problems(f"round{i}")}
+        this_round = set(answers)
+        earlier: list[SFTExample] = []
+        if self.recipe.bootstrap is not None:
+            answers.update({p.id: p.answer for p in self.read_problems("bootstrap")})
+            earlier += self.reference_examples()
+        for j in range(1, i):
+            answers.update({p.id: p.answer for p in self.read_problems(f"round{j}")})
+            earlier += [SFTExample(**d) for d in _read(self.out / f"round{j}" / "sft.jsonl")]
+        random.Random(self.recipe.seed * 104729 + i).shuffle(earlier)
+        pool = [SFTExample(**d) for d in _read(rdir / "sft.jsonl")] + earlier
+        solved = [Solved(e.problem_id, e.prompt, e.solution, answers[e.problem_id])
+                  for e in pool if answers.get(e.problem_id) is not None]  # fmt: skip
+        pairs = perturbed_pairs(solved, rnd.perturbed, seed=self.recipe.seed * 1000 + i)
+        _write(rdir / "perturbed.jsonl", [p.to_json() for p in pairs])
+        return {"pairs": len(pairs),
+                "from_round": sum(p.problem_id in this_round for p in pairs)}  # fmt: skip
 
     def sft_data(self, i: int, rnd: RoundSpec) -> list[SFTExample]:
         earlier: list[SFTExample] = []
@@ -305,7 +359,7 @@ class _Run:
     def round_report(self, i: int, rdir: Path) -> dict[str, Any]:
         st = self.manifest["stages"]
         rep: dict[str, Any] = {"round": i}
-        for key in ("rollouts", "datasets", "sft", "ppm", "eval", "export"):
+        for key in ("rollouts", "datasets", "perturbed", "sft", "ppm", "eval", "export"):
             if f"round{i}.{key}" in st:
                 rep[key] = st[f"round{i}.{key}"]
         params = param_count(rdir / "policy")
@@ -351,9 +405,9 @@ def run_report_markdown(name: str, rows: list[dict[str, Any]]) -> str:
         ro, ds, ev = r.get("rollouts", {}), r.get("datasets", {}), r.get("eval", {})
         lines.append(
             f"| {r['round']} | {f(ro.get('solved_share'), True)} | {f(ev.get('greedy'), True)} | "
-            f"{f(ev.get('mcts'), True)} | {f(r.get('ppm', {}).get('pairwise_accuracy'), True)} | "
+            f"{f(ev.get('mcts'), True)} | {f(_ppm_acc(r.get('ppm', {})), True)} | "
             f"{f(ds.get('sft_examples') or r.get('sft', {}).get('examples'))} | "
-            f"{f(ds.get('ppm_pairs'))} | {f(ds.get('coverage'), True)} | "
+            f"{_pairs(ds, r.get('perturbed', {}))} | {f(ds.get('coverage'), True)} | "
             f"{f(ds.get('diversity'))} | {f(ds.get('false_positive_rate'), True)} | "
             f"{f(r['compute']['tokens_generated'])} | {f(r['compute']['wall_seconds'])} |"
         )
@@ -362,8 +416,20 @@ def run_report_markdown(name: str, rows: list[dict[str, Any]]) -> str:
         "FPR (est.): share of SFT-selected correct trajectories with a step whose code defines "
         "nothing a later step or the printed answer uses, or whose PPM score is below 0 (when the "
         "round's rollouts were PPM-scored). FLOPs: 2P per generated token + 6P per trained token.",
+        "PPM pairs: from the MCTS trees (+ execution-verified perturbed steps, when the recipe asks).",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _ppm_acc(ppm: dict[str, Any]) -> float | None:
+    """Held-out accuracy on the MCTS-tree pairs when measured apart, else on all held pairs."""
+    return ppm.get("pairwise_accuracy_ppm", ppm.get("pairwise_accuracy"))
+
+
+def _pairs(ds: dict[str, Any], pert: dict[str, Any]) -> str:
+    if ds.get("ppm_pairs") is None:
+        return "-"
+    return f"{ds['ppm_pairs']} + {pert['pairs']}" if pert.get("pairs") else str(ds["ppm_pairs"])
 
 
 def plot_rounds(rows: list[dict[str, Any]], path: Path) -> None:

@@ -72,6 +72,12 @@ class RoundSpec:
     data, the bootstrap references and earlier rounds' trajectories, so a policy fine-tuned from
     the previous round keeps what it knew. A CPU-budget stand-in for rStar-Math's retraining from
     the base on everything."""
+    perturbed: int = 0
+    """Also train the PPM on up to this many execution-verified perturbed steps (seeded): a
+    number in a correct step of this round's trajectories (then of the replayed earlier data)
+    is changed, the rest of the solution runs unchanged, and a pair (correct step over
+    perturbed step) is kept only when the program then prints a wrong answer
+    (train/negatives.py)."""
 
     def __post_init__(self) -> None:
         if not self.problems:
@@ -82,6 +88,14 @@ class RoundSpec:
             raise InputError("sft_data must be 'accumulate' or 'round'")
         if isinstance(self.replay, bool) or not isinstance(self.replay, int) or self.replay < 0:
             raise InputError(f"replay must be a whole number >= 0, got {self.replay!r}")
+        if (
+            isinstance(self.perturbed, bool)
+            or not isinstance(self.perturbed, int)
+            or self.perturbed < 0
+        ):
+            raise InputError(f"perturbed must be a whole number >= 0, got {self.perturbed!r}")
+        if self.perturbed and self.ppm is None:
+            raise InputError("perturbed pairs train the PPM; this round has ppm: false")
         if self.replay and self.sft_data != "round":
             raise InputError(
                 "replay mixes earlier data into sft_data 'round'; 'accumulate' has it all"
@@ -167,7 +181,8 @@ def _round(data: Any, where: str) -> RoundSpec:
     if not isinstance(data, dict):
         raise InputError(f"recipe {where}: expected a mapping")
     d = dict(data)
-    known = {"problems", "rollouts", "sft", "ppm", "sft_data", "pair_margin", "sft_init", "replay"}
+    known = {"problems", "rollouts", "sft", "ppm", "sft_data", "pair_margin", "sft_init", "replay",
+             "perturbed"}  # fmt: skip
     unknown = set(d) - known
     if unknown:
         raise InputError(f"recipe {where}: unknown key(s) {', '.join(sorted(unknown))}")
@@ -178,7 +193,7 @@ def _round(data: Any, where: str) -> RoundSpec:
         kw["sft"] = _train(d["sft"], f"{where}.sft")
     if "ppm" in d:
         kw["ppm"] = None if d["ppm"] is False else _train(d["ppm"], f"{where}.ppm")
-    for k in ("sft_data", "pair_margin", "sft_init", "replay"):
+    for k in ("sft_data", "pair_margin", "sft_init", "replay", "perturbed"):
         if k in d:
             kw[k] = d[k]
     return RoundSpec(**kw)

@@ -2,10 +2,11 @@
 
 Owns:
 - `build_tokenizer`: a GPT-2-style byte-level BPE tokenizer trained with the `tokenizers`
-  library (ByteLevel pre-tokenizer with GPT-2 regex splitting, no prefix space, ByteLevel
-  decoder), EOS "<|endoftext|>" (also the pad token), every rStar marker a single special token,
-  and a small chat template. Kept plain so llama.cpp loads it as tokenizer.ggml.model="gpt2",
-  tokenizer.ggml.pre="gpt-2" (STACK.md): no normalizer, no post-processor, no BOS.
+  library (ByteLevel pre-tokenizer with GPT-2 regex splitting, or Qwen2's regex that makes every
+  digit a token of its own; no prefix space, ByteLevel decoder), EOS "<|endoftext|>" (also the
+  pad token), every rStar marker a single special token, and a small chat template. Kept plain
+  so llama.cpp loads it as tokenizer.ggml.model="gpt2", tokenizer.ggml.pre="gpt-2" or "qwen2"
+  (STACK.md): no normalizer, no post-processor, no BOS.
 - `TinyConfig` + `TINY_PRESETS`: the architecture of a tiny Llama / Qwen2 model.
 - `make_tiny_checkpoint`: a random-init checkpoint folder following edgestar.checkpoint's
   contract (HF folder + edgestar.json, plus value_head.safetensors for a PPM).
@@ -77,18 +78,30 @@ def default_texts(n: int = 48, seed: int = 0) -> list[str]:
     return texts
 
 
+DIGIT_SPLIT_REGEX = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+"""Qwen2's splitting regex: GPT-2's, except that every digit is a piece of its own (llama.cpp
+pre-tokenizer "qwen2"). A number is then spelled digit by digit, the same way in the question
+and in the code, so a tiny policy copies "24.74" one digit at a time instead of having to learn
+the identity of every multi-digit BPE token in both contexts."""
+
+
 def build_tokenizer(
     texts: Iterable[str] | None = None,
     vocab_size: int = 512,
     special_tokens: Sequence[str] = Marker.ALL,
+    split_digits: bool = False,
 ) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE tokenizer on `texts` (default: `default_texts()`).
 
     Ids: 0 = EOS (also pad), then `special_tokens` in order, then the 256 byte symbols, then
     merges up to `vocab_size` (fewer if the texts run out of pairs). Every special token encodes
-    to one id and decodes back to its text (skip_special_tokens=False).
+    to one id and decodes back to its text (skip_special_tokens=False). `split_digits`: split
+    with `DIGIT_SPLIT_REGEX` (one token per digit) instead of GPT-2's regex (digit runs merge).
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     specials = [EOS_TOKEN, *[s for s in special_tokens if s != EOS_TOKEN]]
@@ -97,7 +110,15 @@ def build_tokenizer(
     if vocab_size < 256 + len(specials):
         raise InputError(f"vocab_size must be at least {256 + len(specials)}, got {vocab_size}")
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    if split_digits:
+        tok.pre_tokenizer = pre_tokenizers.Sequence(
+            [
+                pre_tokenizers.Split(Regex(DIGIT_SPLIT_REGEX), behavior="isolated", invert=False),
+                pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+            ]
+        )
+    else:
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
@@ -134,6 +155,8 @@ class TinyConfig:
     max_position: int = 1024
     vocab_size: int = 512
     """Target tokenizer size when the factory trains the tokenizer itself."""
+    split_digits: bool = False
+    """Tokenizer splits every digit apart (see `DIGIT_SPLIT_REGEX`); GPT-2 splitting if False."""
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -142,6 +165,10 @@ class TinyConfig:
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
             if f.name == "arch":
+                continue
+            if f.name == "split_digits":
+                if not isinstance(v, bool):
+                    raise InputError(f"TinyConfig.split_digits must be true or false, got {v!r}")
                 continue
             if isinstance(v, bool) or not isinstance(v, int):
                 raise InputError(f"TinyConfig.{f.name} must be an integer, got {v!r}")
@@ -202,6 +229,7 @@ TINY_PRESETS: dict[str, TinyConfig] = {
         intermediate_size=768,
         max_position=2048,
         vocab_size=1024,
+        split_digits=True,
     ),
     "edgestar-small": TinyConfig(
         hidden_size=512,
@@ -211,6 +239,7 @@ TINY_PRESETS: dict[str, TinyConfig] = {
         intermediate_size=1536,
         max_position=2048,
         vocab_size=2048,
+        split_digits=True,
     ),
 }
 """Named sizes. 'test' builds in well under a second; 'edgestar-tiny' (3.67M params) is the
@@ -248,7 +277,11 @@ def make_tiny_checkpoint(
         raise InputError(f"role must be 'policy' or 'ppm', got {role!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tok = tokenizer if tokenizer is not None else build_tokenizer(texts, cfg.vocab_size)
+    tok = (
+        tokenizer
+        if tokenizer is not None
+        else build_tokenizer(texts, cfg.vocab_size, split_digits=cfg.split_digits)
+    )
     tok.model_max_length = cfg.max_position
     if tok.eos_token_id is None:
         raise InputError("tokenizer has no EOS token")
