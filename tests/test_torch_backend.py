@@ -155,7 +155,7 @@ def test_tiny_config_validation() -> None:
         TinyConfig(num_layers=0)
     with pytest.raises(InputError, match="split_digits"):
         TinyConfig(split_digits=1)  # type: ignore[arg-type]
-    assert TINY_PRESETS["edgestar-tiny"].split_digits and not TINY_PRESETS["test"].split_digits
+    assert not TINY_PRESETS["edgestar-tiny"].split_digits  # measured worse (train/tiny.py)
     with pytest.raises(InputError, match="preset"):
         make_tiny_checkpoint("/nonexistent-unused", "no-such-preset")
 

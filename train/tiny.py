@@ -83,9 +83,8 @@ DIGIT_SPLIT_REGEX = (
     r"|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
 """Qwen2's splitting regex: GPT-2's, except that every digit is a piece of its own (llama.cpp
-pre-tokenizer "qwen2"). A number is then spelled digit by digit, the same way in the question
-and in the code, so a tiny policy copies "24.74" one digit at a time instead of having to learn
-the identity of every multi-digit BPE token in both contexts."""
+pre-tokenizer "qwen2"), as Qwen2 and Llama-1 tokenize numbers. Opt-in (`split_digits`): on the
+shipped 4-layer size it measured worse than GPT-2 splitting (see `TinyConfig.split_digits`)."""
 
 
 def build_tokenizer(
@@ -156,7 +155,10 @@ class TinyConfig:
     vocab_size: int = 512
     """Target tokenizer size when the factory trains the tokenizer itself."""
     split_digits: bool = False
-    """Tokenizer splits every digit apart (see `DIGIT_SPLIT_REGEX`); GPT-2 splitting if False."""
+    """Tokenizer splits every digit apart (see `DIGIT_SPLIT_REGEX`); GPT-2 splitting if False.
+    Measured on the edgestar-tiny bootstrap (40k references, one pass, 200 test problems):
+    greedy 39.5% with split digits against 53.0% without: a 4-layer model copies a number more
+    reliably as a few multi-digit tokens than as a run of digits that recur everywhere."""
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -229,7 +231,6 @@ TINY_PRESETS: dict[str, TinyConfig] = {
         intermediate_size=768,
         max_position=2048,
         vocab_size=1024,
-        split_digits=True,
     ),
     "edgestar-small": TinyConfig(
         hidden_size=512,
@@ -239,7 +240,6 @@ TINY_PRESETS: dict[str, TinyConfig] = {
         intermediate_size=1536,
         max_position=2048,
         vocab_size=2048,
-        split_digits=True,
     ),
 }
 """Named sizes. 'test' builds in well under a second; 'edgestar-tiny' (3.67M params) is the
