@@ -70,6 +70,7 @@ from .verify import (
 
 __all__ = [
     "DEFAULT_ROLLOUTS",
+    "PPM_TRUSTED_ACCURACY",
     "ONNX_QUANTS",
     "REPORT_FILE",
     "SMOKE_BUDGET",
@@ -79,6 +80,7 @@ __all__ = [
     "SmokeResult",
     "VerifySummary",
     "deploy",
+    "ppm_held_accuracy",
     "quantize_one",
 ]
 
@@ -88,6 +90,11 @@ SMOKE_BUDGET = {"rollouts": 2, "tokens": 2048, "seconds": 120.0}
 """The smoke solve's budget: enough to expand, simulate and back up twice, bounded in time."""
 DEFAULT_ROLLOUTS = 8
 """Rollouts in the bundle's default search budget."""
+PPM_TRUSTED_ACCURACY = 0.6
+"""A PPM whose recorded held-out pairwise accuracy is below this does not pick the bundle's
+default answer (select 'majority' instead of 'weighted'): a near-chance PPM choosing among
+answers does worse than counting them. Measured on edgestar-tiny round 2 (held-out accuracy
+57%), first 100 test problems, MCTS width 8, 8 rollouts: PPM-weighted 42%, majority 53%."""
 SMALL_MODEL_PARAMS = 50_000_000
 """Below this many policy parameters the bundle runs llama.cpp on one thread: a tiny model's
 matrices are too small to split, and threads that spin-wait for each other turn a busy machine
@@ -340,6 +347,29 @@ class _Progress:
 # deploy
 
 
+def ppm_held_accuracy(meta: CheckpointMeta) -> float | None:
+    """The PPM's last held-out pairwise accuracy as its training recorded it, if it did."""
+    report = meta.provenance.get("report") if isinstance(meta.provenance, dict) else None
+    metrics = report.get("eval_metrics") if isinstance(report, dict) else None
+    if not isinstance(metrics, list):
+        return None
+    accs = [m.get("pairwise_accuracy") for m in metrics if isinstance(m, dict)]
+    accs = [a for a in accs if isinstance(a, (int, float))]
+    return float(accs[-1]) if accs else None
+
+
+def _select(ppm_meta: CheckpointMeta | None) -> tuple[str, str | None]:
+    """The bundle's default answer selection and, when it departs from the PPM, why."""
+    acc = ppm_held_accuracy(ppm_meta) if ppm_meta is not None else None
+    if acc is not None and acc < PPM_TRUSTED_ACCURACY:
+        return "majority", (
+            f"the PPM's held-out pairwise accuracy is {acc:.1%} (< "
+            f"{PPM_TRUSTED_ACCURACY:.0%}): the bundle's default search picks answers by "
+            "majority, not by PPM score (--select weighted overrides at solve time)"
+        )
+    return "weighted", None
+
+
 def _runtime_threads(profile_threads: int, policy_ckpt: Path) -> int:
     """The profile's threads, or 1 for a policy under SMALL_MODEL_PARAMS (see there)."""
     from edgestar.checkpoint import param_count
@@ -377,6 +407,7 @@ def deploy(
     if out.exists() and not out.is_dir():
         raise InputError(f"{out} exists and is not a folder")
     roles: dict[str, tuple[Path, CheckpointMeta, str]] = {}
+    ppm_meta: CheckpointMeta | None = None
     pol_meta = _checkpoint(policy_ckpt, "policy")
     roles["policy"] = (Path(policy_ckpt), pol_meta, prof.policy_quant)
     if ppm_ckpt is not None:
@@ -475,6 +506,9 @@ def deploy(
                 f"{prof.memory_mb} MB for models and KV cache"
             )
         versions = _versions()
+        select, why_select = _select(ppm_meta)
+        if why_select is not None:
+            warnings.append(why_select)
         manifest: dict[str, Any] = {
             "name": out.name,
             "step_format": pol_meta.step_format,
@@ -485,6 +519,7 @@ def deploy(
             "search": {
                 "strategy": "mcts",
                 "width": prof.width,
+                "select": select,
                 "budget": {"rollouts": DEFAULT_ROLLOUTS},
             },
             "runtime": {

@@ -25,6 +25,7 @@ pytest.importorskip("gguf")
 
 import edgestar  # noqa: E402
 from edgestar.bundle import MANIFEST, read_bundle  # noqa: E402
+from edgestar.checkpoint import read_meta, write_meta  # noqa: E402
 from edgestar.profiles import PROFILES  # noqa: E402
 from edgestar.quantize import deploy as dep  # noqa: E402
 from edgestar.quantize import verify as ver  # noqa: E402
@@ -161,6 +162,7 @@ def test_deploy_bundle_validates_and_solves(bundle) -> None:  # type: ignore[no-
     assert b.ppm is not None and (b.ppm.file, b.ppm.quant) == ("ppm.q8_0.gguf", "q8_0")
     assert b.search["strategy"] == "mcts" and b.search["width"] == PROFILES["laptop-cpu"].width
     assert b.search["budget"] == {"rollouts": 8}
+    assert b.search["select"] == "weighted"  # a PPM with no recorded accuracy keeps its say
     assert b.runtime["threads"] == 1  # a tiny policy: one thread (deploy.SMALL_MODEL_PARAMS)
     assert {"edgestar", "llama_cpp", "gguf", "torch", "transformers"} <= set(b.versions)
     m = json.loads((out / MANIFEST).read_text())
@@ -244,6 +246,27 @@ def test_failed_verification_leaves_no_bundle(ckpts, tmp_path: Path, monkeypatch
     monkeypatch.undo()
     dep.deploy(ckpts["policy"], None, "laptop-cpu", out, onnx=False, smoke=False, threads=1)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]  # stale reports removed
+
+
+def test_near_chance_ppm_does_not_pick_the_answer(ckpts, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A PPM whose training recorded held-out pairwise accuracy < PPM_TRUSTED_ACCURACY: the
+    bundle's default search selects by majority, and the deploy report says why."""
+    ppm = tmp_path / "ppm"
+    shutil.copytree(ckpts["ppm"], ppm)
+    meta = read_meta(ppm)
+    report = {"eval_metrics": [{"pairwise_accuracy": 0.9}, {"pairwise_accuracy": 0.54}]}
+    write_meta(ppm, dataclasses.replace(meta, provenance={**meta.provenance, "report": report}))
+    assert dep.ppm_held_accuracy(read_meta(ppm)) == 0.54
+    rep = dep.deploy(ckpts["policy"], ppm, "laptop-cpu", tmp_path / "b", onnx=False,
+                     smoke=False, threads=1, progress=False)  # fmt: skip
+    assert read_bundle(tmp_path / "b").search["select"] == "majority"
+    assert any("54.0%" in w and "majority" in w for w in rep.warnings)
+    # a trusted PPM keeps the weighted default
+    report["eval_metrics"].append({"pairwise_accuracy": dep.PPM_TRUSTED_ACCURACY})
+    write_meta(ppm, dataclasses.replace(meta, provenance={**meta.provenance, "report": report}))
+    dep.deploy(ckpts["policy"], ppm, "laptop-cpu", tmp_path / "b", force=True, onnx=False,
+               smoke=False, threads=1, progress=False)  # fmt: skip
+    assert read_bundle(tmp_path / "b").search["select"] == "weighted"
 
 
 def test_deploy_force_replaces_policy_only(ckpts, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]

@@ -12,16 +12,15 @@ OUT=benchmarks/edgestar-tiny
 BUNDLE=models/edgestar-tiny
 STEPS=${STEPS:-"evolve deploy eval solve bench"}
 TEST=$RUN/problems/test.jsonl          # the recipe's fixed test split (200 problems)
-# The shipped bundle is round 1 of the run (round 2 was stopped unfinished in the session that
-# shipped it; `evolve` finishes it). ROUND=2 deploys and evaluates that round instead.
-last=$RUN/round${ROUND:-1}
+# The shipped bundle is the run's last round (2); ROUND=N deploys and evaluates round N instead.
+last=$RUN/round${ROUND:-2}
 
 for step in $STEPS; do case $step in
 evolve)   # the round table: $RUN/report.md, rounds.png, round*/report.json
   edgestar train evolve --recipe train/recipes/edgestar-tiny.yaml --out "$RUN" --resume ;;
 deploy)   # Q4_K_M policy + Q8_0 PPM (+ ONNX f32/int8), each verified against torch
   edgestar deploy --policy "$last/policy" --ppm "$last/ppm" --profile laptop-cpu \
-      --out "$BUNDLE" --force --threads 2
+      --out "$BUNDLE" --force --threads 1
   cp "$BUNDLE/deploy_report.json" "$OUT/deploy_report.json" 2>/dev/null || true ;;
 eval)     # accuracy per strategy: default budget (shipped and F32), equal token budgets, held-out
   # suites. One thread each, two at a time (2 cores).
