@@ -10,7 +10,7 @@ cd "$(dirname "$0")/../.."
 RUN=${RUN:-runs/edgestar-tiny}
 OUT=benchmarks/edgestar-tiny
 BUNDLE=models/edgestar-tiny
-STEPS=${STEPS:-"evolve deploy eval solve bench"}
+STEPS=${STEPS:-"evolve deploy eval budget solve bench"}
 TEST=$RUN/problems/test.jsonl          # the recipe's fixed test split (200 problems)
 # The shipped bundle is the run's last round (2); ROUND=N deploys and evaluates round N instead.
 last=$RUN/round${ROUND:-2}
@@ -22,14 +22,18 @@ deploy)   # Q4_K_M policy + Q8_0 PPM (+ ONNX f32/int8), each verified against to
   edgestar deploy --policy "$last/policy" --ppm "$last/ppm" --profile laptop-cpu \
       --out "$BUNDLE" --force --threads 1
   cp "$BUNDLE/deploy_report.json" "$OUT/deploy_report.json" 2>/dev/null || true ;;
-eval)     # accuracy per strategy: default budget (shipped and F32), equal token budgets, held-out
-  # suites. One thread each, two at a time (2 cores).
-  edgestar eval --suite "$TEST" --strategy greedy --strategy mcts --threads 1 \
-      --out "$OUT/eval-default" --force &
+eval)     # accuracy per strategy at the default budget, shipped and F32. One thread each, two
+  # at a time (2 cores), as in every step below.
+  # The F32 run takes the bundle's search settings (width 8, 8 rollouts, select as deployed:
+  # majority for a PPM under 60% held-out accuracy); mcts:weighted lets the PPM pick the answer.
+  sel=$(python -c "import json,sys; print(json.load(open(sys.argv[1]))['search'].get('select', 'weighted'))" "$BUNDLE/bundle.json")
+  edgestar eval --suite "$TEST" --strategy greedy --strategy mcts --strategy mcts:weighted \
+      --threads 1 --out "$OUT/eval-default" --force &
   edgestar eval --suite "$TEST" --model "$last/policy.gguf" --ppm "$last/ppm.gguf" --format rstar \
-      --width 8 --rollouts 8 --strategy greedy --strategy mcts --threads 1 \
-      --out "$OUT/eval-f32" --force
-  wait
+      --width 8 --rollouts 8 --select "$sel" --strategy greedy --strategy mcts \
+      --strategy mcts:weighted --threads 1 --out "$OUT/eval-f32" --force
+  wait ;;
+budget)   # equal generated-token budgets, and suites the model never trained on
   edgestar eval --suite "$TEST" -n 60 --strategy greedy --strategy best_of_n:majority \
       --strategy best_of_n:weighted --strategy beam --strategy mcts --tokens 400,1200 \
       --threads 1 --out "$OUT/eval-budget" --force &
