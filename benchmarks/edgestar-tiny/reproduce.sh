@@ -17,7 +17,10 @@ last=$RUN/round${ROUND:-2}
 
 for step in $STEPS; do case $step in
 evolve)   # the round table: $RUN/report.md, rounds.png, round*/report.json
-  edgestar train evolve --recipe train/recipes/edgestar-tiny.yaml --out "$RUN" --resume ;;
+  edgestar train evolve --recipe train/recipes/edgestar-tiny.yaml --out "$RUN" --resume
+  mkdir -p "$OUT/run"  # the run folder is not kept in git; its reports are
+  cp "$RUN/report.md" "$RUN/rounds.png" "$RUN/manifest.json" "$OUT/run/"
+  for r in "$RUN"/round*/report.json; do cp "$r" "$OUT/run/$(basename "$(dirname "$r")").json"; done ;;
 deploy)   # Q4_K_M policy + Q8_0 PPM (+ ONNX f32/int8), each verified against torch
   edgestar deploy --policy "$last/policy" --ppm "$last/ppm" --profile laptop-cpu \
       --out "$BUNDLE" --force --threads 1
