@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from edgestar.checkpoint import atomic_write_text, param_count
 from edgestar.formats import RSTAR
@@ -53,9 +53,6 @@ from .datasets import (
 )
 from .recipe import Recipe, RoundSpec, SourceSpec
 from .schema import ProblemRecord
-
-if TYPE_CHECKING:
-    from .trainer import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -288,11 +285,15 @@ class _Run:
                     return {"pairs": 0, "skipped": "no preference pairs"}
                 rep = train_ppm(rdir / "policy", pairs, rdir / "ppm", ppm_cfg, resume=True,
                                 progress=self.progress)  # fmt: skip
-                acc = [m.get("pairwise_accuracy") for m in rep.eval_metrics]
+                last = rep.eval_metrics[-1] if rep.eval_metrics else {}
                 out = {"pairs": len(pairs), "final_loss": rep.final_loss, "tokens": rep.tokens,
-                       "pairwise_accuracy": acc[-1] if acc else None,
+                       "pairwise_accuracy": last.get("pairwise_accuracy"),
                        "train_seconds": rep.seconds}  # fmt: skip
-                out.update(self.held_accuracy_by_kind(pairs, ppm_cfg, rdir / "ppm"))
+                for k, v in last.items():  # per pair kind, measured on the held-out split
+                    if k.startswith("held_"):
+                        out[k] = int(v)
+                    elif k.startswith("pairwise_accuracy_"):
+                        out[k] = round(v, 4)
                 return out
 
             self.stage(f"round{i}.ppm", ppm)
@@ -300,46 +301,27 @@ class _Run:
         self.stage(f"round{i}.eval", lambda: self.evaluate(rdir))
         self.stage(f"round{i}.report", lambda: self.round_report(i, rdir))
 
-    @staticmethod
-    def held_accuracy_by_kind(
-        pairs: list[PreferencePair], cfg: TrainConfig, ppm: Path
-    ) -> dict[str, Any]:
-        """Held-out pairwise accuracy per pair kind ('pairwise_accuracy_ppm' is the honest one:
-        the policy's own mistakes from the MCTS trees), on train_ppm's own held-out split."""
-        from .ppm_train import pairwise_accuracy
-        from .trainer import split_eval
-
-        if cfg.eval_fraction <= 0:
-            return {}
-        _, held = split_eval([p.problem_id for p in pairs], cfg.eval_fraction, cfg.seed)
-        out: dict[str, Any] = {}
-        for kind in sorted({p.kind for p in pairs}):
-            mine = [pairs[j] for j in held if pairs[j].kind == kind]
-            out[f"held_{kind}"] = len(mine)
-            out[f"pairwise_accuracy_{kind}"] = (
-                round(pairwise_accuracy(ppm, mine), 4) if mine else None
-            )
-        return out
-
     def perturbed(self, i: int, rnd: RoundSpec, rdir: Path) -> dict[str, Any]:
         """Execution-verified perturbed-step pairs for the PPM (train/negatives.py): from this
         round's correct trajectories first, then from the earlier data in a seeded order."""
         from .negatives import Solved, perturbed_pairs
 
-        answers = {p.id: p.answer for p in self.read_problems(f"round{i}")}
-        this_round = set(answers)
-        earlier: list[SFTExample] = []
+        def solved(name: str, sft: Path) -> list[Solved]:
+            ans = {p.id: p.answer for p in self.read_problems(name)}
+            return [Solved(e["problem_id"], e["prompt"], e["solution"], ans[e["problem_id"]])
+                    for e in _read(sft) if ans.get(e["problem_id"]) is not None]  # fmt: skip
+
+        earlier: list[Solved] = []
         if self.recipe.bootstrap is not None:
-            answers.update({p.id: p.answer for p in self.read_problems("bootstrap")})
-            earlier += self.reference_examples()
+            earlier += [Solved(p.id, RSTAR.prompt(p.question), p.solution, p.answer)
+                        for p in self.read_problems("bootstrap") if p.solution]  # fmt: skip
         for j in range(1, i):
-            answers.update({p.id: p.answer for p in self.read_problems(f"round{j}")})
-            earlier += [SFTExample(**d) for d in _read(self.out / f"round{j}" / "sft.jsonl")]
+            earlier += solved(f"round{j}", self.out / f"round{j}" / "sft.jsonl")
         random.Random(self.recipe.seed * 104729 + i).shuffle(earlier)
-        pool = [SFTExample(**d) for d in _read(rdir / "sft.jsonl")] + earlier
-        solved = [Solved(e.problem_id, e.prompt, e.solution, answers[e.problem_id])
-                  for e in pool if answers.get(e.problem_id) is not None]  # fmt: skip
-        pairs = perturbed_pairs(solved, rnd.perturbed, seed=self.recipe.seed * 1000 + i)
+        mine = solved(f"round{i}", rdir / "sft.jsonl")
+        this_round = {s.problem_id for s in mine}
+        pool = mine + earlier
+        pairs = perturbed_pairs(pool, rnd.perturbed, seed=self.recipe.seed * 1000 + i)
         _write(rdir / "perturbed.jsonl", [p.to_json() for p in pairs])
         return {"pairs": len(pairs),
                 "from_round": sum(p.problem_id in this_round for p in pairs)}  # fmt: skip

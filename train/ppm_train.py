@@ -61,6 +61,7 @@ class PairFeature:
     chosen_ids: tuple[int, ...]
     rejected_ids: tuple[int, ...]
     truncated: bool
+    kind: str = "ppm"
 
 
 def build_pair_features(
@@ -74,7 +75,9 @@ def build_pair_features(
         c = encode_prefix(tokenizer, pr.prefix + pr.chosen, add_bos)
         r = encode_prefix(tokenizer, pr.prefix + pr.rejected, add_bos)
         trunc = len(c) > max_len or len(r) > max_len
-        out.append(PairFeature(pr.problem_id, tuple(c[-max_len:]), tuple(r[-max_len:]), trunc))
+        out.append(
+            PairFeature(pr.problem_id, tuple(c[-max_len:]), tuple(r[-max_len:]), trunc, pr.kind)
+        )
     return out
 
 
@@ -115,11 +118,19 @@ class _PPMTask:
             for i in range(0, len(items), self.batch_size)
         ]
         d = torch.cat(ds)
-        return {
+        wins = (d > 0).float() + 0.5 * (d == 0).float()
+        out = {
             "loss": float(-F.logsigmoid(d).mean()),
-            "pairwise_accuracy": float(((d > 0).float() + 0.5 * (d == 0).float()).mean()),
+            "pairwise_accuracy": float(wins.mean()),
             "margin": float(d.mean()),
         }
+        # Per pair kind (tree pairs vs perturbed steps are not equally hard): held_KIND is the
+        # count, pairwise_accuracy_KIND the accuracy on those pairs.
+        for kind in sorted({f.kind for f in items}):
+            mask = torch.tensor([f.kind == kind for f in items])
+            out[f"held_{kind}"] = float(mask.sum())
+            out[f"pairwise_accuracy_{kind}"] = float(wins[mask].mean())
+        return out
 
 
 def train_ppm(
@@ -137,7 +148,7 @@ def train_ppm(
     """Train a PPM from `policy_ckpt` on `pairs`; write the PPM checkpoint to `out_dir`.
 
     `report.eval_metrics[i]['pairwise_accuracy']` is epoch i's held-out accuracy (empty when
-    `cfg.eval_fraction` is 0). `resume` / `force` as in `train_policy`.
+    `cfg.eval_fraction` is 0), with `pairwise_accuracy_KIND` / `held_KIND` per pair kind. `resume` / `force` as in `train_policy`.
     """
     if not pairs:
         raise InputError("no preference pairs")
