@@ -602,6 +602,7 @@ def _int_list(text: str | None, what: str) -> list[int]:
 )
 @click.option("--rollouts", "rollouts", help="Rollout budgets to sweep, e.g. 4,8,16.")
 @click.option("--width", type=int, help="Candidate steps per expansion.")
+@click.option("--temperature", type=float, help="Sampling temperature (default: the bundle's).")
 @click.option("--select", type=click.Choice(["majority", "weighted", "max"]))
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
@@ -627,6 +628,7 @@ def eval_cmd(
     tokens,
     rollouts,
     width,
+    temperature,
     select,
     seed,
     out,
@@ -640,7 +642,7 @@ def eval_cmd(
     problems = _suite(suite, n, suite_seed)
     solver = _open_solver(bundle, model, ppm, step_format, device, threads)
     with solver:
-        config = _config(solver.config, width=width, select=select)
+        config = _config(solver.config, width=width, temperature=temperature, select=select)
         report = evaluate(
             solver,
             problems,

@@ -43,11 +43,17 @@ def test_evaluate_tables_and_variants(tmp_path: Path) -> None:
     cell = {(c.strategy, c.budget["tokens"]): c for c in rep.cells}
     assert cell[("greedy", 600)].accuracy == 0.0  # adds 6 + 7
     assert cell[("best_of_n:majority", 600)].accuracy == 0.0  # the likelier wrong path wins
+    # ...yet the right answer was among its candidates: coverage is the selection's ceiling
+    assert cell[("best_of_n:majority", 600)].coverage == 1.0
+    assert cell[("greedy", 600)].coverage == 0.0  # one path, wrong: nothing to select
+    assert all(r["covered"] >= r["correct"] for r in rows)
     assert cell[("best_of_n:weighted", 600)].accuracy == 1.0  # the PPM lifts 6 * 7
     assert cell[("best_of_n:weighted", 600)].by_skill == {"mul": 1.0, "times": 1.0}
     assert rep.accuracy("best_of_n:weighted", Budget(**big)) == 1.0
     data = json.loads((tmp_path / "report.json").read_text())
     assert len(data["cells"]) == len(strategies) * len(budgets)
+    assert {c["coverage"] for c in data["cells"] if c["strategy"] == "best_of_n:majority"} <= {
+        0.0, 1.0}  # fmt: skip
     md = (tmp_path / "report.md").read_text()
     assert "best_of_n:weighted" in md and "| mul | times |" in md
     assert (tmp_path / "accuracy_vs_budget.png").stat().st_size > 0

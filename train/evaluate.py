@@ -6,10 +6,15 @@ limit, rollouts unlimited), as Smaller-Weaker-Yet-Better compares samplers at ma
 Outputs in `out_dir`:
 
     results.jsonl          one ResultRecord (+ source, skill, stopped_by) per (item, strategy, budget)
-    report.json            accuracy per strategy x budget, per source and per skill; tokens and
-                           seconds per problem (mean and median)
+    report.json            accuracy per strategy x budget, per source and per skill; coverage;
+                           tokens and seconds per problem (mean and median)
     report.md              the same as tables
     accuracy_vs_budget.png accuracy against mean generated tokens, one line per strategy
+
+Coverage is the share of problems where ANY finished answer the search produced is right (pass@k
+over the search's own candidates): the ceiling that a perfect answer selection (a perfect
+reward model) could reach at that budget. Accuracy below coverage is a selection loss; coverage
+itself is what the policy can find.
 
 Results are appended and flushed line by line: an interrupted evaluation keeps what it solved.
 """
@@ -41,12 +46,18 @@ class Cell:
     mean_tokens: float
     median_seconds: float
     mean_seconds: float
+    covered: int = 0
+    """Problems where some finished answer of the search (not only the chosen one) was right."""
     by_source: dict[str, float] = field(default_factory=dict)
     by_skill: dict[str, float] = field(default_factory=dict)
 
     @property
     def accuracy(self) -> float:
         return self.correct / self.n if self.n else 0.0
+
+    @property
+    def coverage(self) -> float:
+        return self.covered / self.n if self.n else 0.0
 
 
 @dataclass(frozen=True)
@@ -65,19 +76,23 @@ class EvalReport:
         return {
             "problems": self.problems,
             "seed": self.seed,
-            "cells": [{**asdict(c), "accuracy": round(c.accuracy, 4)} for c in self.cells],
+            "cells": [
+                {**asdict(c), "accuracy": round(c.accuracy, 4), "coverage": round(c.coverage, 4)}
+                for c in self.cells
+            ],
         }
 
     def to_markdown(self) -> str:
         lines = [
-            "| strategy | budget | accuracy | correct / n | tokens / problem | s / problem (median) |",
-            "|---|---|---|---|---|---|",
+            "| strategy | budget | accuracy | correct / n | coverage | tokens / problem "
+            "| s / problem (median) |",
+            "|---|---|---|---|---|---|---|",
         ]
         for c in self.cells:
             b = ", ".join(f"{k}={v}" for k, v in c.budget.items() if v is not None)
             lines.append(
-                f"| {c.strategy} | {b} | {c.accuracy:.1%} | {c.correct} / {c.n} | "
-                f"{c.mean_tokens:.0f} | {c.median_seconds:.3f} |"
+                f"| {c.strategy} | {b} | {c.accuracy:.1%} | {c.correct} / {c.n} | {c.coverage:.1%} "
+                f"| {c.mean_tokens:.0f} | {c.median_seconds:.3f} |"
             )
         for key in ("by_source", "by_skill"):
             groups = sorted({g for c in self.cells for g in getattr(c, key)})
@@ -89,6 +104,8 @@ class EvalReport:
                 b = ", ".join(f"{k}={v}" for k, v in c.budget.items() if v is not None)
                 vals = [f"{getattr(c, key).get(g, float('nan')):.0%}" for g in groups]
                 lines.append(f"| {c.strategy} | {b} | {' | '.join(vals)} |")
+        lines += ["", "coverage: share of problems where any finished answer of the search was "
+                  "right (the ceiling of a perfect answer selection at that budget)."]  # fmt: skip
         return "\n".join(lines) + "\n"
 
 
@@ -129,12 +146,13 @@ def evaluate(
                     r = solver.solve(p.question, strategy=name, budget=budget, seed=seed,
                                      config=cfg, keep_tree=False)  # fmt: skip
                     ok = equivalent(p.answer, r.answer) if r.answer is not None else False
+                    covered = ok or any(equivalent(p.answer, a) for a, _ in r.candidates)
                     rec = ResultRecord(
                         id=p.id, answer=r.answer, correct=ok, tokens=r.stats.tokens_generated,
                         seconds=r.stats.seconds, strategy=strategy, budget=asdict(budget),
                     )  # fmt: skip
                     row = {**rec.to_dict(), "source": p.source, "skill": p.skill,
-                           "stopped_by": r.stopped_by}  # fmt: skip
+                           "stopped_by": r.stopped_by, "covered": covered}  # fmt: skip
                     rows[(strategy, bkey)].append(row)
                     if results_f is not None:
                         results_f.write(json.dumps(row, ensure_ascii=False) + "\n")
@@ -185,6 +203,7 @@ def _cell(strategy: str, budget: dict[str, Any], rows: list[dict[str, Any]]) -> 
         mean_tokens=round(statistics.fmean(r["tokens"] for r in rows), 2),
         median_seconds=round(statistics.median(secs), 4),
         mean_seconds=round(statistics.fmean(secs), 4),
+        covered=sum(1 for r in rows if r.get("covered", r["correct"])),
         by_source=_share(rows, "source"),
         by_skill=_share(rows, "skill"),
     )
