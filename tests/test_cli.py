@@ -37,8 +37,10 @@ def one_error_line(res) -> str:
         (["solve", "--rollouts", "0", "--model", "/no/such.gguf", "q"], ""),
         (["solve", "--ppm", "x.gguf", "q"], "--ppm needs --model"),
         (["solve", "--output", "o.jsonl"], "--output needs --input"),
-        (["eval", "--suite", "synthetic", "-n", "2", "--temperature", "-1", "--out", "/no/x"],
-         "temperature must be >= 0"),  # fmt: skip
+        (
+            ["eval", "--suite", "synthetic", "-n", "2", "--temperature", "-1", "--out", "/no/x"],
+            "temperature must be >= 0",
+        ),  # fmt: skip
     ],
 )
 def test_bad_input_is_one_line(args, expect):
