@@ -244,6 +244,40 @@ def test_plain_format_without_code():
     assert r.answer == "42" and len(r.steps) == 2
 
 
+class _Recording(ScriptedPolicy):
+    def __init__(self) -> None:
+        super().__init__(make_script())
+        self.requests: list = []
+
+    def propose(self, requests):
+        self.requests += list(requests)
+        return super().propose(requests)
+
+
+def _bon(budget: Budget, **cfg):
+    policy = _Recording()
+    r, tree = run_search(Q, policy=policy, fmt=RSTAR, strategy="best_of_n", budget=budget,
+                         config=SearchConfig(**cfg), runner=InProcessRunner(), seed=0)  # fmt: skip
+    return r, tree, policy
+
+
+def test_best_of_n_draws_as_many_chains_as_the_rollouts_budget():
+    r, tree, policy = _bon(Budget(rollouts=20), n=8)
+    assert len(tree.children(tree.root)) == 20 and r.stopped_by == "done"  # waves of 8, 8, 4
+    greedy_at_root = [q for q in policy.requests if q.temperature == 0 and "Step" not in q.prefix]
+    assert len(greedy_at_root) == 1  # only the first wave holds the greedy chain
+    r, tree, _ = _bon(Budget(rollouts=3), n=8)
+    assert len(tree.children(tree.root)) == 3  # the rollouts budget caps N
+
+
+def test_best_of_n_spends_a_token_budget_in_waves():
+    one_wave = _bon(Budget(rollouts=8), n=8)[0].stats.tokens_generated
+    r, tree, _ = _bon(Budget(rollouts=None, tokens=4 * one_wave), n=8)
+    assert r.stopped_by == "tokens"
+    assert 2 * one_wave < r.stats.tokens_generated <= 4 * one_wave
+    assert len(tree.children(tree.root)) > 16
+
+
 def test_token_budget_mid_search():
     r, _ = solve("mcts", width=8, reward=True, budget=Budget(rollouts=None, tokens=150))
     assert r.stopped_by == "tokens"

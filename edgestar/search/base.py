@@ -61,11 +61,13 @@ class SearchContext:
         *,
         temperature: float | None = None,
         dedup: bool = True,
+        greedy_first: bool | None = None,
     ) -> list[list[Node]]:
         """Propose k candidate steps for each node (one batched policy call), parse them, run
         their code, score them, and add them as children. Returns the new children per node.
 
         Candidates identical to a sibling are merged when `dedup` (their tokens still count).
+        `greedy_first` overrides config.greedy_first (best-of-N's later waves sample only).
         Respects the token and node budgets: never generates past the token budget and never
         adds more nodes than allowed.
         """
@@ -77,7 +79,8 @@ class SearchContext:
         max_tokens = tr.token_cap(cfg.max_step_tokens, k * max(1, len(asked)))
         # greedy_first: one argmax candidate + (k - 1) samples, asked as two requests per node
         # (same prefix, so a caching backend evaluates it once) and merged back into one.
-        split = cfg.greedy_first and temp > 0 and k > 1
+        first = cfg.greedy_first if greedy_first is None else greedy_first
+        split = first and temp > 0 and k > 1
         requests = []
         for n in asked:
             prefix = self.tree.prefix(n)
