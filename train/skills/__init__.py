@@ -1,0 +1,41 @@
+"""The synthetic school-math skills: one small generator per skill, in the `SKILLS` registry.
+
+Each generator is `fn(rng, difficulty) -> GeneratedProblem` with difficulty 1 (one step, small
+numbers), 2 (two or three steps, larger numbers) or 3 (multi-step, negatives, fractions). It
+writes the question (several phrasings per skill and varied names, objects and units, after
+Phi-4's diversity principle), computes the answer itself with exact arithmetic (ints,
+`Fraction`, `Decimal`), and writes a reference solution as code steps: (reasoning, code) pairs
+plus a final line that prints the answer. The code is a second, independent computation of the
+answer: `edgestar.train.problems` runs it and keeps the problem only when the printed output is
+`equivalent` to the answer (Phi-4's "answers must verify").
+
+Answer formats, everywhere: integers as digits ("-12"), non-integers as reduced fractions
+("7/12") or, when the question is about decimals, money or measures, as terminating decimals
+without trailing zeros ("3.75"); names of days as words; times of day as 24-hour "HH:MM".
+
+One module per family: arithmetic, algebra, number_theory, numbers, measures, functions,
+word_money, word_stories; what they share (the record, the registry, names and formatting
+helpers) is in _common.
+
+`template` names the phrasing used ("sum:2"), so tests and reports can measure diversity.
+"""
+
+from __future__ import annotations
+
+# Import order is registration order: SKILLS keeps the order in which the skills were written,
+# which the "synthetic" source (every skill) follows when it draws, so a seed's problems depend
+# on it. Keep it; tests/test_problems.py pins it.
+# isort: off
+from . import arithmetic  # noqa: F401
+from . import algebra  # noqa: F401
+from . import number_theory  # noqa: F401
+from . import numbers  # noqa: F401
+from . import measures  # noqa: F401
+from . import functions  # noqa: F401
+from . import word_money  # noqa: F401
+from . import word_stories  # noqa: F401
+
+# isort: on
+from ._common import DIFFICULTIES, SKILLS, GeneratedProblem, SkillFn, Step, skill
+
+__all__ = ["DIFFICULTIES", "SKILLS", "GeneratedProblem", "SkillFn", "Step", "skill"]
