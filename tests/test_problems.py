@@ -1,4 +1,4 @@
-"""Problem sources (train/problems.py, train/skills.py, train/schema.py): the synthetic generator
+"""Problem sources (train/problems.py, train/skills/, train/schema.py): the synthetic generator
 verifies its answers by running its code in the sandbox, writes rstar solutions, is
 deterministic and diverse; splits never leak; JSONL import survives bad lines; reasoning-gym."""
 

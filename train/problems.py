@@ -6,7 +6,7 @@ Everything here yields `ProblemRecord`s (train/schema.py; compatible with
 Sources, by `load_source` spec:
 
 - ``synthetic`` / ``synthetic:skill1,skill2``: `generate`, school math from the skills in
-  train/skills.py, after Phi-4's data principles (diversity of skills and phrasings, graded
+  train/skills/, after Phi-4's data principles (diversity of skills and phrasings, graded
   difficulty, answers that verify, chain of thought). Each problem's reference solution is
   code; it is executed in edgestar's sandbox (`edgestar.executor.Executor`, the same one that
   runs model code) and the problem is kept only when the printed output is `equivalent` to the

@@ -3,14 +3,14 @@
 # an empty run folder to the shipped bundle and its evaluations. Steps can be run one by one;
 # each writes its own folder under benchmarks/edgestar-tiny/.
 # Needs `edgestar` on PATH (an activated virtual environment with the [train,quantize] extras).
-#   bash benchmarks/edgestar-tiny/reproduce.sh            # everything (about 1.5 hours)
+#   bash benchmarks/edgestar-tiny/reproduce.sh            # everything (about 2 hours)
 #   STEPS="eval solve" bash benchmarks/edgestar-tiny/reproduce.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 RUN=${RUN:-runs/edgestar-tiny}
 OUT=benchmarks/edgestar-tiny
 BUNDLE=models/edgestar-tiny
-STEPS=${STEPS:-"evolve deploy eval budget solve bench"}
+STEPS=${STEPS:-"evolve deploy eval budget ceiling solve bench"}
 TEST=$RUN/problems/test.jsonl          # the recipe's fixed test split (200 problems)
 # The shipped bundle is the run's last round (2); ROUND=N deploys and evaluates round N instead.
 last=$RUN/round${ROUND:-2}
@@ -44,6 +44,13 @@ budget)   # equal generated-token budgets, and suites the model never trained on
       --strategy mcts --threads 1 --out "$OUT/eval-rg-fraction_simplification" --force
   edgestar eval --suite synthetic:comparison,sequences -n 40 --strategy greedy \
       --strategy mcts --threads 1 --out "$OUT/eval-unseen-skills" --force
+  wait ;;
+ceiling)  # coverage (report.md): how often ANY answer a search finished is right, i.e. the most
+  # that a perfect reward model could select, as best-of-N draws more chains and as MCTS widens
+  edgestar eval --suite "$TEST" --strategy best_of_n:majority --rollouts 8,16,32 \
+      --threads 1 --out "$OUT/eval-ceiling-bon" --force &
+  edgestar eval --suite "$TEST" --strategy mcts --width 32 --rollouts 32 \
+      --threads 1 --out "$OUT/eval-ceiling-mcts-w32" --force
   wait ;;
 solve)    # wall time and peak memory of `edgestar solve` as a user runs it
   edgestar bench --solve --runs 3 --out "$OUT/solve" --force ;;
