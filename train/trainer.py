@@ -13,6 +13,9 @@ Owns:
   loss; the loop does the rest: held-out split, per-epoch shuffling, gradient accumulation,
   clipping, warmup + schedule, evaluation each epoch, progress bar, state saving and resuming.
 
+TrainConfig lives in `_train_config`, TrainReport and RunDir in `_rundir`; this module re-exports
+them with the loop and model loading.
+
 Determinism and resume (CPU): the held-out split and each epoch's order come from dedicated
 `torch.Generator`s seeded from `cfg.seed` (and saved in the state); the state holds the model
 weights, optimizer and scheduler state, the step, the position in the epoch, the running loss
@@ -31,14 +34,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
-import json
 import math
 import os
 import random
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -50,6 +49,24 @@ from torch import nn
 
 from edgestar.checkpoint import META_FILE, read_meta
 from edgestar.types import InputError, ModelError
+
+from ._rundir import (
+    STATE_VERSION,
+    RunDir,
+    StepInfo,
+    TrainReport,
+    checkpoint_identity,
+    file_sha256,
+    fingerprint,
+)
+from ._train_config import (
+    TRAIN_PRESETS,
+    TrainConfig,
+    _dtype_name,
+    autocast_for,
+    resolve_device,
+    resolve_dtype,
+)
 
 __all__ = [
     "TRAIN_PRESETS",
@@ -71,447 +88,6 @@ __all__ = [
     "run_training",
     "split_eval",
 ]
-
-STATE_DIR = ".state"
-STATE_FILE = "state.pt"
-STATE_VERSION = 1
-
-_DEVICES = ("auto", "cpu", "cuda")
-_DTYPES = {"auto": None, "fp32": torch.float32, "float32": torch.float32}
-_DTYPES.update({"bf16": torch.bfloat16, "bfloat16": torch.bfloat16})
-_OPTIMIZERS = ("adamw", "adamw8bit")
-_SCHEDULES = ("cosine", "linear", "constant")
-
-
-# ------------------------------------------------------------------------------------ config
-
-
-def _is_int(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_num(v: object) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """One training run's settings. `TrainConfig.preset(name, **overrides)` starts from a
-    named preset (`TRAIN_PRESETS`)."""
-
-    lr: float = 1e-3
-    epochs: int = 3
-    batch_size: int = 16
-    """Rows per micro-batch (a PPM pair counts as one row: two sequences)."""
-    grad_accum: int = 1
-    """Micro-batches per optimizer step."""
-    max_len: int = 512
-    """Longest sequence in tokens (SFT: truncated on the right; PPM/DPO: see the trainers)."""
-    warmup: float = 0.05
-    """Linear warmup, as a fraction of all optimizer steps, in [0, 1)."""
-    weight_decay: float = 0.0
-    seed: int = 0
-    device: str = "auto"
-    """'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'."""
-    dtype: str = "auto"
-    """Compute dtype: 'auto' (bf16 on CUDA when supported, else fp32), 'fp32', 'bf16'."""
-    grad_checkpointing: bool = False
-    optimizer: str = "adamw"
-    """'adamw' (torch) or 'adamw8bit' (bitsandbytes; CUDA only)."""
-    save_every_steps: int = 50
-    """Save the resumable state every N optimizer steps (0: only at epoch ends). The state is
-    also saved at the end of each epoch and before the final checkpoint is written."""
-    eval_fraction: float = 0.1
-    """Share of the data held out for evaluation (split by problem_id when there are several
-    problems), in [0, 0.5]. 0: no evaluation."""
-    max_grad_norm: float = 1.0
-    """Gradient clipping by global norm; 0 turns it off."""
-    lr_schedule: str = "cosine"
-    """After warmup: 'cosine' (to 0), 'linear' (to 0) or 'constant'."""
-    max_steps: int | None = None
-    """Stop after this many optimizer steps in all (None: run every epoch)."""
-    adam_betas: tuple[float, float] = (0.9, 0.999)
-    adam_eps: float = 1e-8
-
-    def __post_init__(self) -> None:
-        for name in ("lr", "warmup", "weight_decay", "eval_fraction", "max_grad_norm"):
-            v = getattr(self, name)
-            if not _is_num(v):
-                raise InputError(f"TrainConfig.{name} must be a finite number, got {v!r}")
-        if not self.lr > 0:
-            raise InputError(f"TrainConfig.lr must be positive, got {self.lr!r}")
-        for name in ("epochs", "batch_size", "grad_accum"):
-            v = getattr(self, name)
-            if not _is_int(v) or v < 1:
-                raise InputError(f"TrainConfig.{name} must be a positive whole number, got {v!r}")
-        if not _is_int(self.max_len) or self.max_len < 2:
-            raise InputError(
-                f"TrainConfig.max_len must be a whole number >= 2, got {self.max_len!r}"
-            )
-        for name in ("seed", "save_every_steps"):
-            v = getattr(self, name)
-            if not _is_int(v) or v < 0:
-                raise InputError(f"TrainConfig.{name} must be a whole number >= 0, got {v!r}")
-        if self.max_steps is not None and (not _is_int(self.max_steps) or self.max_steps < 1):
-            raise InputError(
-                f"TrainConfig.max_steps must be None or a positive whole number, got {self.max_steps!r}"
-            )
-        if not 0 <= self.warmup < 1:
-            raise InputError(f"TrainConfig.warmup is a fraction in [0, 1), got {self.warmup!r}")
-        if self.weight_decay < 0 or self.max_grad_norm < 0:
-            raise InputError("TrainConfig.weight_decay and max_grad_norm must be >= 0")
-        if not 0 <= self.eval_fraction <= 0.5:
-            raise InputError(
-                f"TrainConfig.eval_fraction must be in [0, 0.5], got {self.eval_fraction!r}"
-            )
-        dev = self.device
-        if not isinstance(dev, str) or not (
-            dev in _DEVICES or (dev.startswith("cuda:") and dev[5:].isdigit())
-        ):
-            raise InputError(f"TrainConfig.device must be 'auto', 'cpu' or 'cuda[:N]', got {dev!r}")
-        if self.dtype not in _DTYPES:
-            raise InputError(
-                f"TrainConfig.dtype must be one of {', '.join(_DTYPES)}, got {self.dtype!r}"
-            )
-        if self.optimizer not in _OPTIMIZERS:
-            raise InputError(
-                f"TrainConfig.optimizer must be one of {', '.join(_OPTIMIZERS)}, "
-                f"got {self.optimizer!r}"
-            )
-        if self.optimizer == "adamw8bit" and dev == "cpu":
-            raise InputError(
-                "optimizer 'adamw8bit' (bitsandbytes) is for CUDA training; use 'adamw' on CPU"
-            )
-        if self.lr_schedule not in _SCHEDULES:
-            raise InputError(
-                f"TrainConfig.lr_schedule must be one of {', '.join(_SCHEDULES)}, "
-                f"got {self.lr_schedule!r}"
-            )
-        if not isinstance(self.grad_checkpointing, bool):
-            raise InputError("TrainConfig.grad_checkpointing must be True or False")
-        betas = tuple(self.adam_betas)
-        if len(betas) != 2 or not all(_is_num(b) and 0 <= b < 1 for b in betas):
-            raise InputError(f"TrainConfig.adam_betas must be two numbers in [0, 1), got {betas}")
-        object.__setattr__(self, "adam_betas", (float(betas[0]), float(betas[1])))
-        if not _is_num(self.adam_eps) or self.adam_eps <= 0:
-            raise InputError(f"TrainConfig.adam_eps must be positive, got {self.adam_eps!r}")
-
-    @classmethod
-    def preset(cls, name: str, **overrides: Any) -> TrainConfig:
-        try:
-            base = TRAIN_PRESETS[name]
-        except KeyError:
-            raise InputError(
-                f"unknown training preset {name!r}; choose from {', '.join(TRAIN_PRESETS)}"
-            ) from None
-        return dataclasses.replace(base, **overrides) if overrides else base
-
-    def replace(self, **overrides: Any) -> TrainConfig:
-        return dataclasses.replace(self, **overrides)
-
-    def to_json(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["adam_betas"] = list(self.adam_betas)
-        return d
-
-
-TRAIN_PRESETS: dict[str, TrainConfig] = {
-    # Tiny random-init models (train/tiny.py) learn from scratch: high LR, fp32, CPU.
-    "cpu-tiny": TrainConfig(
-        lr=1e-3, epochs=3, batch_size=16, max_len=512, warmup=0.05, device="cpu", dtype="fp32"
-    ),
-    "cpu-small": TrainConfig(
-        lr=5e-4, epochs=3, batch_size=16, max_len=1024, warmup=0.05, device="cpu", dtype="fp32"
-    ),
-    # Pretrained 0.5B-1.5B models (Qwen2.5 class) on one GPU: rStar-Math's SFT recipe is
-    # LR 7e-6 for 2 epochs at 7B; smaller models take a somewhat higher LR.
-    "cuda-0.5b": TrainConfig(
-        lr=1e-5,
-        epochs=2,
-        batch_size=8,
-        grad_accum=4,
-        max_len=2048,
-        warmup=0.03,
-        device="cuda",
-        dtype="auto",
-        grad_checkpointing=True,
-        save_every_steps=200,
-        eval_fraction=0.05,
-    ),
-    "cuda-1.5b": TrainConfig(
-        lr=7e-6,
-        epochs=2,
-        batch_size=4,
-        grad_accum=8,
-        max_len=2048,
-        warmup=0.03,
-        device="cuda",
-        dtype="auto",
-        grad_checkpointing=True,
-        optimizer="adamw8bit",
-        save_every_steps=200,
-        eval_fraction=0.05,
-    ),
-}
-"""Named starting points; override fields with `TrainConfig.preset(name, lr=..., ...)`."""
-
-
-def resolve_device(cfg: TrainConfig) -> torch.device:
-    """The torch device `cfg.device` names; InputError for CUDA without CUDA and for adamw8bit
-    off CUDA."""
-    if cfg.device == "auto":
-        dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    else:
-        if cfg.device.startswith("cuda") and not torch.cuda.is_available():
-            raise InputError(f"device {cfg.device!r} requested but CUDA is not available")
-        dev = torch.device(cfg.device)
-    if cfg.optimizer == "adamw8bit" and dev.type != "cuda":
-        raise InputError(
-            "optimizer 'adamw8bit' (bitsandbytes) needs CUDA; this run is on CPU - use 'adamw'"
-        )
-    return dev
-
-
-def resolve_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype:
-    """Compute dtype: 'auto' -> bf16 on a CUDA device that supports it, else fp32."""
-    dt = _DTYPES[cfg.dtype]
-    if dt is not None:
-        return dt
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return torch.float32
-
-
-def autocast_for(cfg: TrainConfig, device: torch.device) -> Any:
-    """The autocast context the loop runs forward passes under (a no-op for fp32)."""
-    dtype = resolve_dtype(cfg, device)
-    if dtype == torch.float32:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-def _dtype_name(dt: torch.dtype) -> str:
-    return {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dt, str(dt))
-
-
-# ------------------------------------------------------------------------------------ report
-
-
-@dataclass(frozen=True)
-class TrainReport:
-    """What a finished run did. Losses are means over micro-batches; `eval_metrics[i]` holds
-    epoch i's held-out metrics (always 'loss'; the PPM adds 'pairwise_accuracy')."""
-
-    steps: int
-    epochs: int
-    n_train: int
-    n_eval: int
-    first_loss: float
-    """Mean training loss of the first optimizer step (the starting point)."""
-    final_loss: float
-    """Mean training loss over the last epoch run."""
-    epoch_losses: tuple[float, ...]
-    eval_losses: tuple[float, ...]
-    eval_metrics: tuple[dict[str, float], ...]
-    tokens: int
-    """Real (non-pad) tokens through the model in training steps."""
-    tokens_per_s: float
-    """`tokens` / time spent in training steps (forward, backward, optimizer)."""
-    seconds: float
-    """Wall time of the loop (evaluation and state saves included), summed over resumed
-    segments (work lost to a kill is not counted)."""
-    device: str
-    dtype: str
-    resumed: bool = False
-
-    def to_json(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        for k in ("epoch_losses", "eval_losses", "eval_metrics"):
-            d[k] = list(d[k])
-        return d
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> TrainReport:
-        names = {f.name for f in dataclasses.fields(cls)}
-        d = {k: v for k, v in d.items() if k in names}
-        for k in ("epoch_losses", "eval_losses", "eval_metrics"):
-            d[k] = tuple(d.get(k, ()))
-        return cls(**d)
-
-
-@dataclass(frozen=True)
-class StepInfo:
-    """Passed to `on_step` after every optimizer step (and after any state save)."""
-
-    step: int
-    total_steps: int
-    epoch: int
-    loss: float
-    tokens: int
-    state_saved: bool
-
-
-# ------------------------------------------------------------------------------ hashing, I/O
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def fingerprint(*parts: Any) -> str:
-    """sha256 of the JSON of `parts` (what a resumed run must share with the killed one)."""
-    blob = json.dumps(parts, sort_keys=True, default=str, ensure_ascii=True)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
-
-
-def checkpoint_identity(ckpt: Path) -> dict[str, Any]:
-    """A cheap identity of a checkpoint folder for fingerprints: resolved path, file names and
-    sizes, and edgestar.json's text (no hashing of multi-GB weight files)."""
-    files = sorted(
-        (p.name, p.stat().st_size) for p in ckpt.iterdir() if p.is_file() and p.name[0] != "."
-    )
-    meta = (ckpt / META_FILE).read_text("utf-8") if (ckpt / META_FILE).is_file() else ""
-    return {"path": str(ckpt.resolve()), "files": files, "meta": meta}
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    """torch.save into a temp file beside `path`, fsync, rename: never a half-written state."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-# ----------------------------------------------------------------------------------- run dir
-
-
-class RunDir:
-    """The output folder of one run (see the module docstring for the protocol).
-
-    `status` after construction: 'fresh' (start from scratch), 'resume' (a saved state is there)
-    or 'complete' (the finished checkpoint is there and `resume=True`: nothing to do).
-    """
-
-    def __init__(self, out_dir: str | os.PathLike[str], *, resume: bool, force: bool) -> None:
-        out = Path(out_dir)
-        self.out = out
-        self.state_dir = out / STATE_DIR
-        self.state_path = self.state_dir / STATE_FILE
-        self.partial = out.parent / f".{out.name}.partial"
-        self.status = self._prepare(resume=resume, force=force)
-
-    @staticmethod
-    def _complete(folder: Path) -> bool:
-        return (folder / META_FILE).is_file() and (folder / "config.json").is_file()
-
-    def _prepare(self, *, resume: bool, force: bool) -> str:
-        out, partial = self.out, self.partial
-        if force:
-            for p in (out, partial):
-                if p.exists():
-                    shutil.rmtree(p)
-            return "fresh"
-        if partial.exists():
-            if not resume:
-                raise InputError(
-                    f"{partial}: an interrupted run's checkpoint is there; pass resume=True to "
-                    "finish it or force=True to start over"
-                )
-            if self._complete(partial):
-                self._commit_partial()  # killed between writing and renaming: finish it
-                return "complete"
-            shutil.rmtree(partial)  # killed while writing it: the saved state rewrites it
-        if not out.exists():
-            return "fresh"
-        if not out.is_dir():
-            raise InputError(f"{out}: exists and is not a folder")
-        if self._complete(out) and not self.state_dir.exists():
-            if resume:
-                return "complete"
-            raise InputError(
-                f"{out}: a checkpoint is already there; pass force=True to overwrite it "
-                "or resume=True to keep it"
-            )
-        if not resume:
-            raise InputError(
-                f"{out}: already exists; pass resume=True to continue an interrupted run "
-                "or force=True to start over"
-            )
-        others = [p.name for p in out.iterdir() if p.name != STATE_DIR]
-        if others:
-            raise InputError(
-                f"{out}: holds files that are not a training state ({', '.join(sorted(others))}); "
-                "refusing to resume into it"
-            )
-        if self.state_dir.exists():
-            for stale in self.state_dir.glob(".*.tmp"):
-                stale.unlink(missing_ok=True)
-        return "resume" if self.state_path.is_file() else "fresh"
-
-    def load_state(self, device: torch.device) -> dict[str, Any]:
-        try:
-            state = torch.load(self.state_path, map_location=device, weights_only=False)
-        except Exception as e:
-            raise ModelError(f"{self.state_path}: unreadable training state ({e})") from e
-        if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
-            raise ModelError(f"{self.state_path}: not a training state of this version")
-        return state
-
-    def save_state(self, state: dict[str, Any]) -> None:
-        _atomic_torch_save(state, self.state_path)
-
-    def commit(self, write: Callable[[Path], None]) -> Path:
-        """`write(folder)` fills the partial folder (writing edgestar.json last); then it
-        replaces `out_dir`."""
-        if self.partial.exists():
-            shutil.rmtree(self.partial)
-        self.partial.mkdir(parents=True)
-        write(self.partial)
-        if not self._complete(self.partial):
-            raise ModelError(f"{self.partial}: the writer left no config.json / {META_FILE}")
-        for f in self.partial.iterdir():
-            if f.is_file():
-                with open(f, "rb") as fh:
-                    os.fsync(fh.fileno())
-        _fsync_dir(self.partial)
-        self._commit_partial()
-        return self.out
-
-    def _commit_partial(self) -> None:
-        if self.state_dir.exists():
-            shutil.rmtree(self.state_dir)
-        if self.out.exists():
-            self.out.rmdir()  # only ever the (now empty) run folder; fails loudly otherwise
-        os.replace(self.partial, self.out)
-        _fsync_dir(self.out.parent)
-
-    def stored_report(self) -> TrainReport:
-        prov = read_meta(self.out).provenance
-        if "report" not in prov:
-            raise ModelError(f"{self.out}: edgestar.json has no training report")
-        return TrainReport.from_json(prov["report"])
 
 
 # ------------------------------------------------------------------------------------- split
