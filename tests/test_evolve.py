@@ -124,6 +124,9 @@ def test_kill_and_resume_reach_the_same_checkpoint(tmp_path: Path):
     kinds = {k for k in rep["ppm"] if k.startswith("pairwise_accuracy_")}
     assert "pairwise_accuracy_perturbed" in kinds and rep["ppm"]["held_perturbed"] >= 1
     assert {"coverage", "diversity", "false_positive_rate"} <= set(rep["datasets"])
+    # the test-split ceiling beside each accuracy: some finished answer right
+    assert rep["eval"]["mcts_coverage"] >= rep["eval"]["mcts"]
+    assert rep["eval"]["greedy_coverage"] == rep["eval"]["greedy"]
     assert (ref / "report.md").is_file() and (ref / "rounds.png").is_file()
 
     out = tmp_path / "run"

@@ -190,9 +190,11 @@ class _Run:
             rep = evaluate(solver, test, ev.strategies, (Budget(rollouts=ev.rollouts),),
                            seed=self.recipe.seed, out_dir=rdir / "eval", force=True,
                            progress=self.progress)  # fmt: skip
-        return {c.strategy: round(c.accuracy, 4) for c in rep.cells} | {
-            f"{c.strategy}_tokens": c.mean_tokens for c in rep.cells
-        }
+        return (
+            {c.strategy: round(c.accuracy, 4) for c in rep.cells}
+            | {f"{c.strategy}_coverage": round(c.coverage, 4) for c in rep.cells}
+            | {f"{c.strategy}_tokens": c.mean_tokens for c in rep.cells}
+        )
 
     # ------------------------------------------------------------------ rounds
     def bootstrap_round(self, base: str) -> None:
