@@ -203,7 +203,7 @@ def _cell(strategy: str, budget: dict[str, Any], rows: list[dict[str, Any]]) -> 
         mean_tokens=round(statistics.fmean(r["tokens"] for r in rows), 2),
         median_seconds=round(statistics.median(secs), 4),
         mean_seconds=round(statistics.fmean(secs), 4),
-        covered=sum(1 for r in rows if r.get("covered", r["correct"])),
+        covered=sum(1 for r in rows if r["covered"]),
         by_source=_share(rows, "source"),
         by_skill=_share(rows, "skill"),
     )

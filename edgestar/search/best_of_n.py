@@ -7,9 +7,9 @@ Chains are drawn in waves of N = SearchConfig.n, decoded together, until the bud
 chain is one rollout, so `rollouts=32` draws 32 chains (four waves of 8) and `rollouts=4`
 draws 4; a token or seconds budget without a rollouts cap keeps drawing waves until it runs
 out, so best-of-N spends the same generated-token budget as the tree searches it is compared
-with (search-and-learn's "N" is the budget too). Only
-the first wave holds the greedy chain (SearchConfig.greedy_first): later waves only sample,
-so the greedy answer is not counted once per wave.
+with (search-and-learn's "N" is the budget too). Only the first wave holds the greedy chain
+(SearchConfig.greedy_first): later waves only sample, so the greedy answer is not counted once
+per wave.
 """
 
 from __future__ import annotations
