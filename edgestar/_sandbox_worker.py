@@ -35,14 +35,30 @@ import json
 import os
 import resource
 import select
-import shutil
 import signal
 import struct
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
+
+
+def _sibling(name: str) -> ModuleType:
+    """A module beside this file, loaded by path (`-I` keeps edgestar off sys.path)."""
+    import importlib.util
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    spec = importlib.util.spec_from_file_location(f"_edgestar{name}", f"{here}/{name}.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+landlock = _sibling("_landlock")
+kernel = _sibling("_sandbox_kernel")
 
 # --- policy tables ---------------------------------------------------------------------------
 
@@ -103,6 +119,10 @@ also fires for `_imp.create_dynamic`, which would otherwise hand back a fresh co
 module whose dangerous function was stubbed out."""
 
 NOBODY = 65534
+STEP_DISK_MB = 16
+"""Size of each step's private tmpfs."""
+STEP_INODES = 4096
+"""Files and directories each step's tmpfs can hold."""
 FSIZE_BYTES = 1 << 20
 """Largest file a step may write (RLIMIT_FSIZE)."""
 MAX_CREATES = 64
@@ -507,7 +527,7 @@ _X86_64_DENY = (
     133, 259, 92, 93, 94, 260, 86, 265, 88, 266,  # mknod(at) chown* link(at) symlink(at)
     165, 166, 155, 161, 308, 272, 428, 429, 430, 431, 432, 433, 442,  # mounts, namespaces
     169, 246, 320, 175, 313, 176, 174, 177, 178, 134, 156, 180,  # reboot, kexec, modules
-    321, 298, 323, 425, 426, 427,  # bpf perf_event_open userfaultfd io_uring
+    321, 298, 323, 425, 426, 427, 319,  # bpf perf_event_open userfaultfd io_uring memfd_create
     248, 249, 250, 303, 304,  # keys, open_by_handle_at
     424, 434, 438,  # pidfd_*
     167, 168, 163, 103, 179, 170, 171, 164, 227, 305, 159, 172, 173, 300, 312, 212, 153, 135,
@@ -621,9 +641,73 @@ class Zygote:
         self.rss_bytes = _statm(1)
         with contextlib.suppress(ImportError):  # once here rather than in every child
             import ctypes  # noqa: F401
+        self.skip = frozenset(str(x) for x in init.get("simulate_missing") or ())
+        self.landlock = 0 if "landlock" in self.skip else landlock.abi_version()
+        self.userns = self.mount_ns = self.pid_ns = False
+        self.pid_ns_fd = -1
+        self.exposed: list[str] = []
+        self._enter_namespaces()
         self.seccomp, self.drop_uid = self._probe()
+        with contextlib.suppress(OSError):
+            kernel.set_dumpable(False)
         gc.collect()
         gc.freeze()
+
+    def layers(self) -> dict[str, Any]:
+        """What confines a step on this machine, as `edgestar doctor` shows it."""
+        return {
+            "landlock_abi": self.landlock,
+            "mount_ns": self.mount_ns,
+            "net_ns": self.mount_ns,  # entered together with the mount namespace
+            "pid_ns": self.pid_ns,
+            "user_ns": self.userns,
+            "step_uid": self.drop_uid if self.drop_uid is not None else os.geteuid(),
+            "caps_dropped": self.drop_uid is not None or self.userns,
+            "noexec_tmpfs": self.mount_ns,
+            "seccomp": self.seccomp,
+            "rlimits": True,
+            "exposed": self.exposed,
+        }
+
+    # ----- namespaces
+
+    def _enter_namespaces(self) -> None:
+        """Fresh mount, network, IPC and UTS namespaces for this process (and so for every
+        step): as root directly, otherwise inside a new user namespace where this user is
+        mapped to root (with no power outside it). Then a fresh PID namespace per step,
+        where the kernel allows it. Where nothing works, the layers stay off and `Executor`
+        refuses to run code unless weak sandboxing was asked for."""
+        if "namespaces" in self.skip or sys.platform != "linux":
+            return
+        try:
+            if os.geteuid() != 0:
+                uid, gid = os.geteuid(), os.getegid()
+                kernel.unshare(kernel.CLONE_NEWUSER)
+                for name, text in (("setgroups", "deny"), ("uid_map", f"0 {uid} 1"),
+                                   ("gid_map", f"0 {gid} 1")):  # fmt: skip
+                    with open(f"/proc/self/{name}", "w") as f:
+                        f.write(text)
+                self.userns = True
+            kernel.unshare(
+                kernel.CLONE_NEWNS | kernel.CLONE_NEWNET | kernel.CLONE_NEWIPC
+                | kernel.CLONE_NEWUTS
+            )  # fmt: skip
+            kernel.private_mounts()
+            self.mount_ns = True
+        except OSError:
+            return
+        if not self.userns and self.tmp_base is not None:
+            staging = tempfile.mkdtemp(prefix=".view-", dir=self.tmp_base)
+            with contextlib.suppress(OSError):
+                self.exposed = kernel.expose_for(NOBODY, self.read_roots, staging)
+        with contextlib.suppress(OSError):
+            self.pid_ns_fd = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+            kernel.new_pid_namespace(self.pid_ns_fd)
+            pid = os.fork()
+            if pid == 0:
+                os._exit(0 if os.getpid() == 1 else 1)
+            self.pid_ns = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+            kernel.setns(self.pid_ns_fd, kernel.CLONE_NEWPID)  # that namespace is spent
 
     # ----- probing what this machine allows
 
@@ -663,12 +747,22 @@ class Zygote:
 
     def run(self, code: str, prefix: str) -> dict[str, Any]:
         tmpdir = tempfile.mkdtemp(prefix="edgestar-step-", dir=self.tmp_base)
+        mounted = False
         try:
-            if self.drop_uid is not None:
+            if self.mount_ns:  # a private noexec tmpfs, gone with all it holds on unmount
+                owner = self.drop_uid if self.drop_uid is not None else 0
+                kernel.mount_step_tmpfs(tmpdir, owner, STEP_DISK_MB, STEP_INODES)
+                mounted = True
+            elif self.drop_uid is not None:
                 os.chown(tmpdir, self.drop_uid, self.drop_uid)
+            if self.pid_ns:
+                kernel.new_pid_namespace(self.pid_ns_fd)
             return self._run_in(tmpdir, code, prefix)
         finally:
-            _rmtree(tmpdir)
+            if mounted:
+                with contextlib.suppress(OSError):
+                    kernel.unmount(tmpdir)
+            kernel.rmtree(tmpdir)
 
     def _run_in(self, tmpdir: str, code: str, prefix: str) -> dict[str, Any]:
         rfd, wfd = os.pipe()
@@ -806,12 +900,22 @@ class Zygote:
             resource.setrlimit(res_id, (soft, hard))
         # A last resort should the zygote itself die mid-run (SIGALRM's default action kills).
         signal.setitimer(signal.ITIMER_REAL, self.timeout_s + 2.0)
-        if self.drop_uid is not None:
+        if self.drop_uid is not None:  # root: become `nobody`, which empties every cap set
             os.setgroups([])
             os.setgid(self.drop_uid)
             os.setuid(self.drop_uid)
+        elif self.userns:  # root only inside the user namespace: give that up too
+            kernel.drop_capabilities()
+        # After the identity change, which resets both: no /proc/<pid>/mem or ptrace between
+        # this process and any other, and death with the zygote.
+        kernel.set_dumpable(False)
+        kernel.set_pdeathsig(signal.SIGKILL)
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))
+        if self.landlock:
+            r, w = landlock.READ_FILE, landlock.WRITE_FILE
+            files = tuple((f, r | w if f == "/dev/null" else r) for f in self.read_files)
+            landlock.restrict(self.read_roots, (tmpdir,), files, self.landlock)
         if self.seccomp and not install_seccomp():
             raise RuntimeError("the seccomp filter could not be installed")
         # Stubs for the unaudited calls that spawn or make special files (seccomp refuses
@@ -918,17 +1022,6 @@ def _kill(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
-def _rmtree(path: str) -> None:
-    def fix(func: Callable[..., Any], p: str, _exc: Any) -> None:
-        try:  # a step may have taken the write bit off its own subdirectories
-            os.chmod(os.path.dirname(p), 0o700)
-            func(p)
-        except OSError:
-            pass
-
-    shutil.rmtree(path, onerror=fix)
-
-
 def main() -> int:
     t0 = time.monotonic()
     req_fd, resp_fd = os.dup(0), os.dup(1)  # os.dup: not inherited across exec
@@ -949,6 +1042,7 @@ def main() -> int:
             "modules": zygote.modules,
             "seccomp": zygote.seccomp,
             "drop_uid": zygote.drop_uid,
+            "layers": zygote.layers(),
             "startup_s": time.monotonic() - t0,
         },
     )

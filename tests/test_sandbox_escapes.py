@@ -247,8 +247,9 @@ def test_symlink_inside_a_read_root_does_not_lead_outside(ex: Executor) -> None:
 
 def test_proc_is_out_of_reach(ex: Executor) -> None:
     code = RACE + (
-        "for p in ('proc/self/environ', 'proc/self/fd/0', 'proc/1/cmdline', 'proc/self/maps',"
-        " 'sys/kernel/security/lsm', 'dev/shm'):\n"
+        "for p in ('proc/self/environ', 'proc/self/root/etc/hostname', 'proc/1/cmdline',"
+        " 'proc/self/cwd/../../etc/hostname', 'proc/self/maps', 'sys/kernel/security/lsm',"
+        " 'dev/shm', 'etc/passwd'):\n"
         "    try:\n        race_open(p, 'rb').read(1)\n        print('OPENED', p)\n"
         "    except OSError as e:\n        print('refused', p, kind(e))\n"
     )
