@@ -62,6 +62,20 @@ def main() -> None:
     """edgestar: small language models that reason on a laptop or a Jetson, offline."""
 
 
+@main.command()
+@friendly
+def doctor() -> None:
+    """Show which layers of the code sandbox are active on this machine."""
+    from edgestar.executor import sandbox_report
+
+    rows, missing = sandbox_report()
+    for name, on, what in rows:
+        click.echo(f"{name:<18} {'on ' if on else 'OFF'}  {what}")
+    if missing:
+        fail(f"model code will not run without --allow-weak-sandbox: no {', '.join(missing)}", 1)
+    click.echo("model code runs with every kernel layer of the sandbox")
+
+
 # --------------------------------------------------------------------------- solve
 def model_options(fn: F) -> F:
     opts = [
@@ -197,6 +211,11 @@ def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str | 
     help="Batch mode: JSONL results file.",
 )
 @click.option("--force", is_flag=True, help="Overwrite an existing --output or --tree-out file.")
+@click.option(
+    "--allow-weak-sandbox",
+    is_flag=True,
+    help="Run model code even where the kernel lacks Landlock or namespaces (see `edgestar doctor`).",
+)
 @friendly
 def solve(
     question,
@@ -222,8 +241,11 @@ def solve(
     input_path,
     output_path,
     force,
+    allow_weak_sandbox,
 ) -> None:
     """Solve QUESTION (or every line of --input) by searching over reasoning steps."""
+    if allow_weak_sandbox:
+        os.environ["EDGESTAR_ALLOW_WEAK_SANDBOX"] = "1"  # ExecutorConfig's default
     if input_path is None and output_path is not None:
         raise InputError("--output needs --input")
     if input_path is not None and question is not None:
@@ -246,6 +268,8 @@ def solve(
 
     solver = _open_solver(bundle, model, ppm, step_format, device, threads)
     with solver:
+        if solver.executor is not None:
+            solver.executor.start()  # a machine without the sandbox's kernel layers stops here
         budget = _budget(solver.budget, rollouts, tokens, seconds, nodes)
         config = _config(
             solver.config,

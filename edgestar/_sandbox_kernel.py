@@ -13,6 +13,7 @@ worker's (PR_SET_PDEATHSIG) and drop every capability.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import stat
@@ -237,7 +238,5 @@ def rmtree(path: str) -> None:
 
 
 def _quiet(fn: object, *args: object, **kwargs: object) -> None:
-    try:
+    with contextlib.suppress(OSError):
         fn(*args, **kwargs)  # type: ignore[operator]
-    except OSError:
-        pass

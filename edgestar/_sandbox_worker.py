@@ -648,6 +648,7 @@ class Zygote:
         self.exposed: list[str] = []
         self._enter_namespaces()
         self.seccomp, self.drop_uid = self._probe()
+        self.seccomp = self.seccomp and "seccomp" not in self.skip
         with contextlib.suppress(OSError):
             kernel.set_dumpable(False)
         gc.collect()

@@ -168,8 +168,8 @@ import importlib.util
 import json
 import math
 import os
+import platform
 import select
-import shutil
 import signal
 import struct
 import subprocess
@@ -177,10 +177,11 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from . import _sandbox_kernel
 from .types import EdgestarError, InputError
 
 _WORKER = Path(__file__).with_name("_sandbox_worker.py")
@@ -198,6 +199,41 @@ STARTUP_TIMEOUT_S = 180.0
 """How long the zygote may take to import its modules (sympy on a slow board takes seconds)."""
 REPLY_GRACE_S = 10.0
 """Slack on top of `timeout_s` before the caller gives up on the zygote itself."""
+WEAK_ENV = "EDGESTAR_ALLOW_WEAK_SANDBOX"
+"""Set to 1 (as `edgestar solve --allow-weak-sandbox` does): the default of
+`ExecutorConfig.allow_weak_sandbox`."""
+SIMULATE_ENV = "EDGESTAR_SANDBOX_SIMULATE_MISSING"
+"""For tests: comma-separated layers the worker acts as if the kernel lacked ("landlock",
+"namespaces", "seccomp"). It can only make the sandbox refuse, or be weaker where weak
+sandboxing was explicitly allowed."""
+LAYERS = (
+    ("landlock_abi", "Landlock", "reads only the Python prefix and package dirs, "
+     "writes only the step's dir, no TCP, signals scoped (kernel >= 5.13)"),
+    ("caps_dropped", "unprivileged user", "steps run as an unprivileged user with no capabilities"),
+    ("mount_ns", "mount namespace", "a private tmpfs per step, mounted noexec, nosuid, nodev"),
+    ("pid_ns", "PID namespace", "each step is PID 1 of its own PID namespace; the kernel kills "
+     "whatever it leaves"),
+    ("net_ns", "network namespace", "no network interface but a loopback that is down"),
+    ("seccomp", "seccomp", "fork, exec, sockets, ptrace, mounts, namespaces, memfd, io_uring, "
+     "userfaultfd, bpf refused (x86-64)"),
+    ("rlimits", "rlimits", "CPU seconds, address space, file size, open files, no core"),
+)  # fmt: skip
+"""The sandbox's layers as `edgestar doctor` shows them: key in the worker's hello, name, what
+the layer enforces."""
+
+
+class WeakSandboxError(EdgestarError):
+    """The kernel layers the sandbox needs are missing and weak sandboxing was not allowed."""
+
+
+def missing_layers(layers: dict[str, Any]) -> list[str]:
+    """The required layers a worker's hello reports missing (seccomp only where edgestar has a
+    filter for the machine: x86-64)."""
+    names = dict((k, n) for k, n, _ in LAYERS)
+    required = ["landlock_abi", "caps_dropped", "mount_ns", "pid_ns", "net_ns"]
+    if platform.machine() in ("x86_64", "AMD64"):
+        required.append("seccomp")
+    return [names[k] for k in required if not layers.get(k)]
 
 
 @dataclass(frozen=True)
@@ -214,6 +250,10 @@ class ExecutorConfig:
     """Characters of the step's output kept; the rest is dropped and `truncated` set."""
     allowed_modules: tuple[str, ...] = DEFAULT_MODULES
     """Top-level modules step code may import."""
+    allow_weak_sandbox: bool = field(default_factory=lambda: os.environ.get(WEAK_ENV) == "1")
+    """Run code even where the kernel lacks Landlock or namespaces (the sandbox is then only
+    seccomp, rlimits and the in-process Python checks). Off: such a machine refuses with
+    `WeakSandboxError`. Defaults to on only when EDGESTAR_ALLOW_WEAK_SANDBOX=1."""
 
     def __post_init__(self) -> None:
         t = self.timeout_s
@@ -230,6 +270,10 @@ class ExecutorConfig:
             if not isinstance(m, str) or not m.isidentifier():
                 raise InputError(f"executor allowed_modules: {m!r} is not a top-level module name")
         object.__setattr__(self, "allowed_modules", tuple(mods))
+        if not isinstance(self.allow_weak_sandbox, bool):
+            raise InputError(
+                f"executor allow_weak_sandbox must be True or False, got {self.allow_weak_sandbox!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -321,6 +365,15 @@ class Executor:
                 )
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def start(self) -> dict[str, Any]:
+        """Start the worker now rather than on the first run (raises `WeakSandboxError` here
+        on a machine without the kernel layers, unless weak sandboxing is allowed); returns
+        its hello, `info`."""
+        self._check_owner()
+        with self._lock:
+            self._ensure_started()
+            return self.info
+
     def close(self) -> None:
         """Stop the worker. Idempotent; a later `run` starts a new worker."""
         self._check_owner()
@@ -387,7 +440,7 @@ class Executor:
             )
         except OSError as e:
             stderr.close()
-            _rmtree(self._tmp_base)
+            _sandbox_kernel.rmtree(self._tmp_base)
             self._tmp_base = None
             raise EdgestarError(f"could not start the code executor: {e}") from None
         self._proc, self._stderr = proc, stderr
@@ -399,6 +452,7 @@ class Executor:
             "cpu_s": c.cpu_s,
             "memory_mb": c.memory_mb,
             "max_output_chars": c.max_output_chars,
+            "simulate_missing": [x for x in os.environ.get(SIMULATE_ENV, "").split(",") if x],
         }
         try:
             _send(proc, init)
@@ -411,6 +465,15 @@ class Executor:
             raise EdgestarError(
                 f"could not start the code executor ({e}){': ' + detail if detail else ''}"
             ) from None
+        missing = missing_layers(hello.get("layers") or {})
+        if missing and not c.allow_weak_sandbox:
+            self._shutdown(graceful=False)
+            raise WeakSandboxError(
+                f"refusing to run model code: the code sandbox lacks {', '.join(missing)} "
+                f"on this machine (see `edgestar doctor`); pass "
+                f"--allow-weak-sandbox (ExecutorConfig(allow_weak_sandbox=True), or "
+                f"{WEAK_ENV}=1) to run it with weaker isolation"
+            )
         self.info = hello
         return proc
 
@@ -452,7 +515,7 @@ class Executor:
             with contextlib.suppress(OSError):
                 stderr.close()
         if self._tmp_base is not None:
-            _rmtree(self._tmp_base)
+            _sandbox_kernel.rmtree(self._tmp_base)
             self._tmp_base = None
 
     @staticmethod
@@ -465,15 +528,6 @@ class Executor:
             memory_exceeded=False,
             seconds=seconds,
         )
-
-
-def _rmtree(path: str) -> None:
-    def fix(func: Any, p: str, _exc: Any) -> None:
-        with contextlib.suppress(OSError):  # a step may have locked its own subdirectories
-            os.chmod(os.path.dirname(p), 0o700)
-            func(p)
-
-    shutil.rmtree(path, onerror=fix)
 
 
 def _alive(proc: subprocess.Popen[bytes]) -> bool:
@@ -532,6 +586,29 @@ def _read_exact(fd: int, n: int, deadline: float) -> bytes:
             raise _WorkerLost("the executor worker died")
         buf += chunk
     return bytes(buf)
+
+
+def sandbox_report() -> tuple[list[tuple[str, bool, str]], list[str]]:
+    """Start a worker (weak sandboxing allowed, so that it starts anywhere) and return the
+    sandbox's layers as (name, active, what it enforces or why it is off) rows, and the
+    required layers that are missing (empty: model code runs)."""
+    with Executor(ExecutorConfig(allowed_modules=("math",), allow_weak_sandbox=True)) as ex:
+        layers = dict(ex.start().get("layers") or {})
+    rows = []
+    for key, name, what in LAYERS:
+        v = layers.get(key)
+        if key == "landlock_abi":
+            what = f"ABI {v}: {what}" if v else "not in this kernel (needs Linux >= 5.13)"
+        elif key == "caps_dropped" and v:
+            what = f"uid {layers.get('step_uid')}: {what}"
+            if layers.get("exposed"):
+                what += (
+                    f" (a read-only view of the interpreter over {', '.join(layers['exposed'])})"
+                )
+        elif not v:
+            what = "not available here"
+        rows.append((name, bool(v), what))
+    return rows, missing_layers(layers)
 
 
 def _bench(n: int = 50) -> None:  # pragma: no cover - run by hand: python -m edgestar.executor

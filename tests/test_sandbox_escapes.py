@@ -79,7 +79,12 @@ def _rel(path: Path | str) -> str:
 
 @pytest.fixture(scope="module")
 def ex() -> Iterator[Executor]:
-    cfg = ExecutorConfig(timeout_s=5.0, cpu_s=5, memory_mb=256, allowed_modules=("math", "string", "typing", "operator", "json", "struct"))
+    cfg = ExecutorConfig(
+        timeout_s=5.0,
+        cpu_s=5,
+        memory_mb=256,
+        allowed_modules=("math", "string", "typing", "operator", "json", "struct"),
+    )
     with Executor(cfg) as e:
         yield e
 
@@ -127,6 +132,7 @@ def build_so(cc: str, tmp: Path, marker: Path) -> bytes:
 def load_so_code(blob: bytes) -> str:
     return (
         "import typing\nsys = typing.sys\nio = sys.modules['io']\n"
+        "kind = lambda e: 'ImportError' if isinstance(e, ImportError) else 'other'\n"
         f"io.open('evil.so', 'wb').write(bytes.fromhex({blob.hex()!r}))\n"
         "m = sys.modules['importlib'].machinery\n"
         "spec = m.ModuleSpec('evil', None, origin='evil.so')\n"
@@ -180,6 +186,7 @@ def test_step_written_shared_library(ex: Executor, cc: str, tmp_path: Path) -> N
     marker = tmp_path / "created-by-constructor"
     r = ex.run(load_so_code(build_so(cc, tmp_path, marker)))
     assert "RAN:" not in r.stdout, r  # not loaded at all: the step's directory is noexec
+    assert r.stdout.startswith("load failed: ImportError"), r
     assert hostname() not in r.stdout and not marker.exists(), r
     survives(ex)
 
