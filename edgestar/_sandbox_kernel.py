@@ -23,6 +23,7 @@ __all__ = [
     "CLONE_NEWIPC", "CLONE_NEWNET", "CLONE_NEWNS", "CLONE_NEWPID", "CLONE_NEWUSER",
     "CLONE_NEWUTS", "expose_for", "mount_step_tmpfs", "new_pid_namespace", "set_dumpable",
     "set_pdeathsig", "unmount", "unshare", "private_mounts", "drop_capabilities",
+    "set_child_subreaper", "children", "rmtree",
 ]  # fmt: skip
 
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
@@ -30,7 +31,7 @@ CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
 MNT_DETACH = 2
-_PR_SET_PDEATHSIG, _PR_SET_DUMPABLE = 1, 4
+_PR_SET_PDEATHSIG, _PR_SET_DUMPABLE, _PR_SET_CHILD_SUBREAPER = 1, 4, 36
 _NR_CAPSET = {"x86_64": 126, "aarch64": 91}
 
 _libc = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
@@ -107,6 +108,22 @@ def set_pdeathsig(sig: int) -> None:
     """The kernel sends `sig` to this process when its parent (the worker) dies."""
     _check(_lib().prctl(_PR_SET_PDEATHSIG, ctypes.c_ulong(sig), ctypes.c_ulong(0),
                         ctypes.c_ulong(0), ctypes.c_ulong(0)), "prctl(PR_SET_PDEATHSIG)")  # fmt: skip
+
+
+def set_child_subreaper() -> None:
+    """Orphans of this process's descendants are re-parented to it, not to init."""
+    _check(_lib().prctl(_PR_SET_CHILD_SUBREAPER, ctypes.c_ulong(1), ctypes.c_ulong(0),
+                        ctypes.c_ulong(0), ctypes.c_ulong(0)), "prctl(PR_SET_CHILD_SUBREAPER)")  # fmt: skip
+
+
+def children() -> list[int]:
+    """This process's children (the main thread's, from /proc; fork runs on it)."""
+    pid = os.getpid()
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", "rb") as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
 
 
 class _CapHeader(ctypes.Structure):

@@ -651,6 +651,8 @@ class Zygote:
         self.seccomp = self.seccomp and "seccomp" not in self.skip
         with contextlib.suppress(OSError):
             kernel.set_dumpable(False)
+        with contextlib.suppress(OSError):
+            kernel.set_child_subreaper()
         gc.collect()
         gc.freeze()
 
@@ -758,12 +760,33 @@ class Zygote:
                 os.chown(tmpdir, self.drop_uid, self.drop_uid)
             if self.pid_ns:
                 kernel.new_pid_namespace(self.pid_ns_fd)
-            return self._run_in(tmpdir, code, prefix)
+            res = self._run_in(tmpdir, code, prefix)
+            left = self._reap_leftovers()
+            if left:  # the parent's own check, whatever the child reported
+                res["ok"] = False
+                res["error"] = f"blocked: the step left {left} process(es) running (killed)"
+            return res
         finally:
             if mounted:
                 with contextlib.suppress(OSError):
                     kernel.unmount(tmpdir)
             kernel.rmtree(tmpdir)
+
+    def _reap_leftovers(self) -> int:
+        """Kill and reap every process still below the zygote after a step (it is their
+        subreaper, so orphans come back to it rather than to init); how many there were."""
+        n = 0
+        for _ in range(100):
+            kids = kernel.children()
+            if not kids:
+                break
+            n += len(kids)
+            for pid in kids:
+                _kill(pid)
+            for pid in kids:
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, 0)
+        return n
 
     def _run_in(self, tmpdir: str, code: str, prefix: str) -> dict[str, Any]:
         rfd, wfd = os.pipe()

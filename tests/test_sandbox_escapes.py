@@ -106,9 +106,9 @@ def cc() -> str:
     return path
 
 
-def build_so(cc: str, tmp: Path, marker: Path) -> bytes:
+def build_so(cc: str, tmp: Path, marker: Path, extra: str = "") -> bytes:
     """A shared library whose constructor reads /etc/hostname into `ctor.txt` in the current
-    directory and creates `marker` (outside the step's directory)."""
+    directory and creates `marker` (outside the step's directory), then runs `extra` (C)."""
     src = tmp / "evil.c"
     src.write_text(
         "#include <fcntl.h>\n#include <unistd.h>\n"
@@ -121,7 +121,7 @@ def build_so(cc: str, tmp: Path, marker: Path) -> bytes:
         "  if (n > 0) write(out, buf, n);\n"
         f'  int m = open("{marker}", O_WRONLY | O_CREAT, 0644);\n'
         "  if (m >= 0) close(m);\n"
-        "  close(out);\n}\n"
+        f"  close(out);\n{extra}\n}}\n"
         "void *PyInit_evil(void) { return 0; }\n"
     )
     so = tmp / "evil.so"

@@ -86,6 +86,21 @@ def test_landlock_alone_confines_a_loaded_library(
     assert hostname() not in r.stdout.replace("RAN:", "") and not marker.exists(), r
 
 
+def test_parent_kills_what_a_step_leaves_running(
+    landlock_only: Executor, cc: str, tmp_path: Path
+) -> None:
+    """Without seccomp and the PID namespace (and as root, so RLIMIT_NPROC does not bite), a
+    loaded library's constructor forks a sleeper that would outlive the step. The zygote, its
+    subreaper, finds it after the step, kills it and fails the step, whatever the step said."""
+    extra = "if (fork() == 0) { sleep(30); _exit(0); }"
+    r = landlock_only.run(load_so_code(build_so(cc, tmp_path, tmp_path / "m", extra)))
+    assert not r.ok and "left 1 process(es) running" in (r.error or ""), r
+    zygote = landlock_only.info["pid"]
+    assert Path(f"/proc/{zygote}/task/{zygote}/children").read_text().split() == []
+    r = landlock_only.run("print(1)")
+    assert r.ok and r.stdout == "1\n", r
+
+
 def test_noexec_tmpfs_alone_refuses_to_map_a_library(
     namespaces_only: Executor,
     cc: str,
