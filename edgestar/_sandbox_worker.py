@@ -644,6 +644,7 @@ class Zygote:
         self.skip = frozenset(str(x) for x in init.get("simulate_missing") or ())
         self.landlock = 0 if "landlock" in self.skip else landlock.abi_version()
         self.userns = self.mount_ns = self.pid_ns = False
+        self.outer_uid = os.geteuid()  # who steps are outside any user namespace
         self.pid_ns_fd = -1
         self.exposed: list[str] = []
         self._enter_namespaces()
@@ -664,7 +665,7 @@ class Zygote:
             "net_ns": self.mount_ns,  # entered together with the mount namespace
             "pid_ns": self.pid_ns,
             "user_ns": self.userns,
-            "step_uid": self.drop_uid if self.drop_uid is not None else os.geteuid(),
+            "step_uid": self.drop_uid if self.drop_uid is not None else self.outer_uid,
             "caps_dropped": self.drop_uid is not None or self.userns,
             "noexec_tmpfs": self.mount_ns,
             "seccomp": self.seccomp,

@@ -10,8 +10,12 @@ with it; `edgestar doctor` prints the layers.
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -145,8 +149,9 @@ def test_full_sandbox_needs_no_opt_in(monkeypatch: pytest.MonkeyPatch) -> None:
         except WeakSandboxError as err:
             pytest.skip(f"this machine lacks a kernel layer: {err}")
         layers = info["layers"]
-        assert layers["landlock_abi"] >= 1 and layers["mount_ns"] and layers["pid_ns"]
+        assert layers["landlock_abi"] >= 1 and layers["mount_ns"] and layers["net_ns"]
         assert layers["step_uid"] != 0 and layers["caps_dropped"]
+        assert layers["pid_ns"] or os.geteuid() != 0  # as root: one per step
 
 
 @pytest.mark.llama
@@ -178,3 +183,55 @@ def test_doctor_prints_the_layers() -> None:
         assert "every kernel layer" in res.stdout and " OFF " not in res.stdout
     else:
         assert "--allow-weak-sandbox" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_a_non_root_user_gets_the_same_kernel_layers() -> None:
+    """Started by an unprivileged user (here `nobody`, with a world-readable interpreter), the
+    worker makes its namespaces inside a user namespace: Landlock, mount/network namespaces,
+    the noexec tmpfs, no capabilities; no PID namespace per step (that needs root)."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to become an unprivileged user")
+    py = next((p for p in (sys.executable, "/usr/bin/python3") if _world_usable(p)), None)
+    if py is None:
+        pytest.skip("no interpreter that an unprivileged user may run")
+    import edgestar
+
+    top = tempfile.mkdtemp(prefix="edgestar-nonroot-")
+    try:
+        os.chmod(top, 0o755)
+        pkg = Path(top) / "esnr"
+        pkg.mkdir()
+        (pkg / "__init__.py").write_text("")
+        src = Path(edgestar.__file__).parent
+        for name in ("executor", "_sandbox_worker", "_landlock", "_sandbox_kernel", "types"):
+            shutil.copy(src / f"{name}.py", pkg / f"{name}.py")
+        subprocess.run(["chmod", "-R", "a+rX", top], check=True)
+        code = RACE + "print(os.getuid())\nprint(race_open('etc/hostname', 'r').read())\n"
+        script = (
+            f"import sys, json\nsys.path.insert(0, {top!r})\n"
+            "from esnr.executor import Executor, ExecutorConfig\n"
+            "c = ExecutorConfig(allowed_modules=('math', 'typing', 'operator'))\n"
+            "with Executor(c) as e:\n"
+            f"    r = e.run({code!r})\n"
+            "    print(json.dumps([r.stdout, r.error, e.info['layers']]))\n"
+        )
+        res = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", py, "-c", script],
+            capture_output=True, text=True, cwd="/", timeout=120,
+        )  # fmt: skip
+        assert res.returncode == 0, res.stderr
+        stdout, error, layers = json.loads(res.stdout.strip().splitlines()[-1])
+        assert layers["user_ns"] and layers["mount_ns"] and layers["landlock_abi"] >= 1, layers
+        assert layers["step_uid"] == 65534 and layers["caps_dropped"], layers
+        assert stdout == "0\n" and "Permission denied" in error, (stdout, error)
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def _world_usable(path: str) -> bool:
+    real = os.path.realpath(path)
+    parts = real.split("/")
+    for i in range(2, len(parts)):
+        if not os.stat("/".join(parts[:i])).st_mode & 0o001:
+            return False
+    return bool(os.stat(real).st_mode & 0o005 == 0o005)
