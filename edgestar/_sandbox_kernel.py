@@ -23,7 +23,7 @@ __all__ = [
     "CLONE_NEWIPC", "CLONE_NEWNET", "CLONE_NEWNS", "CLONE_NEWPID", "CLONE_NEWUSER",
     "CLONE_NEWUTS", "expose_for", "mount_step_tmpfs", "new_pid_namespace", "set_dumpable",
     "set_pdeathsig", "unmount", "unshare", "private_mounts", "drop_capabilities",
-    "set_child_subreaper", "children", "rmtree",
+    "set_child_subreaper", "children", "rmtree", "set_hostname",
 ]  # fmt: skip
 
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
@@ -108,6 +108,12 @@ def set_pdeathsig(sig: int) -> None:
     """The kernel sends `sig` to this process when its parent (the worker) dies."""
     _check(_lib().prctl(_PR_SET_PDEATHSIG, ctypes.c_ulong(sig), ctypes.c_ulong(0),
                         ctypes.c_ulong(0), ctypes.c_ulong(0)), "prctl(PR_SET_PDEATHSIG)")  # fmt: skip
+
+
+def set_hostname(name: str) -> None:
+    """The host name this UTS namespace shows (os.uname().nodename)."""
+    b = name.encode()
+    _check(_lib().sethostname(b, ctypes.c_size_t(len(b))), "sethostname")
 
 
 def set_child_subreaper() -> None:

@@ -529,6 +529,8 @@ _X86_64_DENY = (
     169, 246, 320, 175, 313, 176, 174, 177, 178, 134, 156, 180,  # reboot, kexec, modules
     321, 298, 323, 425, 426, 427, 319,  # bpf perf_event_open userfaultfd io_uring memfd_create
     248, 249, 250, 303, 304,  # keys, open_by_handle_at
+    29, 30, 31, 64, 65, 66, 68, 69, 70, 71, 220,  # System V shm, semaphores, message queues
+    240, 241, 242, 243, 244, 245,  # POSIX message queues
     424, 434, 438,  # pidfd_*
     167, 168, 163, 103, 179, 170, 171, 164, 227, 305, 159, 172, 173, 300, 312, 212, 153, 135,
     160, 109, 112, 141, 142, 144, 314,  # setrlimit setpgid setsid setpriority sched_set*
@@ -698,6 +700,7 @@ class Zygote:
             )  # fmt: skip
             kernel.private_mounts()
             self.mount_ns = True
+            kernel.set_hostname("edgestar-sandbox")  # not the machine's name (new UTS ns)
         except OSError:
             return
         if not self.userns and self.tmp_base is not None:

@@ -312,7 +312,13 @@ def test_step_namespaces_are_not_the_callers(ex: Executor) -> None:
         assert os.readlink(f"/proc/{zygote}/ns/{ns}") != ours, ns
 
 
-def test_seccomp_refuses_memfd_io_uring_userfaultfd() -> None:
+def test_step_does_not_see_the_machines_name(ex: Executor) -> None:
+    r = ex.run("import typing\nprint(typing.sys.modules['os'].uname().nodename)")
+    assert r.ok and r.stdout == "edgestar-sandbox\n", r
+    assert os.uname().nodename != "edgestar-sandbox"
+
+
+def test_seccomp_refuses_memfd_io_uring_userfaultfd_sysv_ipc() -> None:
     if sys.platform != "linux" or os.uname().machine != "x86_64":
         pytest.skip("the seccomp filter is x86-64 Linux only")
     import ctypes
@@ -326,7 +332,8 @@ def test_seccomp_refuses_memfd_io_uring_userfaultfd() -> None:
                 code = 2
             else:
                 code = 0
-                for nr in (319, 425, 323):  # memfd_create, io_uring_setup, userfaultfd
+                # memfd_create, io_uring_setup, userfaultfd, shmget, semget, msgget, mq_open
+                for nr in (319, 425, 323, 29, 64, 68, 240):
                     ctypes.set_errno(0)
                     if libc.syscall(nr, 0, 0, 0) != -1 or ctypes.get_errno() != 1:  # EPERM
                         code = 10 + nr % 100
