@@ -2,9 +2,11 @@
 
 `edgestar.executor.Executor` starts this file as `python -I _sandbox_worker.py` with a scrubbed
 environment. It owns everything that happens on the far side of that pipe: pre-importing the
-allowed modules once, forking one child per step, confining the child (private temp dir,
-resource limits, privilege drop, seccomp, audit hook, restricted builtins, AST check), enforcing
-the wall-clock limit with SIGKILL and reporting what happened. The design, what it covers and
+allowed modules once, entering its namespaces, forking one child per step, confining the child
+(private noexec tmpfs, PID namespace, resource limits, unprivileged identity, Landlock, seccomp;
+then, as defence in depth, the audit hook, restricted builtins and AST check), enforcing the
+wall-clock limit with SIGKILL, killing whatever a step leaves and reporting what happened. The
+kernel calls live in `_landlock.py` and `_sandbox_kernel.py` beside this file. The design, what it covers and
 what it does not, is documented in `edgestar/executor.py`; this file is the mechanism.
 
 It imports nothing from edgestar (`-I` keeps the package off sys.path) and speaks one protocol
@@ -13,8 +15,9 @@ descriptors at start and replaced by /dev/null, so nothing a child prints can re
 every message is a 4-byte big-endian length followed by that many bytes of UTF-8 JSON.
 
     parent -> zygote   {"tmp_base", "allowed_modules": [...], "timeout_s", "cpu_s",
-                        "memory_mb", "max_output_chars"}             once, first
-    zygote -> parent   {"ready": true, "pid", "modules", "seccomp", "drop_uid", "startup_s"}
+                        "memory_mb", "max_output_chars", "simulate_missing": [...]}  once
+    zygote -> parent   {"ready": true, "pid", "modules", "seccomp", "drop_uid", "layers",
+                        "startup_s"}
     parent -> zygote   {"code": str, "prefix": str}                  one per run
     zygote -> parent   {"ok", "stdout", "error", "timed_out", "memory_exceeded", "truncated"}
 

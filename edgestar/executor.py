@@ -1,4 +1,5 @@
-"""Sandboxed execution of model-written Python steps: `ExecutorConfig`, `ExecResult`, `Executor`.
+"""Sandboxed execution of model-written Python steps: `ExecutorConfig`, `ExecResult`, `Executor`,
+`WeakSandboxError`, and `sandbox_report` (what `edgestar doctor` prints).
 
 rStar-Math's policy writes each step as Python that must run; its output goes back into the
 prompt and a step whose code fails ends the branch. This module runs that code so that a
@@ -8,153 +9,148 @@ hostile or merely broken step cannot hurt the process running the search.
         r = ex.run("print(x * 2)", prefix="x = 21")
         r.ok, r.stdout                                  # True, "42\\n"
 
+Security model
+--------------
+Model-written code is attacker-controlled input. The boundary is enforced by the Linux kernel,
+in layers that hold even against native code running in the step (a shared library's
+constructor, a memory-corruption bug in CPython, numpy or sympy). The Python-level checks
+(audit hook, trimmed builtins, AST check) stay, but only as defence in depth and for clear
+error messages: the step's own Python process can reach them, so they are not the boundary.
+
+Kernel layers (`edgestar doctor` prints which are active):
+  - Landlock (Linux >= 5.13; edgestar/_landlock.py): reads only under the Python prefixes and
+    the package directories the allowed modules come from (+ /dev/null, /dev/urandom);
+    read/write/create only in the step's own directory; no execve anywhere; no TCP (ABI 4);
+    no signals or abstract unix sockets to processes outside the step (ABI 6). The kernel
+    resolves `..`, symlinks and /proc magic links itself, so races against the audit hook's
+    path check and symlinks inside a read root gain nothing. Applied with no_new_privs in the
+    step process, after the zygote's imports and before the step's code.
+  - An unprivileged identity: started as root, a step runs as `nobody` (65534), which empties
+    its capability sets; started as a normal user, the worker makes its namespaces in a new
+    user namespace and each step drops every capability there. When the interpreter lives
+    under a directory `nobody` cannot enter (/root/.pyenv on this machine), the worker mounts,
+    in its own mount namespace, a tmpfs over that directory holding only read-only bind mounts
+    of the interpreter's directories.
+  - Namespaces: the worker lives in fresh mount, network (no interface but a loopback that is
+    down), IPC and UTS (host name "edgestar-sandbox") namespaces; as root each step is PID 1
+    of a fresh PID namespace, so the kernel kills whatever it might leave when it ends, and
+    the zygote is not even visible to it.
+  - Each step's directory is a private tmpfs (16 MiB, 4,096 inodes) mounted noexec, nosuid,
+    nodev: no shared object written there can be mapped executable, so `_imp.create_dynamic`
+    of a step-written .so fails. Unmounting it removes everything in it, at any depth.
+  - PR_SET_DUMPABLE 0 in the zygote and every step: /proc/<pid>/mem and ptrace are closed
+    between them (Landlock also keeps /proc out of reach). PR_SET_PDEATHSIG: a step dies with
+    the zygote.
+  - seccomp (x86-64): EPERM for fork/vfork/clone/clone3, execve(at), kill/tkill (tgkill only
+    to itself), ptrace, process_vm_*, socket(pair), mknod, chown, link, symlink, mount and
+    namespace calls, module loading, kexec, bpf, perf_event_open, io_uring, userfaultfd,
+    memfd_create, System V and POSIX IPC, keyctl, open_by_handle_at, pidfd_*, setrlimit and
+    prlimit64 with new limits, setpgid/setsid, scheduler/priority changes.
+  - rlimits: RLIMIT_AS = the zygote's address space + `memory_mb`; RLIMIT_CPU = `cpu_s` (hard
+    `cpu_s`+1, SIGKILL); RLIMIT_FSIZE 1 MiB; RLIMIT_NOFILE 64; RLIMIT_CORE 0; RLIMIT_NPROC 0
+    (for an unprivileged user, a kernel-enforced no-fork).
+
+The verdict comes from the parent. The zygote enforces the wall clock with SIGKILL and reads
+timeouts, CPU and memory exhaustion and crashes from what the kernel reports (exit status,
+signal, rusage). As each step's subreaper it then checks that nothing is left below it; a
+leftover is killed and fails the step. The child's own report only says how its Python code
+ended (printed output, an exception): a step that forges it (writing its own result frame, or
+erasing the audit hook's record of refusals through frames) can make its own step look
+successful, but cannot make a refused action succeed, since the kernel refused it.
+
+Degradation is explicit. Where the kernel lacks Landlock, the mount and network namespaces,
+seccomp (on x86-64) or a way to drop privileges (macOS; JetPack 5's 5.10 kernel), `run` raises
+`WeakSandboxError`, one line naming the missing layers and the opt-in: `--allow-weak-sandbox`
+on the command line, `ExecutorConfig(allow_weak_sandbox=True)`, or EDGESTAR_ALLOW_WEAK_SANDBOX=1.
+Nothing is silently weaker. A non-root user gets every layer but the per-step PID namespace
+(that needs root); without it, no step can start a process (RLIMIT_NPROC, seccomp) and the
+parent's check still kills leftovers.
+
+Out of scope: side channels (timing, cache, the page cache), kernel bugs (a kernel exploit
+beats every layer here), denial of service below the limits (a step may use `memory_mb` of
+RAM, 16 MiB of tmpfs and its CPU time), and reading what the step's process already holds: it
+is a fork of the zygote, so it sees the zygote's memory (the allowed modules, the config the
+caller sent; nothing secret is put there) and os.uname()/os.getpid()-style facts.
+
+Tested (tests/test_sandbox_escapes.py, tests/test_sandbox_layers.py): the issue-13 escapes, a
+gc callback that runs inside the audit hook and races its path check to read /etc/hostname
+and write outside; the same race at /proc/<zygote>/mem; a step-written .so loaded with
+`_imp.create_dynamic`; a forged verdict; a 1,500-deep tree; and further probes: a symlink
+inside a read root, /proc/self/root, /proc/self/cwd and /proc/self/environ, /dev/shm, a
+writable shared mapping of the interpreter's own files, setuid(0), the host name, memfd,
+io_uring, userfaultfd and IPC under seccomp, leftover processes; each kernel layer alone
+(Landlock alone confines a loaded library's constructor; the noexec tmpfs alone keeps it from
+loading); the refusal without the layers; a non-root user (as `nobody`).
+
 How a run works
 ---------------
 Code never runs in the caller's process. `Executor` starts, on first use, one long-lived worker
 ("zygote"): `sys.executable -I edgestar/_sandbox_worker.py`, isolated mode, an environment of
 only PATH, LANG/LC_ALL and OMP/OPENBLAS/MKL_NUM_THREADS=1, its own session, stdin/stdout/stderr
 not shared with the caller. The zygote imports the allowed modules once (sympy, numpy) and runs
-a small sympy warm-up so lazy imports and caches are paid once; then, per run, it `fork()`s a
-child that inherits all of that. The caller and the zygote speak length-prefixed JSON over
-pipes that the zygote moves off fds 0/1 at start (so nothing a step prints can reach them).
+a small sympy warm-up so lazy imports and caches are paid once; it then enters its namespaces
+and probes what the kernel allows (Landlock ABI, namespaces, seccomp, the drop to `nobody`);
+then, per run, it mounts the step's tmpfs and `fork()`s a child that inherits all of that. The
+caller and the zygote speak length-prefixed JSON over pipes that the zygote moves off fds 0/1
+at start (so nothing a step prints can reach them).
 
 In the child, in this order:
-  1. a fresh private temp dir (0700) as cwd, HOME and TMPDIR, removed by the zygote after
-     the run, inside a per-worker directory that `Executor` removes when the worker goes (so
-     a worker killed mid-run leaves nothing); all other descriptors closed; stdin, stdout and
-     stderr point to /dev/null at the descriptor level;
-  2. rlimits: RLIMIT_AS = the zygote's address space + `memory_mb`; RLIMIT_CPU = `cpu_s`
-     (hard `cpu_s`+1, so SIGXCPU and then SIGKILL); RLIMIT_FSIZE 1 MiB; RLIMIT_NOFILE 64;
-     RLIMIT_CORE 0; an interval timer as a last resort should the zygote itself die;
-  3. when running as root: drop to `nobody` (setgroups/setgid/setuid) if the zygote's probe
-     found that the interpreter's own files stay readable for `nobody`; then RLIMIT_NPROC 0
-     (a kernel-enforced no-fork for any non-root user; ignored for root);
-  4. seccomp (x86-64 Linux, probed at zygote start): EPERM for fork/vfork/clone/clone3,
-     execve(at), kill/tkill (tgkill only to itself), ptrace, process_vm_*, socket(pair),
-     mknod, chown, link, symlink, mount and namespace calls, module loading, kexec, bpf,
-     perf_event_open, io_uring, userfaultfd, keyctl, open_by_handle_at, pidfd_*, setrlimit and
-     prlimit64 with new limits, setpgid/setsid, scheduler/priority changes;
-  5. the unaudited primitives `_posixsubprocess.fork_exec` (spawns processes), `os.mkfifo`
-     and `os.mknod` are replaced by stubs;
-  6. a default-deny `sys.addaudithook`: every audit event is refused unless listed. Allowed:
-     exec/compile/marshal (imports need them), opening files for reading under the temp dir,
-     sys.prefix/base_prefix/exec_prefix, sys.path and the allowed packages' directories, plus
-     /dev/null and /dev/urandom; creating or writing files only inside the temp dir (at most
-     64 creations); listing readable directories; `os.open` of a directory only inside the
-     temp dir, and no ".." in a relative `os.open` path or a dir_fd-relative path (CPython
-     gives the "open" event no dir_fd, so a descriptor for a readable directory would
-     otherwise turn a relative write into a write inside it);
-     os.mkdir/remove/rmdir/rename/chmod/utime/truncate inside the temp dir; loading any
-     module except ctypes, _posixsubprocess, subinterpreters and the _test* modules (the
-     "import" event also covers `_imp.create_dynamic`; ctypes is already loaded when numpy
-     is, and every ctypes call is itself an audit event, refused). Refused, among everything else:
-     os.system/exec*/spawn*/posix_spawn/fork/forkpty, subprocess.Popen, pty.spawn, every
-     socket.* and ctypes.* event, os.kill/killpg, signal.pthread_kill, resource.setrlimit/
-     prlimit, sys.addaudithook/settrace/setprofile/_current_frames, gc.get_objects/referrers,
-     code.__new__, function.__new__, reading gi_frame/cr_frame/ag_frame/tb_frame, assigning
-     `__code__`, sqlite3, syslog, webbrowser, urllib, input, breakpoint, os.symlink/link/
-     chown/xattr. A refused operation fails the step even if the code catches the exception.
-  7. user code gets its own namespace whose builtins lack open, eval, exec, compile, input,
+  1. the step's tmpfs as cwd, HOME and TMPDIR; all other descriptors closed; stdin, stdout
+     and stderr point to /dev/null at the descriptor level;
+  2. the rlimits above and an interval timer;
+  3. the identity drop (`nobody`, or no capabilities in the user namespace), then
+     PR_SET_DUMPABLE 0 and PR_SET_PDEATHSIG (both reset by a change of identity), RLIMIT_NPROC
+     0, Landlock, seccomp;
+  4. the Python-level fences (defence in depth): stubs for `_posixsubprocess.fork_exec`,
+     `os.mkfifo` and `os.mknod`; a default-deny `sys.addaudithook` (reads under the read
+     roots, writes only in the step's directory, at most 64 creations, no ctypes or
+     _posixsubprocess loading, no os.system/exec*/spawn*/fork, sockets, signals to others,
+     setrlimit, gc.get_objects, frame attributes of generators/coroutines/tracebacks, ...; a
+     refused operation fails the step even if the code catches the exception, as far as the
+     step's own report can be trusted); builtins without open, eval, exec, compile, input,
      breakpoint, globals, locals, vars, getattr, setattr, delattr, help, exit, quit,
-     memoryview, copyright/credits/license, and whose `__import__` admits only top-level
-     names in `allowed_modules` (the modules' own internal imports use the real importer,
-     and so do imports made from C through `PyImport_Import`, recognisable by their empty
-     list `fromlist`: `datetime.strftime` loading `time` must work);
-  8. an AST check before compiling refuses attributes starting with "_" (`__class__`,
-     `__subclasses__`, `__globals__`, `_private`), frame/code/closure attributes (gi_frame,
-     f_back, f_globals, tb_frame, co_code, cell_contents, ...), the same inside
-     match-class patterns, names starting with "__" except `__name__` (`__builtins__`,
-     `__import__`), relative imports and imports of private names;
-  9. `prefix` then `code` run in one namespace; while `prefix` runs, output is discarded;
-     the step's output goes through a bounded writer that forwards at most `max_output_chars`
-     characters to the zygote *as it is printed* (so output survives a kill) and only counts
-     the rest.
+     memoryview; an `__import__` that admits only top-level names in `allowed_modules`; an
+     AST check that refuses attributes starting with "_", frame/code attributes, names
+     starting with "__" (except `__name__`), relative imports and private names;
+  5. `prefix` then `code` run in one namespace; while `prefix` runs, output is discarded; the
+     step's output goes through a bounded writer that forwards at most `max_output_chars`
+     characters to the zygote *as it is printed* (so output survives a kill) and counts the
+     rest.
 
-The zygote enforces the wall clock with SIGKILL (a step cannot catch or ignore it), reaps the
-child and removes its temp dir. It reports: timed_out for the wall clock, SIGXCPU or the CPU
-hard limit; memory_exceeded for MemoryError in the child (a reserve buffer is freed so the
-verdict can still be sent) or for a death by SIGSEGV/SIGABRT/SIGBUS/SIGKILL whose peak RSS
-came near the limit (what RLIMIT_AS looks like when C code does not raise MemoryError);
-"crashed: ..." for any other death. `Executor` adds its own deadline (timeout + 10 s) on the
-zygote's answer; if the zygote dies or stops answering it is killed with its whole process
-group and a new one starts on the next run (one transparent retry when it is found dead).
+The zygote reports: timed_out for the wall clock or the CPU hard limit (as PID 1 of its
+namespace a step ignores SIGXCPU, so the hard limit's SIGKILL ends it); memory_exceeded for
+MemoryError in the child (a reserve buffer is freed so the verdict can still be sent) or for a
+death by SIGSEGV/SIGABRT/SIGBUS/SIGKILL whose peak RSS came near the limit; "crashed: ..." for
+any other death. A signal a step raises on itself with no handler (`raise(SIGSEGV)`, `abort`'s
+first try) is ignored by the kernel for a PID 1; real faults are not. `Executor` adds its own
+deadline (timeout + 10 s) on the zygote's answer; if the zygote dies or stops answering it is
+killed with its whole process group and a new one starts on the next run (one transparent
+retry when it is found dead).
 
-Deviations from the original issue, on purpose
-----------------------------------------------
+Choices
+-------
 - Names: only names starting with "__" are refused, not all starting with "_": `_` is the
-  usual throwaway loop variable in model code, and a single-underscore name can only be the
-  step's own variable (no restricted builtin or module global has such a name).
-  Attributes starting with "_" are all refused, as asked.
-- Added privilege drop and seccomp (kernel-enforced, unlike the audit hook), the default-deny
-  event policy, the refusal of ctypes/_posixsubprocess loading, sticky violations, output
-  streamed out of the child as it is printed, and the child's stderr sent to /dev/null
-  (warnings do not reach the model's output; the error line is reported separately).
-- A single huge print is not a failure: `ok` stays True with `truncated` set, as `ok` means
-  "ran to the end"; an endless print ends by timeout and fails. `raise SystemExit(0)` (or
-  None) counts as a normal end, as in a script.
+  usual throwaway loop variable in model code. Attributes starting with "_" are all refused.
+- A single huge print is not a failure: `ok` stays True with `truncated` set; an endless print
+  ends by timeout. `raise SystemExit(0)` (or None) counts as a normal end, as in a script.
 - `operator` is allowed: `operator.attrgetter("__class__")` reads dunders, but so do
-  `string.Formatter().get_field` and `sympy.sympify` (which evaluates its string with the real
-  builtins); the AST check and the trimmed builtins are a first fence that makes naive misuse
-  fail fast with a clear message, not the boundary. The boundary is the audit hook, the
-  rlimits, seccomp, the privilege drop where possible, and SIGKILL.
+  `string.Formatter().get_field` and `sympy.sympify`; the Python fences make naive misuse fail
+  fast with a clear message; the kernel layers are the boundary.
 - `close()` releases the worker; a later `run()` starts a new one (the object stays usable).
+  Cleanup never recurses (edgestar/_sandbox_kernel.py `rmtree`: one descriptor at a time) and
+  `close()` never raises because of what a step left.
 
-What is covered
----------------
-Infinite and CPU-burning loops, sleeping forever, ignoring SIGXCPU/SIGALRM (the wall-clock
-kill is SIGKILL from outside), fork bombs by any route that reaches fork/clone/posix_spawn
-(audit hook; seccomp where available; RLIMIT_NPROC for non-root), thread spam (seccomp refuses
-clone; without seccomp, threads die with the process and count against RLIMIT_AS), memory
-bombs, huge or endless output, imports outside the allowlist, reading files outside the
-interpreter's own directories, writing outside the step's temp dir, sockets, ctypes, signals
-to other processes (the caller, the zygote), frame and `__subclasses__` walks (AST), the
-routes to `os` that sympy and typing expose (`sympy.utilities.misc.os`, `typing.sys.modules`),
-which reach only audited or seccomp-refused operations, and a zygote that dies or is killed.
-
-What is NOT covered
--------------------
-- This is not a security boundary against a determined attacker. CPython's own docs say audit
-  hooks are not a sandbox: a bug in CPython, numpy or sympy that corrupts memory (or crafted
-  bytecode through `marshal.loads`, which imports need and so is allowed) runs arbitrary
-  native code, which seccomp then still confines but the audit hook does not.
-- File reads and writes are checked by the audit hook only; seccomp cannot see paths. Running
-  as root without the privilege drop (as on a machine whose Python lives under /root, this
-  one included), native code that got past the hook can read and write any file root can.
-  Running as a normal user, or as root with a world-readable Python, is much stronger.
-- No namespaces (network, mount, pid), no cgroups: network is refused by seccomp (socket)
-  and the audit hook, not by an empty network namespace. Without seccomp (non-x86-64, or a
-  kernel or container that forbids it) process creation is refused by the audit hook and, for
-  non-root users, by RLIMIT_NPROC; as root with neither, a native-code escape could fork.
-- Paths are normalised lexically (no symlink resolution); the step cannot create symlinks,
-  but a symlink already inside an allowed read root that points outside would be followed.
-- Python-level stubs can be undone: `_imp.create_builtin` (not audited) returns a fresh
-  `posix` module with the real `mkfifo`/`mknod`. With seccomp that gains nothing (mknodat is
-  refused); without it, as root without the privilege drop, a step could create FIFOs.
-- Information that needs no audited call is readable: os.environ (scrubbed), os.stat of any
-  path, os.getpid, the clock, the zygote's own module globals through frames
-  (`sys._getframe` stays allowed: sympy and inspect use it).
-- RLIMIT_AS limits address space, not resident memory; a step may use up to `memory_mb` of
-  real memory, and the disk under the temp dir is bounded only by 64 files of 1 MiB.
-- Linux only as written (fork, /proc/self/statm, pidfd; macOS would lose seccomp and
-  RLIMIT_AS).
-
-The test file passes in the three configurations that matter: root with seccomp and no
-privilege drop (this machine), root dropping to `nobody` (a world-readable copy of the same
-interpreter), and with seccomp forced off (as on a non-x86-64 board).
-
-Cost (this machine: 2 cores, Python 3.11, sympy 1.14, numpy 2.4, median of 50 runs)
---------------------------------------------------------------------------------------
-- zygote startup (sympy + numpy import, sympy warm-up, the seccomp/privilege probe):
-  0.45-0.50 s, paid on the first run of each Executor and after each restart (with only `math`
-  allowed: 45 ms);
-- `print(1 + 1)`: 4.8-5.1 ms per run, of which ~2 ms is fork + exit of the ~70 MB zygote;
-  the rest is confinement, the temp dir, compiling and two pipe round trips;
-- `import sympy; x = sympy.Symbol("x"); print(sympy.solve(x**2 - 4, x))`: 10.3-11.3 ms
-  (the import is free: sympy is already loaded in the zygote);
+Cost (median of 50, `python -m edgestar.executor`; see the README's security section for the
+figures measured for issue 13, before and after)
+--------------------------------------------------------------------------------------------
+- zygote startup (sympy + numpy import, sympy warm-up, namespaces and probes): 0.45-0.50 s
+  on an idle 2-core machine before issue 13 (with only `math` allowed: 45 ms);
+- `print(1 + 1)`: 4.8-5.1 ms per run on that machine before issue 13, of which ~2 ms is fork +
+  exit of the ~70 MB zygote; issue 13 adds the tmpfs mount and unmount, the PID namespace and
+  the Landlock ruleset to each run;
 - a first use of a sympy subpackage the warm-up did not touch pays its import in every run
   (`sympy.stats`: ~300 ms), since children do not give their imports back to the zygote.
-`python -m edgestar.executor` measures these again. Time spent in `prefix` is paid on every
-run, as the prefix is re-executed each time.
+Time spent in `prefix` is paid on every run, as the prefix is re-executed each time.
 
 Thread safety: `run` and `close` hold one lock, so an Executor may be shared by threads, but
 its runs are serialised (one zygote, one child at a time); use one Executor per thread for
