@@ -146,8 +146,12 @@ figures measured for issue 13, before and after)
 - zygote startup (sympy + numpy import, sympy warm-up, namespaces and probes): 0.45-0.50 s
   on an idle 2-core machine before issue 13 (with only `math` allowed: 45 ms);
 - `print(1 + 1)`: 4.8-5.1 ms per run on that machine before issue 13, of which ~2 ms is fork +
-  exit of the ~70 MB zygote; issue 13 adds the tmpfs mount and unmount, the PID namespace and
-  the Landlock ruleset to each run;
+  exit of the ~70 MB zygote; issue 13 adds the tmpfs mount and unmount, the PID namespace, the
+  identity drop and the Landlock ruleset to each run. Measured before/after on the same
+  machine while shared with other jobs (load 4-5; interleaved, 100 runs each): the CPU of
+  zygote + step per run went 11.5 -> 12.7 ms (trivial) and 19.9 -> 21.1 ms (sympy); wall
+  medians 32.0 -> 36.0 ms and 43.3 -> 44.0 ms (noise of a loaded machine dominates); worker
+  start 2.40 -> 2.60 s. `python -m edgestar.executor` prints wall and CPU per run;
 - a first use of a sympy subpackage the warm-up did not touch pays its import in every run
   (`sympy.stats`: ~300 ms), since children do not give their imports back to the zygote.
 Time spent in `prefix` is paid on every run, as the prefix is re-executed each time.
@@ -623,11 +627,23 @@ def _bench(n: int = 50) -> None:  # pragma: no cover - run by hand: python -m ed
             ("sympy", 'import sympy\nx = sympy.Symbol("x")\nprint(sympy.solve(x**2 - 4, x))'),
         ):
             times = []
+            cpu0 = _zygote_cpu(ex.info["pid"])
             for _ in range(n):
                 r = ex.run(code)
                 assert r.ok, r
                 times.append(r.seconds)
-            print(f"{label}: median {statistics.median(times) * 1000:.1f} ms over {n} runs")
+            cpu = (_zygote_cpu(ex.info["pid"]) - cpu0) / n
+            print(
+                f"{label}: median {statistics.median(times) * 1000:.1f} ms over {n} runs; "
+                f"zygote + step CPU {cpu * 1000:.1f} ms a run"
+            )
+
+
+def _zygote_cpu(pid: int) -> float:  # pragma: no cover - used by _bench
+    """CPU seconds of the zygote and its reaped children (utime, stime, cutime, cstime)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
 if __name__ == "__main__":  # pragma: no cover
