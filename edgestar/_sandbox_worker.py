@@ -642,6 +642,9 @@ class Zygote:
                 d = os.path.dirname(os.path.dirname(f))  # the directory holding the package
                 roots |= {os.path.normpath(d), os.path.realpath(d)}
         self.read_roots = tuple(sorted(r for r in roots if r != "/"))
+        self.landlock_roots = tuple(  # a Landlock rule covers everything beneath it
+            r for r in self.read_roots if not any(r.startswith(o + "/") for o in self.read_roots)
+        )
         self.read_files = frozenset({"/dev/null", "/dev/urandom", "/dev/random"})
         self.rss_bytes = _statm(1)
         with contextlib.suppress(ImportError):  # once here rather than in every child
@@ -649,6 +652,7 @@ class Zygote:
         self.skip = frozenset(str(x) for x in init.get("simulate_missing") or ())
         self.landlock = 0 if "landlock" in self.skip else landlock.abi_version()
         self.userns = self.mount_ns = self.pid_ns = False
+        self._pending: tuple[str, bool] | None = None  # the last step's directory
         self.outer_uid = os.geteuid()  # who steps are outside any user namespace
         self.pid_ns_fd = -1
         self.exposed: list[str] = []
@@ -702,6 +706,12 @@ class Zygote:
                 | kernel.CLONE_NEWUTS
             )  # fmt: skip
             kernel.private_mounts()
+            probe = tempfile.mkdtemp(prefix=".probe-", dir=self.tmp_base)
+            try:  # the per-step tmpfs must work before the layer counts as on
+                kernel.mount_step_tmpfs(probe, 0, 1, 16)
+                kernel.unmount(probe)
+            finally:
+                os.rmdir(probe)
             self.mount_ns = True
             kernel.set_hostname("edgestar-sandbox")  # not the machine's name (new UTS ns)
         except OSError:
@@ -756,24 +766,31 @@ class Zygote:
     # ----- one run
 
     def run(self, code: str, prefix: str) -> dict[str, Any]:
+        """One step. Its directory is removed by `cleanup`, which `main` calls once the
+        reply is sent (off the caller's critical path) and which runs here first anyway."""
+        self.cleanup()
         tmpdir = tempfile.mkdtemp(prefix="edgestar-step-", dir=self.tmp_base)
-        mounted = False
-        try:
-            if self.mount_ns:  # a private noexec tmpfs, gone with all it holds on unmount
-                owner = self.drop_uid if self.drop_uid is not None else 0
-                kernel.mount_step_tmpfs(tmpdir, owner, STEP_DISK_MB, STEP_INODES)
-                mounted = True
-            elif self.drop_uid is not None:
-                os.chown(tmpdir, self.drop_uid, self.drop_uid)
-            if self.pid_ns:
-                kernel.new_pid_namespace(self.pid_ns_fd)
-            res = self._run_in(tmpdir, code, prefix)
-            left = self._reap_leftovers()
-            if left:  # the parent's own check, whatever the child reported
-                res["ok"] = False
-                res["error"] = f"blocked: the step left {left} process(es) running (killed)"
-            return res
-        finally:
+        self._pending = (tmpdir, False)
+        if self.mount_ns:  # a private noexec tmpfs, gone with all it holds on unmount
+            owner = self.drop_uid if self.drop_uid is not None else 0
+            kernel.mount_step_tmpfs(tmpdir, owner, STEP_DISK_MB, STEP_INODES)
+            self._pending = (tmpdir, True)
+        elif self.drop_uid is not None:
+            os.chown(tmpdir, self.drop_uid, self.drop_uid)
+        if self.pid_ns:
+            kernel.new_pid_namespace(self.pid_ns_fd)
+        res = self._run_in(tmpdir, code, prefix)
+        left = self._reap_leftovers()
+        if left:  # the parent's own check, whatever the child reported
+            res["ok"] = False
+            res["error"] = f"blocked: the step left {left} process(es) running (killed)"
+        return res
+
+    def cleanup(self) -> None:
+        """Remove the last step's directory (unmount its tmpfs); never raises."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            tmpdir, mounted = pending
             if mounted:
                 with contextlib.suppress(OSError):
                     kernel.unmount(tmpdir)
@@ -946,7 +963,7 @@ class Zygote:
         if self.landlock:
             r, w = landlock.READ_FILE, landlock.WRITE_FILE
             files = tuple((f, r | w if f == "/dev/null" else r) for f in self.read_files)
-            landlock.restrict(self.read_roots, (tmpdir,), files, self.landlock)
+            landlock.restrict(self.landlock_roots, (tmpdir,), files, self.landlock)
         if self.seccomp and not install_seccomp():
             raise RuntimeError("the seccomp filter could not be installed")
         # Stubs for the unaudited calls that spawn or make special files (seccomp refuses
@@ -1080,6 +1097,7 @@ def main() -> int:
     while True:
         req = read_msg(req_fd)
         if req is None:
+            zygote.cleanup()
             return 0
         try:
             reply = zygote.run(str(req.get("code", "")), str(req.get("prefix", "")))
@@ -1093,6 +1111,7 @@ def main() -> int:
                 "truncated": False,
             }
         write_msg(resp_fd, reply)
+        zygote.cleanup()
 
 
 if __name__ == "__main__":

@@ -256,7 +256,7 @@ def test_proc_is_out_of_reach(ex: Executor) -> None:
     code = RACE + (
         "for p in ('proc/self/environ', 'proc/self/root/etc/hostname', 'proc/1/cmdline',"
         " 'proc/self/cwd/../../etc/hostname', 'proc/self/maps', 'sys/kernel/security/lsm',"
-        " 'dev/shm', 'etc/passwd'):\n"
+        " 'dev/shm', 'etc/passwd', 'dev/tty', 'dev/kmsg'):\n"
         "    try:\n        race_open(p, 'rb').read(1)\n        print('OPENED', p)\n"
         "    except OSError as e:\n        print('refused', p, kind(e))\n"
     )
