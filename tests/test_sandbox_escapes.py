@@ -312,6 +312,20 @@ def test_step_namespaces_are_not_the_callers(ex: Executor) -> None:
         assert os.readlink(f"/proc/{zygote}/ns/{ns}") != ours, ns
 
 
+def test_memfd_and_the_step_dirs_neighbours(ex: Executor) -> None:
+    """No anonymous in-memory file to load code from; no listing of the directory that holds
+    the step's own (other steps' directories, the worker's)."""
+    code = RACE + (
+        "for what, fn in (('memfd', lambda: os.memfd_create('x')),"
+        " ('listdir ..', lambda: os.listdir('..')), ('listdir /', lambda: os.listdir('/'))):\n"
+        "    try:\n        fn()\n        print('ALLOWED', what)\n"
+        "    except OSError as e:\n        print('refused', what, kind(e))\n"
+    )
+    r = ex.run(code)
+    assert "ALLOWED" not in r.stdout and r.stdout.count("refused") == 3, r
+    survives(ex)
+
+
 def test_step_does_not_see_the_machines_name(ex: Executor) -> None:
     r = ex.run("import typing\nprint(typing.sys.modules['os'].uname().nodename)")
     assert r.ok and r.stdout == "edgestar-sandbox\n", r
