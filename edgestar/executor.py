@@ -324,7 +324,8 @@ class Executor:
         self._tmp_base: str | None = None
         self._owner = os.getpid()
         self.info: dict[str, Any] = {}
-        """The zygote's hello: pid, modules loaded, seccomp, drop_uid, startup_s."""
+        """The zygote's hello: pid, modules loaded, seccomp, drop_uid, layers (what confines
+        a step here, as `edgestar doctor` shows it), startup_s."""
 
     # ----- public
 
