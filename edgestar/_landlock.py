@@ -91,7 +91,7 @@ def restrict(
     write (no execute, no special files) under `write`, `files` as (path, rights) pairs for
     single files, nothing anywhere else; no TCP (ABI >= 4); no signals or abstract unix
     sockets to processes outside the domain (ABI >= 6). Sets no_new_privs. Paths that do not
-    exist are skipped. Returns the ABI used; raises OSError if Landlock is unavailable."""
+    exist or that this user cannot reach are skipped (they stay unreachable). Returns the ABI used; raises OSError if Landlock is unavailable."""
     abi = abi_version() if abi is None else abi
     if abi < 1:
         raise OSError("Landlock is not available in this kernel (needs Linux >= 5.13)")
@@ -109,7 +109,7 @@ def restrict(
         for path, rights in rules:
             try:
                 pfd = os.open(path, os.O_PATH | os.O_CLOEXEC)
-            except FileNotFoundError:
+            except OSError:  # absent, or out of this user's reach anyway
                 continue
             try:
                 if not stat.S_ISDIR(os.fstat(pfd).st_mode):

@@ -6,8 +6,9 @@ allowed modules once, entering its namespaces, forking one child per step, confi
 (private noexec tmpfs, PID namespace, resource limits, unprivileged identity, Landlock, seccomp;
 then, as defence in depth, the audit hook, restricted builtins and AST check), enforcing the
 wall-clock limit with SIGKILL, killing whatever a step leaves and reporting what happened. The
-kernel calls live in `_landlock.py` and `_sandbox_kernel.py` beside this file. The design, what it covers and
-what it does not, is documented in `edgestar/executor.py`; this file is the mechanism.
+kernel calls live in `_landlock.py` and `_sandbox_kernel.py` beside this file. The design, what
+it covers and what it does not, is documented in `edgestar/executor.py`; this file is the
+mechanism.
 
 It imports nothing from edgestar (`-I` keeps the package off sys.path) and speaks one protocol
 with its parent, on the pipes that were its stdin and stdout (both are moved to private file
@@ -713,9 +714,10 @@ class Zygote:
             finally:
                 os.rmdir(probe)
             self.mount_ns = True
-            kernel.set_hostname("edgestar-sandbox")  # not the machine's name (new UTS ns)
         except OSError:
             return
+        with contextlib.suppress(OSError):  # not the machine's name (a new UTS namespace)
+            kernel.set_hostname("edgestar-sandbox")
         if not self.userns and self.tmp_base is not None:
             staging = tempfile.mkdtemp(prefix=".view-", dir=self.tmp_base)
             with contextlib.suppress(OSError):
