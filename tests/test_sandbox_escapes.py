@@ -226,6 +226,26 @@ def test_deep_tree_is_cleaned_up_and_close_returns() -> None:
     e.close()
 
 
+def test_cleanup_never_touches_what_holds_the_worker_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker's directory gone before `close()` (someone cleaned /tmp): the old cleanup's
+    error handler then chmod-ed the directory *holding* it (/tmp itself) to 0700."""
+    import tempfile
+
+    holder = tmp_path / "tmp"
+    holder.mkdir()
+    holder.chmod(0o1777)
+    monkeypatch.setattr(tempfile, "tempdir", str(holder))
+    e = Executor(ExecutorConfig(allowed_modules=("math",)))
+    assert e.run("pass").ok
+    base = e._tmp_base
+    assert base is not None and base.startswith(str(holder))
+    shutil.rmtree(base)
+    e.close()
+    assert holder.stat().st_mode & 0o7777 == 0o1777
+
+
 # --- further probes ---------------------------------------------------------------------------
 
 
