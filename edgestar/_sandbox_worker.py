@@ -735,8 +735,10 @@ class Zygote:
 
     def _probe(self) -> tuple[bool, int | None]:
         """Fork once to learn whether seccomp works and whether dropping root to `nobody`
-        leaves the interpreter's own files readable (it does not when Python lives under a
-        private home directory)."""
+        leaves the interpreter's own files readable and the steps' directories reachable (not
+        when Python lives under a private home directory that no view could expose, or when
+        the temp dir sits in a directory closed to others: then the unprivileged-user layer is
+        reported off, and the Executor refuses, rather than every step failing)."""
         dirs = [r for r in self.read_roots if os.path.isdir(r)]
         pid = os.fork()
         if pid == 0:
@@ -756,6 +758,8 @@ class Zygote:
                     os.setuid(NOBODY)
                     for root in dirs:
                         os.listdir(root)
+                    if self.tmp_base is not None:  # and its steps' directories
+                        os.close(os.open(self.tmp_base, os.O_PATH))
                     code |= 2
             except BaseException:
                 pass

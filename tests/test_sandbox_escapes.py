@@ -237,7 +237,9 @@ def test_cleanup_never_touches_what_holds_the_worker_dir(
     holder.mkdir()
     holder.chmod(0o1777)
     monkeypatch.setattr(tempfile, "tempdir", str(holder))
-    e = Executor(ExecutorConfig(allowed_modules=("math",)))
+    # (pytest's tmp_path sits in a 0700 directory, closed to `nobody`: allow the weak sandbox,
+    # this test is about the caller's cleanup)
+    e = Executor(ExecutorConfig(allowed_modules=("math",), allow_weak_sandbox=True))
     assert e.run("pass").ok
     base = e._tmp_base
     assert base is not None and base.startswith(str(holder))

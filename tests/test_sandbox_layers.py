@@ -235,3 +235,25 @@ def _world_usable(path: str) -> bool:
         if not os.stat("/".join(parts[:i])).st_mode & 0o001:
             return False
     return bool(os.stat(real).st_mode & 0o005 == 0o005)
+
+
+def test_a_temp_dir_closed_to_others_is_refused_not_broken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As root, with the temp dir inside a directory `nobody` cannot enter, steps could not
+    reach their own directories: the unprivileged-user layer is reported off and the Executor
+    refuses with one line, rather than failing every step."""
+    if os.geteuid() != 0:
+        pytest.skip("the drop to nobody happens only as root")
+    closed = tmp_path / "closed"
+    (closed / "inner").mkdir(parents=True)
+    closed.chmod(0o700)
+    monkeypatch.setattr(tempfile, "tempdir", str(closed / "inner"))
+    monkeypatch.delenv(WEAK_ENV, raising=False)
+    monkeypatch.delenv(SIMULATE_ENV, raising=False)
+    with (
+        Executor(ExecutorConfig(allowed_modules=MODS)) as e,
+        pytest.raises(WeakSandboxError) as err,
+    ):
+        e.run("print(1)")
+    assert "unprivileged user" in str(err.value) and "\n" not in str(err.value)
