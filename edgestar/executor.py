@@ -147,11 +147,12 @@ figures measured for issue 13, before and after)
   on an idle 2-core machine before issue 13 (with only `math` allowed: 45 ms);
 - `print(1 + 1)`: 4.8-5.1 ms per run on that machine before issue 13, of which ~2 ms is fork +
   exit of the ~70 MB zygote; issue 13 adds the tmpfs mount and unmount, the PID namespace, the
-  identity drop and the Landlock ruleset to each run. Measured before/after on the same
-  machine while shared with other jobs (load 4-5; interleaved, 100 runs each): the CPU of
-  zygote + step per run went 11.5 -> 12.7 ms (trivial) and 19.9 -> 21.1 ms (sympy); wall
-  medians 32.0 -> 36.0 ms and 43.3 -> 44.0 ms (noise of a loaded machine dominates); worker
-  start 2.40 -> 2.60 s. `python -m edgestar.executor` prints wall and CPU per run;
+  identity drop and the Landlock ruleset to each run, and removes the step's directory after
+  the reply is sent rather than before. Measured before/after on the same machine while
+  shared with other jobs (load 5-7; interleaved, 100 runs each): CPU of zygote + step per run
+  12.5 -> 13.0 ms (trivial) and 23.8 -> 24.0 ms (sympy); wall medians 32.1 -> 29.0 ms and
+  50.9 -> 48.7 ms; worker start 2.44 -> 2.53 s. `python -m edgestar.executor` prints wall
+  and CPU per run;
 - a first use of a sympy subpackage the warm-up did not touch pays its import in every run
   (`sympy.stats`: ~300 ms), since children do not give their imports back to the zygote.
 Time spent in `prefix` is paid on every run, as the prefix is re-executed each time.
