@@ -257,3 +257,38 @@ def test_a_temp_dir_closed_to_others_is_refused_not_broken(
     ):
         e.run("print(1)")
     assert "unprivileged user" in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("abi", range(1, 8))
+def test_landlock_binding_on_each_abi(abi: int, tmp_path: Path) -> None:
+    """The binding builds a correct ruleset for every ABI a kernel may have (JetPack 6's 5.15
+    has ABI 1): reads under a read root, writes in the write dir, nothing else."""
+    have = _landlock.abi_version()
+    if have < abi:
+        pytest.skip(f"this kernel has Landlock ABI {have}")
+    work = tmp_path / "work"
+    work.mkdir()
+    outside = tmp_path / "outside"
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the forked child
+        code = 1
+        try:
+            _landlock.restrict((sys.base_prefix,), (str(work),), abi=abi)
+            code = 0
+            try:
+                Path("/etc/hostname").read_text()
+                code |= 2
+            except PermissionError:
+                pass
+            try:
+                outside.write_text("x")
+                code |= 4
+            except PermissionError:
+                pass
+            (work / "a").write_text("x")  # allowed
+            Path(os.__file__).read_bytes()  # allowed (under the read root)
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert (work / "a").read_text() == "x" and not outside.exists()
