@@ -203,7 +203,14 @@ def test_a_non_root_user_gets_the_same_kernel_layers() -> None:
         pkg.mkdir()
         (pkg / "__init__.py").write_text("")
         src = Path(edgestar.__file__).parent
-        for name in ("executor", "_sandbox_worker", "_landlock", "_sandbox_kernel", "types"):
+        for name in (
+            "executor",
+            "_sandbox_worker",
+            "_landlock",
+            "_sandbox_kernel",
+            "_seccomp",
+            "types",
+        ):
             shutil.copy(src / f"{name}.py", pkg / f"{name}.py")
         subprocess.run(["chmod", "-R", "a+rX", top], check=True)
         code = RACE + "print(os.getuid())\nprint(race_open('etc/hostname', 'r').read())\n"
