@@ -41,11 +41,11 @@ Kernel layers (`edgestar doctor` prints which are active):
   - PR_SET_DUMPABLE 0 in the zygote and every step: /proc/<pid>/mem and ptrace are closed
     between them (Landlock also keeps /proc out of reach). PR_SET_PDEATHSIG: a step dies with
     the zygote.
-  - seccomp (x86-64): EPERM for fork/vfork/clone/clone3, execve(at), kill/tkill (tgkill only
-    to itself), ptrace, process_vm_*, socket(pair), mknod, chown, link, symlink, mount and
-    namespace calls, module loading, kexec, bpf, perf_event_open, io_uring, userfaultfd,
-    memfd_create, System V and POSIX IPC, keyctl, open_by_handle_at, pidfd_*, setrlimit and
-    prlimit64 with new limits, setpgid/setsid, scheduler/priority changes.
+  - seccomp (x86-64; edgestar/_seccomp.py): EPERM for fork/vfork/clone/clone3, execve(at),
+    kill/tkill (tgkill only to itself), ptrace, process_vm_*, socket(pair), mknod, chown,
+    link, symlink, mount and namespace calls, module loading, kexec, bpf, perf_event_open,
+    io_uring, userfaultfd, memfd_create, System V and POSIX IPC, keyctl, open_by_handle_at,
+    pidfd_*, setrlimit and prlimit64 with new limits, setpgid/setsid, scheduler changes.
   - rlimits: RLIMIT_AS = the zygote's address space + `memory_mb`; RLIMIT_CPU = `cpu_s` (hard
     `cpu_s`+1, SIGKILL); RLIMIT_FSIZE 1 MiB; RLIMIT_NOFILE 64; RLIMIT_CORE 0; RLIMIT_NPROC 0
     (for an unprivileged user, a kernel-enforced no-fork).
