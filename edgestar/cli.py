@@ -1,1 +1,839 @@
-../cli.py
+"""The `edgestar` command line: each command parses options, builds a config, calls ONE library
+function, and prints. Installed as `edgestar.cli` (edgestar/cli.py links here).
+
+Every failure a user can cause (bad question, missing model, malformed input) ends with one
+readable line on stderr and a non-zero exit; set EDGESTAR_DEBUG=1 to see tracebacks.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from click import get_current_context
+from click.core import ParameterSource
+
+from edgestar.types import Budget, EdgestarError, InputError, SearchConfig
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_USAGE = 2
+EXIT_FAILED = 1
+
+
+def fail(msg: str, code: int = EXIT_USAGE) -> None:
+    click.echo(f"edgestar: error: {msg}", err=True)
+    sys.exit(code)
+
+
+def friendly(fn: F) -> F:
+    """Turn any exception into one readable line and a non-zero exit (no traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*a: Any, **kw: Any) -> Any:
+        try:
+            return fn(*a, **kw)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
+            raise
+        except EdgestarError as e:
+            fail(str(e))
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+        except OSError as e:
+            where = f": {e.filename}" if getattr(e, "filename", None) else ""
+            fail(f"{e.strerror or e}{where}", EXIT_FAILED)
+        except Exception as e:  # noqa: BLE001 - the CLI must never print a traceback
+            if os.environ.get("EDGESTAR_DEBUG"):
+                raise
+            fail(f"internal error: {type(e).__name__}: {e} (EDGESTAR_DEBUG=1 shows more)", 70)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="edgestar")
+def main() -> None:
+    """edgestar: small language models that reason on a laptop or a Jetson, offline."""
+
+
+# --------------------------------------------------------------------------- solve
+def model_options(fn: F) -> F:
+    opts = [
+        click.option(
+            "--bundle",
+            type=click.Path(path_type=Path),
+            help="Bundle folder (default: the shipped model).",
+        ),
+        click.option(
+            "--model",
+            type=click.Path(path_type=Path),
+            help="A bare policy model: .gguf file or checkpoint folder.",
+        ),
+        click.option(
+            "--ppm",
+            type=click.Path(path_type=Path),
+            help="Reward for --model: a PPM (.gguf or checkpoint folder) or a head file bound "
+            "to the --model GGUF (`edgestar train head`).",
+        ),
+        click.option(
+            "--format",
+            "step_format",
+            type=click.Choice(["rstar", "plain"]),
+            help="Step format for --model (default: what the model declares, else plain).",
+        ),
+        click.option(
+            "--device",
+            type=click.Choice(["auto", "cpu", "cuda"]),
+            default="auto",
+            show_default=True,
+        ),
+        click.option("--threads", type=click.IntRange(min=1), help="CPU threads for the model."),
+    ]
+    for o in reversed(opts):
+        fn = o(fn)
+    return fn
+
+
+def search_options(fn: F) -> F:
+    opts = [
+        click.option(
+            "--strategy",
+            type=click.Choice(["greedy", "best_of_n", "beam", "mcts"]),
+            help="Search strategy (default: the bundle's, else mcts).",
+        ),
+        click.option("--rollouts", type=int, help="Budget: rollouts (complete trajectories)."),
+        click.option("--tokens", type=int, help="Budget: generated tokens."),
+        click.option("--seconds", type=float, help="Budget: wall-clock seconds."),
+        click.option("--nodes", type=int, help="Budget: tree nodes."),
+        click.option("--width", type=int, help="Candidate steps per expansion."),
+        click.option("-n", "--samples", "n", type=int, help="best_of_n: number of samples."),
+        click.option("--beam-width", type=int, help="beam: beams kept per step."),
+        click.option("--temperature", type=float, help="Sampling temperature."),
+        click.option(
+            "--select",
+            type=click.Choice(["majority", "weighted", "max"]),
+            help="How the final answer is chosen among finished answers.",
+        ),
+        click.option("--seed", type=int, default=0, show_default=True),
+    ]
+    for o in reversed(opts):
+        fn = o(fn)
+    return fn
+
+
+def _budget(base: Budget, rollouts: Any, tokens: Any, seconds: Any, nodes: Any) -> Budget:
+    given = {
+        k: v
+        for k, v in dict(rollouts=rollouts, tokens=tokens, seconds=seconds, nodes=nodes).items()
+        if v is not None
+    }
+    if not given:
+        return base
+    # Limits given on the command line replace the default ones.
+    return Budget(**{"rollouts": None, **given})
+
+
+def _config(base: SearchConfig, **over: Any) -> SearchConfig:
+    from dataclasses import replace
+
+    return replace(base, **{k: v for k, v in over.items() if v is not None})
+
+
+def _open_solver(bundle: Any, model: Any, ppm: Any, step_format: Any, device: str, threads: Any):
+    import edgestar
+
+    if ppm is not None and model is None:
+        raise InputError("--ppm needs --model (a bundle brings its own PPM)")
+    return edgestar.load(
+        bundle, model=model, ppm=ppm, step_format=step_format, device=device, threads=threads
+    )
+
+
+def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
+    """(line number, record or None, error or None) for each non-blank line."""
+    with open(path, "rb") as f:
+        for i, raw in enumerate(f, 1):
+            if not raw.strip():
+                continue
+            try:
+                rec = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                yield i, None, "not valid UTF-8"
+                continue
+            except json.JSONDecodeError as e:
+                yield i, None, f"malformed JSON ({e.msg})"
+                continue
+            if not isinstance(rec, dict) or not isinstance(rec.get("question"), str):
+                yield i, None, 'expected an object with a "question" string'
+                continue
+            yield i, rec, None
+
+
+@main.command()
+@click.argument("question", required=False)
+@model_options
+@search_options
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option(
+    "--tree-out",
+    type=click.Path(path_type=Path),
+    help="Write the search tree: .html (a page to open in a browser) or .json.",
+)
+@click.option(
+    "--input",
+    "input_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help='Batch mode: JSONL file of {"id", "question"}.',
+)
+@click.option(
+    "--output",
+    "output_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Batch mode: JSONL results file.",
+)
+@click.option("--force", is_flag=True, help="Overwrite an existing --output or --tree-out file.")
+@friendly
+def solve(
+    question,
+    bundle,
+    model,
+    ppm,
+    step_format,
+    device,
+    threads,
+    strategy,
+    rollouts,
+    tokens,
+    seconds,
+    nodes,
+    width,
+    n,
+    beam_width,
+    temperature,
+    select,
+    seed,
+    as_json,
+    tree_out,
+    input_path,
+    output_path,
+    force,
+) -> None:
+    """Solve QUESTION (or every line of --input) by searching over reasoning steps."""
+    if input_path is None and output_path is not None:
+        raise InputError("--output needs --input")
+    if input_path is not None and question is not None:
+        raise InputError("give a QUESTION or --input, not both")
+    if input_path is None and question is None:
+        raise InputError(
+            'nothing to solve: give a QUESTION, e.g. edgestar solve "What is 12 + 30?"'
+        )
+    if input_path is not None and output_path is None:
+        raise InputError("--input needs --output")
+    for p in (output_path, tree_out):
+        if p is not None and p.exists() and not force:
+            raise InputError(f"{p} exists; pass --force to overwrite it")
+    if input_path is not None and not input_path.is_file():
+        raise InputError(f"input file {input_path} does not exist")
+    if question is not None:
+        from edgestar.types import check_question
+
+        question = check_question(question)
+
+    solver = _open_solver(bundle, model, ppm, step_format, device, threads)
+    with solver:
+        budget = _budget(solver.budget, rollouts, tokens, seconds, nodes)
+        config = _config(
+            solver.config,
+            width=width,
+            n=n,
+            beam_width=beam_width,
+            temperature=temperature,
+            select=select,
+        )
+        strategy = strategy or solver.strategy
+        if input_path is not None:
+            failed = _solve_batch(solver, input_path, output_path, strategy, budget, config, seed)
+            if failed:
+                fail(
+                    f"{failed} line(s) of {input_path} could not be solved (see above; the rest are in {output_path})",
+                    EXIT_FAILED,
+                )
+            return
+        result = solver.solve(question, strategy=strategy, budget=budget, seed=seed, config=config)
+    if tree_out is not None:
+        from edgestar.treeview import write_tree
+
+        write_tree(result, tree_out)
+    if as_json:
+        d = result.to_dict()
+        d["stats"]["reward"] = getattr(solver.reward, "name", None)  # e.g. head:linear:FILE
+        click.echo(json.dumps(d, ensure_ascii=False))
+        return
+    click.echo(result.answer if result.answer is not None else "(no answer found)")
+    s = result.stats
+    click.echo(
+        f"[{result.strategy}] score={_fmt(result.score)} stopped_by={result.stopped_by} "
+        f"tokens={s.tokens_generated} nodes={s.nodes} rollouts={s.rollouts} {s.seconds:.2f}s",
+        err=True,
+    )
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+def _solve_batch(
+    solver,
+    input_path: Path,
+    output_path: Path,
+    strategy: str,
+    budget: Budget,
+    config: SearchConfig,
+    seed: int,
+) -> int:
+    from edgestar.types import check_question
+
+    lines = list(_read_jsonl(input_path))
+    failed = 0
+    show = sys.stderr.isatty()
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    # Results are written and flushed one line at a time: an interrupted batch keeps every
+    # finished line.
+    with open(output_path, "w", encoding="utf-8") as out:
+        progress = None
+        if show:
+            from rich.progress import Progress
+
+            progress = Progress(transient=True)
+            progress.start()
+            task = progress.add_task("solving", total=len(lines))
+        try:
+            for lineno, rec, err in lines:
+                row: dict[str, Any] = {"line": lineno}
+                if rec is not None:
+                    row["id"] = rec.get("id", lineno)
+                    try:
+                        q = check_question(rec["question"])
+                        r = solver.solve(
+                            q,
+                            strategy=strategy,
+                            budget=budget,
+                            seed=seed,
+                            config=config,
+                            keep_tree=False,
+                        )
+                        row.update(
+                            answer=r.answer,
+                            score=r.score,
+                            strategy=r.strategy,
+                            stopped_by=r.stopped_by,
+                            **r.stats.__dict__,
+                        )
+                    except EdgestarError as e:
+                        err = str(e)
+                if err is not None:
+                    failed += 1
+                    row["error"] = err
+                    click.echo(f"edgestar: {input_path}:{lineno}: {err}", err=True)
+                out.write(json.dumps(row, ensure_ascii=False) + "\n")
+                out.flush()
+                if progress is not None:
+                    progress.advance(task)
+        finally:
+            if progress is not None:
+                progress.stop()
+    return failed
+
+
+# --------------------------------------------------------------------------- quantize / deploy
+def _print_report(report: Any, as_json: bool) -> None:
+    if as_json:
+        data = report.to_json() if hasattr(report, "to_json") else report
+        click.echo(data if isinstance(data, str) else json.dumps(data, indent=1, default=str))
+    elif hasattr(report, "to_markdown"):
+        click.echo(report.to_markdown())
+    else:
+        click.echo(json.dumps(report, indent=1, default=str))
+
+
+@main.command()
+@click.argument("src", type=click.Path(path_type=Path))
+@click.option("--to", "to", type=click.Choice(["gguf", "onnx"]), default="gguf", show_default=True)
+@click.option(
+    "--quant",
+    default="q8_0",
+    show_default=True,
+    help="gguf: f32 f16 bf16 q8_0 q6_k q5_k_m q4_k_m q4_0; onnx: f32 int8 int4.",
+)
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Output file (.gguf) or folder (onnx).",
+)
+@click.option("--force", is_flag=True, help="Overwrite an existing output.")
+@click.option("--no-verify", is_flag=True, help="Skip the parity checks against the source.")
+@click.option("--json", "as_json", is_flag=True)
+@friendly
+def quantize(
+    src: Path, to: str, quant: str, out: Path, force: bool, no_verify: bool, as_json: bool
+) -> None:
+    """Export SRC (a checkpoint folder or a .gguf file) to GGUF or ONNX at one quant level,
+    then verify it against the source."""
+    from edgestar.quantize.deploy import quantize_one
+
+    if not src.exists():
+        raise InputError(f"{src} does not exist")
+    _print_report(
+        quantize_one(src, to=to, quant=quant, out=out, force=force, verify=not no_verify), as_json
+    )
+
+
+@main.command()
+@click.option(
+    "--policy",
+    type=click.Path(path_type=Path, exists=True),
+    required=True,
+    help="Policy checkpoint folder.",
+)
+@click.option("--ppm", type=click.Path(path_type=Path, exists=True), help="PPM checkpoint folder.")
+@click.option(
+    "--profile",
+    default="laptop-cpu",
+    show_default=True,
+    help="Device profile: laptop-cpu, cuda-desktop, jetson-orin-nano-8gb, jetson-agx-orin.",
+)
+@click.option(
+    "--out", "out", type=click.Path(path_type=Path), required=True, help="Bundle folder to write."
+)
+@click.option("--force", is_flag=True, help="Replace an existing bundle folder.")
+@click.option("--no-onnx", is_flag=True, help="GGUF only.")
+@click.option("--no-smoke", is_flag=True, help="Skip the smoke solve.")
+@click.option("--threads", type=click.IntRange(min=1))
+@click.option("--json", "as_json", is_flag=True)
+@friendly
+def deploy(
+    policy: Path,
+    ppm: Path | None,
+    profile: str,
+    out: Path,
+    force: bool,
+    no_onnx: bool,
+    no_smoke: bool,
+    threads: int | None,
+    as_json: bool,
+) -> None:
+    """Export, quantize and verify a policy (+ PPM) for a device profile; write a bundle."""
+    from edgestar.profiles import get_profile
+    from edgestar.quantize.deploy import deploy as run_deploy
+
+    get_profile(profile)
+    report = run_deploy(
+        policy,
+        ppm,
+        profile,
+        out,
+        force=force,
+        onnx=not no_onnx,
+        smoke=not no_smoke,
+        threads=threads,
+        progress=sys.stderr.isatty(),
+    )
+    _print_report(report, as_json)
+
+
+# --------------------------------------------------------------------------- bench
+@main.command()
+@click.option("--model", type=click.Path(path_type=Path, dir_okay=False), help="A .gguf policy.")
+@click.option(
+    "--bundle",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="A bundle (its GGUF policy, and its ONNX encoding when present).",
+)
+@click.option(
+    "--onnx",
+    "onnx_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="An ONNX export of the same model, for the ONNX comparison.",
+)
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Folder for bench.json, bench.md, bench.png.",
+)
+@click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option(
+    "--widths",
+    default="1,2,4,8,16,32",
+    show_default=True,
+    help="Expansion widths for the decode curve.",
+)
+@click.option(
+    "--width",
+    type=click.IntRange(min=1),
+    help="Expansion width of the three-way MCTS comparison (default: the search default).",
+)
+@click.option(
+    "--runs",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="Runs per figure (medians are reported).",
+)
+@click.option(
+    "--tokens",
+    type=click.IntRange(min=1),
+    default=320,
+    show_default=True,
+    help="Generated-token budget per question.",
+)
+@click.option("--force", is_flag=True, help="Overwrite results in --out.")
+@click.option(
+    "--solve",
+    "solve_only",
+    is_flag=True,
+    help="Instead: time `edgestar solve` end to end on the bundle (default: the shipped one), "
+    "a fresh process per question, with peak memory.",
+)
+@friendly
+def bench(
+    model, bundle, onnx_dir, out, threads, widths, width, runs, tokens, force, solve_only
+) -> None:
+    """Measure decode and tree-search throughput: raw decode, naive vs tree-cached vs batched
+    MCTS on the same tree, the width curve, and ONNX vs llama.cpp. With --solve: the wall time
+    and peak memory of `edgestar solve` as a user runs it."""
+    if solve_only:
+        from edgestar.solvebench import run_solve_bench
+
+        if model is not None:
+            raise InputError("--solve times a bundle; give --bundle (or nothing for the default)")
+        src = get_current_context().get_parameter_source("threads")
+        rep = run_solve_bench(
+            bundle, out, runs=runs, force=force, progress=sys.stderr.isatty(),
+            threads=None if src == ParameterSource.DEFAULT else threads,
+        )  # fmt: skip
+        click.echo(rep.md_path.read_text(encoding="utf-8"))
+        return
+    from edgestar.bench import run_bench
+
+    if (model is None) == (bundle is None):
+        raise InputError("give exactly one of --model or --bundle")
+    report = run_bench(
+        model=model,
+        bundle=bundle,
+        out_dir=out,
+        threads=threads,
+        widths=_int_list(widths, "--widths"),
+        runs=runs,
+        onnx_dir=onnx_dir,
+        force=force,
+        progress=sys.stderr.isatty(),
+        width=width,
+        tokens=tokens,
+    )
+    click.echo(report.md_path.read_text(encoding="utf-8"))
+    click.echo(f"wrote {report.json_path}, {report.md_path}, {report.png_path}", err=True)
+
+
+# --------------------------------------------------------------------------- eval
+def _suite(spec: str, n: int | None, seed: int) -> list[Any]:
+    from edgestar.train.problems import load_source
+
+    problems = load_source(spec, n, seed)
+    if not problems:
+        raise InputError(f"suite {spec} has no problems")
+    return problems
+
+
+def _int_list(text: str | None, what: str) -> list[int]:
+    if not text:
+        return []
+    try:
+        vals = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise InputError(
+            f"{what} must be whole numbers separated by commas, got {text!r}"
+        ) from None
+    if any(v < 1 for v in vals):
+        raise InputError(f"{what} must be positive, got {text!r}")
+    return vals
+
+
+@main.command("eval")
+@click.option(
+    "--suite", required=True, help="A .jsonl file, 'synthetic[:skill,...]' or 'reasoning-gym:NAME'."
+)
+@click.option(
+    "-n",
+    "--n",
+    "n",
+    type=click.IntRange(min=1),
+    help="Problems to take from the suite (required for generators).",
+)
+@click.option(
+    "--suite-seed", type=int, default=90001, show_default=True, help="Seed of generated suites."
+)
+@model_options
+@click.option(
+    "--strategy",
+    "strategies",
+    multiple=True,
+    type=click.Choice(
+        ["greedy", "best_of_n", "beam", "mcts"]
+        + [
+            f"{s}:{sel}"
+            for s in ("best_of_n", "beam", "mcts")
+            for sel in ("majority", "weighted", "max")
+        ]
+    ),
+    help="Repeat for several (default: greedy and mcts). NAME:SELECT picks the final answer "
+    "rule for that entry, e.g. best_of_n:majority and best_of_n:weighted side by side.",
+)
+@click.option(
+    "--tokens",
+    "tokens",
+    help="Token budgets to sweep, e.g. 200,400,800 (all strategies get the same).",
+)
+@click.option("--rollouts", "rollouts", help="Rollout budgets to sweep, e.g. 4,8,16.")
+@click.option("--width", type=int, help="Candidate steps per expansion.")
+@click.option("--temperature", type=float, help="Sampling temperature (default: the bundle's).")
+@click.option("--select", type=click.Choice(["majority", "weighted", "max"]))
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Folder for results.jsonl, report.{json,md}, accuracy_vs_budget.png.",
+)
+@click.option("--force", is_flag=True, help="Overwrite results in --out.")
+@friendly
+def eval_cmd(
+    suite,
+    n,
+    suite_seed,
+    bundle,
+    model,
+    ppm,
+    step_format,
+    device,
+    threads,
+    strategies,
+    tokens,
+    rollouts,
+    width,
+    temperature,
+    select,
+    seed,
+    out,
+    force,
+) -> None:
+    """Evaluate strategies and budgets on a suite; write per-item results and accuracy tables."""
+    from edgestar.train.evaluate import evaluate
+
+    budgets = [Budget(rollouts=None, tokens=t) for t in _int_list(tokens, "--tokens")]
+    budgets += [Budget(rollouts=r) for r in _int_list(rollouts, "--rollouts")]
+    problems = _suite(suite, n, suite_seed)
+    solver = _open_solver(bundle, model, ppm, step_format, device, threads)
+    with solver:
+        config = _config(solver.config, width=width, temperature=temperature, select=select)
+        report = evaluate(
+            solver,
+            problems,
+            strategies or ("greedy", "mcts"),
+            budgets or [solver.budget],
+            seed=seed,
+            config=config,
+            out_dir=out,
+            force=force,
+            progress=sys.stderr.isatty(),
+        )
+    click.echo(report.to_markdown())
+
+
+# --------------------------------------------------------------------------- train / data
+@main.group()
+def train() -> None:
+    """Self-evolution of the policy and the PPM (needs the [train] extra)."""
+
+
+@train.command("evolve")
+@click.option("--recipe", type=click.Path(path_type=Path, dir_okay=False), required=True)
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Run folder, e.g. runs/NAME.",
+)
+@click.option("--resume", is_flag=True, help="Continue an interrupted run in --out.")
+@click.option(
+    "--ray-address",
+    help="Fan rollouts out on Ray ('local' starts one here, 'auto' joins a cluster).",
+)
+@friendly
+def train_evolve(recipe: Path, out: Path, resume: bool, ray_address: str | None) -> None:
+    """Run a recipe's rounds: problems -> rollouts -> datasets -> SFT + PPM -> round report."""
+    from edgestar.train.evolve import evolve
+    from edgestar.train.recipe import load_recipe
+
+    report = evolve(
+        load_recipe(recipe),
+        out,
+        resume=resume,
+        ray_address=ray_address,
+        progress=sys.stderr.isatty(),
+    )
+    click.echo((out / "report.md").read_text())
+    click.echo(
+        f"{len(report.rounds)} round(s) in {report.seconds:.0f}s; run folder {out}", err=True
+    )
+
+
+@train.command("head")
+@click.option(
+    "--model",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="The GGUF model whose own hidden states the head reads.",
+)
+@click.option(
+    "--problems",
+    "problems",
+    multiple=True,
+    required=True,
+    help="Problem source with known answers (repeat): synthetic[:skills], "
+    "reasoning-gym:NAME, or a .jsonl file.",
+)
+@click.option(
+    "--holdout",
+    "holdout",
+    multiple=True,
+    help="Source used only for evaluation (repeat): a generator never trained on.",
+)
+@click.option("-n", "n", type=int, default=48, show_default=True, help="Problems per source.")
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Run folder (resumed when it exists): head.npz, report.{json,md}, states.",
+)
+@click.option(
+    "--format",
+    "step_format",
+    type=click.Choice(["rstar", "plain"]),
+    help="Step format (default: what the model declares, else plain).",
+)
+@click.option("--rollouts", type=int, default=8, show_default=True)
+@click.option("--width", type=int, default=4, show_default=True)
+@click.option("--max-step-tokens", type=int, default=256, show_default=True)
+@click.option(
+    "--loss",
+    type=click.Choice(["pairwise", "regression", "both"]),
+    default="both",
+    show_default=True,
+)
+@click.option(
+    "--mlp", type=int, default=0, show_default=True, help="Hidden width of an MLP head (0: linear)."
+)
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--max-collect-minutes",
+    type=float,
+    help="Stop searching new shards after this long and fit on those done.",
+)
+@friendly
+def train_head_cmd(
+    model, problems, holdout, n, out, step_format, rollouts, width, max_step_tokens, loss, mlp,
+    threads, seed, max_collect_minutes,
+) -> None:  # fmt: skip
+    """Train a process reward head on MODEL's own hidden states (search, record, fit)."""
+    from edgestar.solver import _format_of
+    from edgestar.train.head import HeadTrainConfig, train_head
+
+    cfg = HeadTrainConfig(
+        problems=tuple(problems), holdout=tuple(holdout), n=n, seed=seed,
+        step_format=step_format or _format_of(model) or "plain", rollouts=rollouts,
+        width=width, max_step_tokens=max_step_tokens, loss=loss,
+        hidden=(mlp,) if mlp else (), threads=threads, shard_size=2,
+        max_collect_seconds=None if max_collect_minutes is None else 60 * max_collect_minutes,
+    )  # fmt: skip
+    report = train_head(model, out, cfg, progress=sys.stderr.isatty())
+    click.echo(report.to_markdown())
+    click.echo(f"head written to {out / 'head.npz'}", err=True)
+
+
+@main.group()
+def data() -> None:
+    """Training-data tools."""
+
+
+@data.command("compare")
+@click.option(
+    "--weak",
+    type=click.Path(path_type=Path, exists=True),
+    required=True,
+    help="The smaller policy (.gguf or checkpoint).",
+)
+@click.option(
+    "--strong",
+    type=click.Path(path_type=Path, exists=True),
+    required=True,
+    help="The larger policy.",
+)
+@click.option(
+    "--problems",
+    "spec",
+    required=True,
+    help="Problem source: .jsonl, 'synthetic[:skills]' or 'reasoning-gym:NAME'.",
+)
+@click.option("-n", "--n", "n", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option(
+    "--samples-strong",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="Samples per problem for the strong policy; the weak one gets P_strong/P_weak times as many.",
+)
+@click.option(
+    "--format",
+    "step_format",
+    type=click.Choice(["rstar", "plain"]),
+    default="rstar",
+    show_default=True,
+)
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", "out", type=click.Path(path_type=Path), required=True)
+@friendly
+def data_compare(weak, strong, spec, n, samples_strong, step_format, threads, seed, out) -> None:
+    """Sample two policies at matched compute; compare coverage, diversity and FPR."""
+    from edgestar.train.compare import compare, compare_markdown
+
+    problems = _suite(spec, n, seed)
+    report = compare(
+        weak,
+        strong,
+        problems,
+        samples_strong=samples_strong,
+        out_dir=out,
+        seed=seed,
+        threads=threads,
+        step_format=step_format,
+    )
+    click.echo(compare_markdown(report))
+
+
+if __name__ == "__main__":
+    main()

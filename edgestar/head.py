@@ -221,17 +221,19 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
 
 def find_head(model_path: str | os.PathLike[str], dirs: Sequence[Path]) -> Path | None:
     """The first head file under `dirs` bound to this model file's sha256, if any."""
-    heads = [f for d in dirs if d.is_dir() for f in sorted(d.glob("**/*.npz"))]
+    heads = []
+    size = Path(model_path).stat().st_size
+    for f in (f for d in dirs if d.is_dir() for f in sorted(d.glob("**/*.npz"))):
+        try:
+            h = load_head(f)
+        except ModelError:
+            continue
+        if h.meta.get("model_bytes", size) == size:  # a cheap filter before hashing
+            heads.append((f, h))
     if not heads:
         return None
     want = file_sha256(model_path)
-    for f in heads:
-        try:
-            if load_head(f).model_sha256 == want:
-                return f
-        except ModelError:
-            continue
-    return None
+    return next((f for f, h in heads if h.model_sha256 == want), None)
 
 
 # ------------------------------------------------------------------------------ as a Reward

@@ -25,7 +25,7 @@ from .backends.base import Policy, Reward
 from .backends.loader import open_policy, open_reward
 from .bundle import Bundle, default_bundle_path, read_bundle
 from .formats import StepFormat, get_format
-from .head import HeadReward, is_head_path
+from .head import HeadReward, find_head, is_head_path
 from .profiles import PROFILES
 from .search import run_search
 from .types import Budget, InputError, ModelError, SearchConfig, SolveResult, check_question
@@ -168,6 +168,8 @@ def load(
         fmt = step_format or _format_of(mpath) or "plain"
         get_format(fmt)
         ctx = n_ctx or 4096
+        if ppm is None and mpath.suffix == ".gguf" and mpath.is_file():
+            ppm = find_head(mpath, _head_dirs())  # a shipped head made for this very file
         policy = open_policy(mpath, dev, threads, ctx)
         try:
             reward = _open_ppm(ppm, policy, mpath, dev, threads, ctx)
@@ -185,6 +187,12 @@ def load(
         bundle = found
     b = read_bundle(bundle)
     return _load_bundle(b, dev, threads, n_ctx, step_format, encoding)
+
+
+def _head_dirs() -> list[Path]:
+    """Where shipped heads live: models/heads in a checkout, edgestar/models/heads installed."""
+    here = Path(__file__).resolve().parent
+    return [here / "models" / "heads", here.parent / "models" / "heads"]
 
 
 def _open_ppm(

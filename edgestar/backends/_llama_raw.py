@@ -13,7 +13,8 @@ Owns:
   an idempotent `close()`. `_Context` always has a unified KV cache (`kv_unified=True`: one pool
   of n_ctx cells shared by all sequences, so `seq_cp` of a prefix is free), counts the time spent
   inside `llama_decode` and the rows it decoded, and hands out the logits of a decode as one
-  [rows, vocab] view. `_Batch` rows may belong to several sequences at once (one cell shared by
+  [rows, vocab] view (and, with `set_hidden`, the final hidden states of those rows).
+  `_Batch` rows may belong to several sequences at once (one cell shared by
   sequences with identical history).
 
 Prompts are tokenized like `torch_backend.encode_prefix` does: special tokens written in the

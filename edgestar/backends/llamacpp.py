@@ -44,6 +44,15 @@ bookkeeping in `kvtree`):
 - `prefix_cache=False` drops everything between calls and after each candidate (every prefix from
   scratch: the reference the tests compare against); `batch_candidates=False` decodes one
   candidate at a time (the tree-shared cache without batching; a benchmark variant).
+- Hidden states for a reward head on the policy itself (`enable_hidden`, edgestar.head): the
+  final hidden state (after the last norm, = HF `hidden_states[-1]`) of the row that sampled a
+  candidate's last token becomes `Candidate.hidden`. llama.cpp returns it beside the logits from
+  the same decode (embeddings on a generative context, pooling NONE; logits unchanged), but
+  while it is on every row of a batch is output, so it is switched on only for decodes whose
+  rows all sample (pure generation steps) and off for prompt chunks; a candidate sampled in a
+  decode that also carried a prompt chunk (its first token) has no state for that token, and a
+  one-token step then has `hidden=None` (the head scores it through `hidden_states`, one cached
+  decode). `hidden_states(prefixes)` gives the same tensor for any text.
 - `LlamaCppReward`: embeddings with LAST pooling (the last token's hidden state after the final
   norm), value head from GGUF metadata written by `edgestar.quantize.gguf_export` (all strings:
   llama.cpp's metadata API skips arrays; the weight is base64 of little-endian float32):
