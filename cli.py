@@ -753,10 +753,14 @@ def train_evolve(recipe: Path, out: Path, resume: bool, ray_address: str | None)
     type=float,
     help="Stop searching new shards after this long and fit on those done.",
 )
+@click.option(
+    "--ray-address",
+    help="Fan the search out on Ray ('local' starts one here, 'auto' joins a cluster).",
+)
 @friendly
 def train_head_cmd(
     model, problems, holdout, n, out, step_format, rollouts, width, max_step_tokens, loss, mlp,
-    threads, seed, max_collect_minutes,
+    threads, seed, max_collect_minutes, ray_address,
 ) -> None:  # fmt: skip
     """Train a process reward head on MODEL's own hidden states (search, record, fit)."""
     from edgestar.solver import _format_of
@@ -769,7 +773,7 @@ def train_head_cmd(
         hidden=(mlp,) if mlp else (), threads=threads, shard_size=2,
         max_collect_seconds=None if max_collect_minutes is None else 60 * max_collect_minutes,
     )  # fmt: skip
-    report = train_head(model, out, cfg, progress=sys.stderr.isatty())
+    report = train_head(model, out, cfg, progress=sys.stderr.isatty(), ray_address=ray_address)
     click.echo(report.to_markdown())
     click.echo(f"head written to {out / 'head.npz'}", err=True)
 

@@ -96,3 +96,14 @@ def test_train_head_cli(tmp_path: Path) -> None:
                             "synthetic", "--out", str(tmp_path / "o")])  # fmt: skip
     assert bad.exit_code != 0 and len(bad.stderr.strip().splitlines()) == 1
     assert "Traceback" not in bad.output + bad.stderr
+
+
+def test_ray_collects_the_same_states(tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    cfg = HeadTrainConfig(**{**CFG.__dict__, "n": 2, "holdout": (), "shard_size": 1})
+    h1, r1, _ = collect_states(TINY, tmp_path / "one", cfg)
+    h2, r2, _ = collect_states(TINY, tmp_path / "ray", cfg, ray_address="local")
+    assert [(r["problem"], r["kind"], r["N"], r["Q"]) for r in r1] == [
+        (r["problem"], r["kind"], r["N"], r["Q"]) for r in r2
+    ]
+    assert h1.shape == h2.shape

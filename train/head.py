@@ -9,7 +9,8 @@ Three stages, each resumable, all on the CPU:
    (`Candidate.hidden`: no second pass); only steps the runtime writes itself (rstar's answer
    after the final code's output) cost one cached decode (`hidden_states`). Per node: the state,
    N, Q, kind, and how many correct / wrong terminals lie below it. Problems are cut into shards
-   written atomically as `states-NNNNN.npz`; a killed run resumes by skipping existing shards.
+   written atomically as `states-NNNNN.npz`; a killed run resumes by skipping existing shards;
+   with a Ray address the shards fan out as Ray tasks, like the rollouts.
 2. Fit (`fit_head`): a linear head or a small MLP on standardized states, with rStar's pairwise
    loss on sibling pairs (chosen: the 2 highest-Q children that reach a correct answer; rejected:
    the 2 lowest-Q children that reach only wrong ones; Q margin >= 0.5, as train/datasets.py's
@@ -258,9 +259,12 @@ def collect_states(
     out_dir: str | os.PathLike[str],
     cfg: HeadTrainConfig,
     progress: bool = False,
+    ray_address: str | None = None,
 ) -> tuple[np.ndarray, list[dict[str, Any]], float]:
     """Search every problem, record states; returns (states, node records, seconds spent now).
-    Resumes: shards already written are read back, not searched again."""
+    Resumes: shards already written are read back, not searched again. `ray_address` ('local',
+    'auto' or a cluster) searches the missing shards as Ray tasks (as rollouts do); a problem's
+    seed depends only on its id, so the states do not depend on where a shard ran."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     keyed = json.loads(json.dumps({k: v for k, v in asdict(cfg).items() if k in _COLLECT_KEYS}))
@@ -275,11 +279,18 @@ def collect_states(
     else:
         atomic_write_text(
             cfg_path,
-            json.dumps({"collect": keyed, "model_sha256": file_sha256(model)}, indent=1) + "\n",
+            json.dumps(
+                {"collect": keyed, "model_sha256": file_sha256(model), "model_path": str(model)},
+                indent=1,
+            )
+            + "\n",
         )
     items = _problems(cfg)
     shards = [items[i : i + cfg.shard_size] for i in range(0, len(items), cfg.shard_size)]
     t0 = time.perf_counter()
+    todo = [i for i in range(len(shards)) if not _shard_path(out, i).is_file()]
+    if ray_address is not None and todo:
+        _collect_on_ray(ray_address, Path(model), out, shards, todo, cfg)
     done = []
     for i, shard in enumerate(shards):
         path = _shard_path(out, i)
@@ -304,6 +315,33 @@ def collect_states(
         except (OSError, ValueError, KeyError) as e:
             raise ModelError(f"{_shard_path(out, i)}: corrupt state shard ({e})") from None
     return np.concatenate(hs), recs, seconds
+
+
+def _collect_on_ray(
+    address: str, model: Path, out: Path, shards: list, todo: list[int], cfg: HeadTrainConfig
+) -> None:
+    try:
+        import ray
+    except ImportError:
+        raise InputError("--ray-address needs Ray: pip install 'ray[default]'") from None
+    started = False
+    if not ray.is_initialized():
+        if address == "local":
+            ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
+        else:
+            ray.init(address=address, log_to_driver=False)
+        started = True
+    try:
+        task = ray.remote(_collect_shard)
+        pending = {task.remote(model, shards[i], cfg): i for i in todo}
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                h, recs = ray.get(ref)
+                _write_states(_shard_path(out, pending.pop(ref)), h, recs)
+    finally:
+        if started:
+            ray.shutdown()
 
 
 def _write_states(path: Path, h: np.ndarray, recs: list[dict[str, Any]]) -> None:
@@ -466,13 +504,14 @@ def train_head(
     out_dir: str | os.PathLike[str],
     cfg: HeadTrainConfig,
     progress: bool = False,
+    ray_address: str | None = None,
 ) -> HeadReport:
     """Collect, fit, evaluate; write head.npz + report.{json,md} into out_dir."""
     mpath = Path(model)
     if not (mpath.is_file() and mpath.suffix == ".gguf"):
         raise InputError(f"{mpath}: train head needs a .gguf model file")
     out = Path(out_dir)
-    states, recs, collect_s = collect_states(mpath, out, cfg, progress)
+    states, recs, collect_s = collect_states(mpath, out, cfg, progress, ray_address)
     ok = training_rows(recs, cfg)
     tr = [i for i, t in enumerate(ok) if t]
     te = [i for i, t in enumerate(ok) if not t]
