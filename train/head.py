@@ -14,7 +14,8 @@ Three stages, each resumable, all on the CPU:
 2. Fit (`fit_head`): a linear head or a small MLP on standardized states, with rStar's pairwise
    loss on sibling pairs (chosen: the 2 highest-Q children that reach a correct answer; rejected:
    the 2 lowest-Q children that reach only wrong ones; Q margin >= 0.5, as train/datasets.py's
-   `ppm_pairs`), and/or regression of tanh(output) to Q on every visited node (`loss`).
+   `ppm_pairs`), and/or regression of tanh(output) to Q on every visited step and to +-1 on
+   every answer step, visited or not (`loss`).
 3. Report (`evaluate_head`): on problems never trained on (a seeded share of each training
    source, plus whole `holdout` sources: generator families never seen), per source: pairwise
    accuracy (share of held-out sibling pairs ordered right) and the AUROC of final-answer
@@ -363,6 +364,15 @@ _COLLECT_KEYS = (
 _UNSCORED = ("error", "invalid")
 
 
+def _target(r: dict[str, Any]) -> float | None:
+    """The value a row is regressed to, or None when it has none to learn."""
+    if r["kind"] == "answer" and r.get("correct") is not None:
+        return 1.0 if r["correct"] else -1.0
+    if r["N"] > 0 and r["kind"] not in _UNSCORED:
+        return float(r["Q"])
+    return None
+
+
 def training_rows(recs: Sequence[dict[str, Any]], cfg: HeadTrainConfig) -> list[bool]:
     """Per row: True when it may be trained on (not a holdout source, not a held-out problem)."""
     return [
@@ -410,8 +420,9 @@ def fit_head(
     import torch
 
     torch.manual_seed(cfg.seed)
-    # what the search scores: visited steps that are not failed or cut (those are -1 by rule)
-    visited = [i for i, r in enumerate(recs) if r["N"] > 0 and r["kind"] not in _UNSCORED]
+    # what the search scores: visited steps that are not failed or cut (those are -1 by rule),
+    # and every answer step, whose value is known without a visit (right: +1, wrong: -1)
+    visited = [i for i, r in enumerate(recs) if _target(r) is not None]
     pairs = sibling_pairs(recs)
     if not visited:
         raise InputError("train head: no visited nodes to learn from")
@@ -419,7 +430,7 @@ def fit_head(
     mean = x[visited].mean(0)
     scale = x[visited].std(0) + 1e-3
     xt = torch.tensor((x - mean) / scale, dtype=torch.float32)
-    q = torch.tensor([recs[i]["Q"] for i in visited], dtype=torch.float32)
+    q = torch.tensor([_target(recs[i]) for i in visited], dtype=torch.float32)
     vi = torch.tensor(visited)
     pc = torch.tensor([c for c, _ in pairs], dtype=torch.long)
     pr = torch.tensor([r for _, r in pairs], dtype=torch.long)
