@@ -278,3 +278,22 @@ def test_head_in_cli_bundle_and_eval(tmp_path: Path) -> None:
     )  # fmt: skip
     assert res.exit_code == 0, res.output + res.stderr
     assert (tmp_path / "ev" / "report.json").is_file()
+
+
+def test_a_shipped_head_is_picked_up_for_its_model(tmp_path: Path, monkeypatch, ggufs) -> None:  # type: ignore[no-untyped-def]
+    import edgestar.solver as solver_mod
+
+    heads = tmp_path / "heads"
+    save_head(random_head(ggufs["qwen2"], 64), heads / "other.npz")  # another model's: ignored
+    mine = save_head(random_head(TINY, 256), heads / "tiny.npz")
+    monkeypatch.setattr(solver_mod, "_head_dirs", lambda: [heads])
+    res = CliRunner().invoke(
+        main,
+        ["solve", "--model", str(TINY), "--strategy", "beam", "--rollouts", "1", "--width", "2",
+         "--threads", "1", "--json", QUESTION],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output + res.stderr
+    assert json.loads(res.stdout)["stats"]["reward"] == f"head:linear:{mine.name}"
+    mine.unlink()
+    with edgestar.load(model=TINY, threads=1, device="cpu") as s:
+        assert s.reward is None  # no head for this file: no reward
