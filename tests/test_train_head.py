@@ -107,3 +107,21 @@ def test_ray_collects_the_same_states(tmp_path: Path) -> None:
         (r["problem"], r["kind"], r["N"], r["Q"]) for r in r2
     ]
     assert h1.shape == h2.shape
+
+
+def test_rollouts_take_a_head_as_their_ppm(tmp_path: Path) -> None:
+    """PPM-augmented rollouts (train/rollouts.py) accept a head bound to the policy."""
+    from edgestar.head import Head, save_head
+    from edgestar.train.problems import load_source
+    from edgestar.train.rollouts import RolloutConfig, read_trees, run_rollouts
+
+    rng = np.random.default_rng(0)
+    head = Head((rng.normal(0, 0.1, (256, 1)),), (np.zeros(1),), np.zeros(256), np.ones(256),
+                model_sha256=file_sha256(TINY))  # fmt: skip
+    path = save_head(head, tmp_path / "h.npz")
+    probs = load_source("synthetic:remainders", 2, 0)
+    cfg = RolloutConfig(width=2, rollouts=2, escalate_rollouts=0, max_step_tokens=64,
+                        use_ppm=True)  # fmt: skip
+    run_rollouts(probs, TINY, tmp_path / "r", cfg, ppm_path=path)
+    nodes = [n for r in read_trees(tmp_path / "r") for n in r["tree"]["nodes"][1:]]
+    assert any(n["prior"] is not None for n in nodes)
