@@ -92,7 +92,8 @@ def model_options(fn: F) -> F:
         click.option(
             "--ppm",
             type=click.Path(path_type=Path),
-            help="Reward model for --model (.gguf or checkpoint folder).",
+            help="Reward for --model: a PPM (.gguf or checkpoint folder) or a head file bound "
+            "to the --model GGUF (`edgestar train head`).",
         ),
         click.option(
             "--format",
@@ -294,7 +295,9 @@ def solve(
 
         write_tree(result, tree_out)
     if as_json:
-        click.echo(json.dumps(result.to_dict(), ensure_ascii=False))
+        d = result.to_dict()
+        d["stats"]["reward"] = getattr(solver.reward, "name", None)  # e.g. head:linear:FILE
+        click.echo(json.dumps(d, ensure_ascii=False))
         return
     click.echo(result.answer if result.answer is not None else "(no answer found)")
     s = result.stats
@@ -718,6 +721,85 @@ def train_evolve(recipe: Path, out: Path, resume: bool, ray_address: str | None)
     click.echo(
         f"{len(report.rounds)} round(s) in {report.seconds:.0f}s; run folder {out}", err=True
     )
+
+
+@train.command("head")
+@click.option(
+    "--model",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="The GGUF model whose own hidden states the head reads.",
+)
+@click.option(
+    "--problems",
+    "problems",
+    multiple=True,
+    required=True,
+    help="Problem source with known answers (repeat): synthetic[:skills], "
+    "reasoning-gym:NAME, or a .jsonl file.",
+)
+@click.option(
+    "--holdout",
+    "holdout",
+    multiple=True,
+    help="Source used only for evaluation (repeat): a generator never trained on.",
+)
+@click.option("-n", "n", type=int, default=48, show_default=True, help="Problems per source.")
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Run folder (resumed when it exists): head.npz, report.{json,md}, states.",
+)
+@click.option(
+    "--format",
+    "step_format",
+    type=click.Choice(["rstar", "plain"]),
+    help="Step format (default: what the model declares, else plain).",
+)
+@click.option("--rollouts", type=int, default=8, show_default=True)
+@click.option("--width", type=int, default=4, show_default=True)
+@click.option("--max-step-tokens", type=int, default=256, show_default=True)
+@click.option(
+    "--loss",
+    type=click.Choice(["pairwise", "regression", "both"]),
+    default="both",
+    show_default=True,
+)
+@click.option(
+    "--mlp", type=int, default=0, show_default=True, help="Hidden width of an MLP head (0: linear)."
+)
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--max-collect-minutes",
+    type=float,
+    help="Stop searching new shards after this long and fit on those done.",
+)
+@click.option(
+    "--ray-address",
+    help="Fan the search out on Ray ('local' starts one here, 'auto' joins a cluster).",
+)
+@friendly
+def train_head_cmd(
+    model, problems, holdout, n, out, step_format, rollouts, width, max_step_tokens, loss, mlp,
+    threads, seed, max_collect_minutes, ray_address,
+) -> None:  # fmt: skip
+    """Train a process reward head on MODEL's own hidden states (search, record, fit)."""
+    from edgestar.solver import _format_of
+    from edgestar.train.head import HeadTrainConfig, train_head
+
+    cfg = HeadTrainConfig(
+        problems=tuple(problems), holdout=tuple(holdout), n=n, seed=seed,
+        step_format=step_format or _format_of(model) or "plain", rollouts=rollouts,
+        width=width, max_step_tokens=max_step_tokens, loss=loss,
+        hidden=(mlp,) if mlp else (), threads=threads, shard_size=2,
+        max_collect_seconds=None if max_collect_minutes is None else 60 * max_collect_minutes,
+    )  # fmt: skip
+    report = train_head(model, out, cfg, progress=sys.stderr.isatty(), ray_address=ray_address)
+    click.echo(report.to_markdown())
+    click.echo(f"head written to {out / 'head.npz'}", err=True)
 
 
 @main.group()

@@ -15,6 +15,7 @@ Importing edgestar loads no model runtime (no torch, no llama.cpp) until a model
 from .backends.base import Candidate, Policy, Proposal, Reward, StepRequest
 from .bundle import Bundle, read_bundle
 from .formats import FORMATS, StepFormat
+from .head import Head, HeadReward, load_head
 from .profiles import PROFILES, DeviceProfile
 from .search import STRATEGIES
 from .solver import Solver, load
@@ -41,6 +42,8 @@ __all__ = [
     "Candidate",
     "DeviceProfile",
     "EdgestarError",
+    "Head",
+    "HeadReward",
     "InputError",
     "ModelError",
     "Policy",
@@ -56,5 +59,6 @@ __all__ = [
     "StepView",
     "__version__",
     "load",
+    "load_head",
     "read_bundle",
 ]

@@ -1,5 +1,8 @@
 """Deployable bundles: a folder with `bundle.json` plus the policy and PPM model files.
 
+The PPM may be a head on the policy's own hidden state ({"file": "head.npz", "kind": "head"}):
+bundle.json then names the model file and its head, and loading checks that they belong together.
+
 The manifest names every file with its size and SHA-256, the step format, the quant types, the
 device profile it was sized for, the versions that made it and the default search settings.
 `read_bundle` validates all of it before any model is loaded: a missing, truncated or tampered
@@ -22,7 +25,9 @@ from .types import ModelError
 MANIFEST = "bundle.json"
 BUNDLE_FORMAT = "edgestar-bundle"
 BUNDLE_VERSION = 1
-MODEL_KINDS = ("gguf", "onnx")
+MODEL_KINDS = ("gguf", "onnx", "head")
+"""head: a reward head on the policy's hidden state (edgestar.head), an .npz bound to the
+policy GGUF's sha256; only as the ppm entry."""
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,8 @@ def read_bundle(root: str | os.PathLike[str], verify: bool = True) -> Bundle:
         raise ModelError(f"{mpath}: manifest lists no files")
     policy = _entry(m.get("policy"), "policy")
     ppm = _entry(m["ppm"], "ppm") if m.get("ppm") else None
+    if policy.kind == "head":
+        raise ModelError(f"{mpath}: the policy cannot be a head")
     alternates = {
         enc: {role: _entry(e, f"alternates.{enc}.{role}") for role, e in roles.items()}
         for enc, roles in (m.get("alternates") or {}).items()

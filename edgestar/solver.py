@@ -25,6 +25,7 @@ from .backends.base import Policy, Reward
 from .backends.loader import open_policy, open_reward
 from .bundle import Bundle, default_bundle_path, read_bundle
 from .formats import StepFormat, get_format
+from .head import HeadReward, find_head, is_head_path
 from .profiles import PROFILES
 from .search import run_search
 from .types import Budget, InputError, ModelError, SearchConfig, SolveResult, check_question
@@ -153,7 +154,8 @@ def load(
     encoding: str = "gguf",
 ) -> Solver:
     """Load a bundle (default: the one shipped with edgestar) or a bare model file, ready to
-    solve. `model`/`ppm` take a .gguf file or a checkpoint folder; `step_format` is 'rstar' or
+    solve. `model`/`ppm` take a .gguf file or a checkpoint folder (`ppm` also a head file
+    bound to the `model` GGUF, `edgestar train head`); `step_format` is 'rstar' or
     'plain' (default: what the model declares, else 'plain'). A bundle's device profile sets
     threads, context size and GPU layers unless they are given here."""
     if threads is not None and (not isinstance(threads, int) or threads < 1):
@@ -166,9 +168,11 @@ def load(
         fmt = step_format or _format_of(mpath) or "plain"
         get_format(fmt)
         ctx = n_ctx or 4096
+        if ppm is None and mpath.suffix == ".gguf" and mpath.is_file():
+            ppm = find_head(mpath, _head_dirs())  # a shipped head made for this very file
         policy = open_policy(mpath, dev, threads, ctx)
         try:
-            reward = open_reward(Path(ppm), dev, threads, ctx) if ppm is not None else None
+            reward = _open_ppm(ppm, policy, mpath, dev, threads, ctx)
         except BaseException:
             policy.close()
             raise
@@ -183,6 +187,32 @@ def load(
         bundle = found
     b = read_bundle(bundle)
     return _load_bundle(b, dev, threads, n_ctx, step_format, encoding)
+
+
+def _head_dirs() -> list[Path]:
+    """Where shipped heads live: models/heads in a checkout, edgestar/models/heads installed."""
+    here = Path(__file__).resolve().parent
+    return [here / "models" / "heads", here.parent / "models" / "heads"]
+
+
+def _open_ppm(
+    ppm: str | os.PathLike[str] | None,
+    policy: Policy,
+    model: Path,
+    dev: str,
+    threads: int | None,
+    n_ctx: int,
+    ngl: int = -1,
+) -> Reward | None:
+    """The reward for `policy`: a PPM model, or a head on the policy's own hidden state (an
+    .npz head file, or a folder holding head.npz), which must be bound to this model file."""
+    if ppm is None:
+        return None
+    if is_head_path(ppm):
+        if not (model.is_file() and model.suffix == ".gguf"):
+            raise ModelError(f"{ppm}: a head is bound to a GGUF model file, not {model}")
+        return HeadReward(policy, ppm, model_path=model)
+    return open_reward(Path(ppm), dev, threads, n_ctx, ngl)
 
 
 def _load_bundle(
@@ -206,7 +236,8 @@ def _load_bundle(
     ngl = rt.get("gpu_layers", prof.gpu_layers if prof else -1)
     policy = open_policy(b.path(pol_e), dev, threads, n_ctx, ngl)
     try:
-        reward = open_reward(b.path(ppm_e), dev, threads, n_ctx, ngl) if ppm_e else None
+        ppm_path = b.path(ppm_e) if ppm_e else None
+        reward = _open_ppm(ppm_path, policy, b.path(pol_e), dev, threads, n_ctx, ngl)
     except BaseException:
         policy.close()
         raise

@@ -41,6 +41,9 @@ class Node:
     expanded: bool = False
     solved: bool = False
     """Nothing left to explore below: terminal, or expanded with every child solved."""
+    hidden: Any = field(default=None, repr=False, compare=False)
+    """The policy's hidden state for this step (`Candidate.hidden`), when recorded: what a
+    reward head scores and `edgestar train head` learns from. Not in `to_dict`."""
 
     @property
     def terminal(self) -> bool:

@@ -142,9 +142,13 @@ def _process_shard(
 ) -> list[dict[str, Any]]:
     from edgestar.backends.loader import open_policy, open_reward
     from edgestar.executor import Executor
+    from edgestar.head import HeadReward, is_head_path
 
     policy = open_policy(Path(policy_path), "cpu", cfg.threads, cfg.n_ctx)
-    reward = open_reward(Path(ppm_path), "cpu", cfg.threads, cfg.n_ctx) if ppm_path else None
+    if ppm_path and is_head_path(ppm_path):  # a head on the policy's own hidden state
+        reward: Any = HeadReward(policy, ppm_path, model_path=policy_path)
+    else:
+        reward = open_reward(Path(ppm_path), "cpu", cfg.threads, cfg.n_ctx) if ppm_path else None
     try:
         with Executor() as runner:
             return [search_problem(p, policy, reward, runner, cfg) for p in problems]

@@ -13,7 +13,8 @@ Owns:
   an idempotent `close()`. `_Context` always has a unified KV cache (`kv_unified=True`: one pool
   of n_ctx cells shared by all sequences, so `seq_cp` of a prefix is free), counts the time spent
   inside `llama_decode` and the rows it decoded, and hands out the logits of a decode as one
-  [rows, vocab] view. `_Batch` rows may belong to several sequences at once (one cell shared by
+  [rows, vocab] view (and, with `set_hidden`, the final hidden states of those rows).
+  `_Batch` rows may belong to several sequences at once (one cell shared by
   sequences with identical history).
 
 Prompts are tokenized like `torch_backend.encode_prefix` does: special tokens written in the
@@ -371,6 +372,7 @@ class _Context:
         """Wall time spent inside llama_decode (the rest of a search is Python overhead)."""
         self.decode_calls = 0
         self.rows_decoded = 0
+        self.hidden_on = False
 
     def try_decode(self, batch: _Batch) -> int:
         """llama_decode; returns its code (0 ok, 1 no KV slot; the state is unchanged then)."""
@@ -401,6 +403,37 @@ class _Context:
         if not ptr:
             raise ModelError("llama.cpp returned no logits")
         return np.ctypeslib.as_array(ptr, shape=(n, self.n_vocab))
+
+    def set_hidden(self, on: bool) -> None:
+        """Whether the next decodes also output the final hidden state (after the last norm)
+        beside the logits (llama.cpp PR #14208: embeddings on a generative model, pooling
+        NONE). Logits are unchanged (measured: identical), but while it is on llama.cpp outputs
+        EVERY row of a batch (logits and states), so callers turn it on only for decodes whose
+        rows all want output, and off again for prompt chunks."""
+        on = bool(on)
+        if on == self.hidden_on:
+            return
+        if on:
+            pooling = int(self.L.llama_pooling_type(self.ptr))
+            if pooling != self.L.LLAMA_POOLING_TYPE_NONE:
+                raise ModelError(f"this context pools its embeddings (type {pooling})")
+        self.L.llama_set_embeddings(self.ptr, on)
+        self.hidden_on = on
+
+    def hidden_rows(self, n: int, n_embd: int) -> np.ndarray:
+        """[n, n_embd] hidden states of the n rows that asked for output in the last decode, in
+        batch order: a VIEW into llama.cpp's buffer, valid until the next decode."""
+        ptr = self.L.llama_get_embeddings(self.ptr)
+        if not ptr:
+            raise ModelError("llama.cpp returned no hidden states (set_hidden first)")
+        return np.ctypeslib.as_array(ptr, shape=(n, n_embd))
+
+    def hidden(self, i: int, n_embd: int) -> np.ndarray:
+        """A copy of the hidden state of batch row i (which asked for output)."""
+        ptr = self.L.llama_get_embeddings_ith(self.ptr, i)
+        if not ptr:
+            raise ModelError(f"llama.cpp returned no hidden state for batch row {i}")
+        return np.ctypeslib.as_array(ptr, shape=(n_embd,)).copy()
 
     def seq_embedding(self, seq: int, n_embd: int) -> np.ndarray:
         ptr = self.L.llama_get_embeddings_seq(self.ptr, seq)

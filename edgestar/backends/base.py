@@ -12,8 +12,10 @@ Sampling is driven by an explicit integer seed per request, so a seeded search i
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
+
+import numpy as np
 
 from ..types import InputError
 
@@ -51,6 +53,12 @@ class Candidate:
     finish: str
     stop: str | None = None
     logprob: float = 0.0
+    hidden: np.ndarray | None = field(default=None, compare=False, repr=False)
+    """The policy's final hidden state (after the last norm; HF `hidden_states[-1]`) at the
+    position that sampled the step's last token, when the backend records it
+    (`HiddenStates.enable_hidden`): the input of a process reward head. For a step ended by
+    the end token, the position that sampled its last text token. So it equals
+    `HiddenStates.hidden_states([prefix + text])` up to float rounding and re-tokenization."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +86,20 @@ class Policy(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class HiddenStates(Protocol):
+    """A policy that can give its own final hidden states (for a reward head on them)."""
+
+    def enable_hidden(self) -> None:
+        """Record `Candidate.hidden` for every candidate from now on (no extra decode)."""
+        ...
+
+    def hidden_states(self, prefixes: Sequence[str]) -> np.ndarray:
+        """[len(prefixes), n_embd]: for each prefix, the hidden state at the position that
+        predicts its last token (tokens[-2]; tokens[-1] for a one-token prefix)."""
+        ...
 
 
 @runtime_checkable

@@ -44,6 +44,15 @@ bookkeeping in `kvtree`):
 - `prefix_cache=False` drops everything between calls and after each candidate (every prefix from
   scratch: the reference the tests compare against); `batch_candidates=False` decodes one
   candidate at a time (the tree-shared cache without batching; a benchmark variant).
+- Hidden states for a reward head on the policy itself (`enable_hidden`, edgestar.head): the
+  final hidden state (after the last norm, = HF `hidden_states[-1]`) of the row that sampled a
+  candidate's last token becomes `Candidate.hidden`. llama.cpp returns it beside the logits from
+  the same decode (embeddings on a generative context, pooling NONE; logits unchanged), but
+  while it is on every row of a batch is output, so it is switched on only for decodes whose
+  rows all sample (pure generation steps) and off for prompt chunks; a candidate sampled in a
+  decode that also carried a prompt chunk (its first token) has no state for that token, and a
+  one-token step then has `hidden=None` (the head scores it through `hidden_states`, one cached
+  decode). `hidden_states(prefixes)` gives the same tensor for any text.
 - `LlamaCppReward`: embeddings with LAST pooling (the last token's hidden state after the final
   norm), value head from GGUF metadata written by `edgestar.quantize.gguf_export` (all strings:
   llama.cpp's metadata API skips arrays; the weight is base64 of little-endian float32):
@@ -123,6 +132,10 @@ class _Cand:
     n_tokens: int = 0
     logprob: float = 0.0
     done: Candidate | None = None
+    h: np.ndarray | None = None
+    """Hidden state of the row that sampled the latest token (hidden recording on)."""
+    h_prev: np.ndarray | None = None
+    """... and of the row before it (an 'eos' candidate's step ends at its last text token)."""
 
 
 @dataclass(eq=False)
@@ -235,6 +248,7 @@ class LlamaCppPolicy:
         """Benchmark support: tokens to force (a `recorded` dict from another run), so that a
         variant builds exactly the same tree; `replay_stats` = [sampled == forced, forced]."""
         self.replay_stats = [0, 0]
+        self._want_hidden = False
 
     # -- Policy protocol ------------------------------------------------------------------
 
@@ -309,6 +323,44 @@ class LlamaCppPolicy:
     def reset_stats(self) -> None:
         self.stats = PolicyStats()
 
+    # -- hidden states (a reward head on the policy's own state) ---------------------------
+
+    def enable_hidden(self) -> None:
+        """Record each candidate's final hidden state (`Candidate.hidden`) from the decodes
+        that sample it: llama.cpp outputs embeddings beside the logits, no extra pass."""
+        with self._rt.lock:
+            _, ctx, _ = self._rt.parts()
+            ctx.set_hidden(True)  # checks that this context can (pooling NONE)
+            ctx.set_hidden(False)
+            self._want_hidden = True
+
+    @property
+    def hidden_on(self) -> bool:
+        return self._want_hidden
+
+    @property
+    def n_embd(self) -> int:
+        model, _, _ = self._rt.parts()
+        return model.n_embd
+
+    def hidden_states(self, prefixes: Sequence[str]) -> np.ndarray:
+        """[len(prefixes), n_embd] hidden states at each prefix's second-to-last token (the
+        position that predicts its last one; see `HiddenStates`), from the cached prefix."""
+        self.enable_hidden()
+        with self._rt.lock:
+            model, ctx, batch = self._rt.parts()
+            out = np.zeros((len(prefixes), model.n_embd), dtype=np.float32)
+            for i, p in enumerate(prefixes):
+                toks = model.tokenize(p)
+                toks = toks[:-1] if len(toks) > 1 else toks
+                self._check_prompt(toks, ctx)
+                try:
+                    out[i] = self._eval(ctx, batch, toks, False, hidden=True)
+                except BaseException:
+                    self._reset()
+                    raise
+            return out
+
     def clear_cache(self) -> None:
         """Drop every cached prefix."""
         with self._rt.lock:
@@ -356,10 +408,16 @@ class LlamaCppPolicy:
         return got, n
 
     def _eval(
-        self, ctx: _Context, batch: _Batch, tokens: list[int], all_positions: bool
+        self,
+        ctx: _Context,
+        batch: _Batch,
+        tokens: list[int],
+        all_positions: bool,
+        hidden: bool = False,
     ) -> np.ndarray:
         """Decode `tokens` on one sequence (from its longest cached prefix, or from scratch for
-        all positions); the logits after the last token, or after each."""
+        all positions); the logits after the last token, or after each (`hidden`: the hidden
+        state at the last token instead)."""
         t = self._tree
         if all_positions:
             seq = t.alloc()
@@ -372,7 +430,11 @@ class LlamaCppPolicy:
         rows: list[np.ndarray] = []
         try:
             while n < len(tokens):
-                chunk = tokens[n : n + batch.capacity]
+                end = min(n + batch.capacity, len(tokens))
+                if hidden and end == len(tokens) and end - n > 1:
+                    end -= 1  # the last token alone: hidden output makes every row output
+                chunk = tokens[n:end]
+                ctx.set_hidden(hidden and end == len(tokens))
                 if not t.make_room(len(chunk)):
                     raise ModelError(f"KV cache too small ({ctx.n_ctx} cells)")
                 batch.clear()
@@ -389,6 +451,8 @@ class LlamaCppPolicy:
                 n += len(chunk)
             if all_positions:
                 return np.concatenate(rows)
+            if hidden:
+                return ctx.hidden(batch.n - 1, self._rt.model.n_embd)  # type: ignore[union-attr]
             return ctx.logits(batch.n - 1)
         finally:
             if seq in t.info:
@@ -457,6 +521,8 @@ class LlamaCppPolicy:
                 plan.append((g, n))
                 space -= n
             need = batch.capacity - space
+            # hidden states come with every row once on: only when every row samples
+            ctx.set_hidden(self._want_hidden and all(n == 1 == g.pending for g, n in plan))
             if not t.make_room(need):
                 self._pause_last(active, waiting)
                 continue
@@ -571,6 +637,7 @@ class LlamaCppPolicy:
         self, model: _Model, ctx: _Context, reqs: Sequence[StepRequest], groups: list[_Group]
     ) -> list[_Group]:
         logits = ctx.logits_rows(len(groups))
+        hid = ctx.hidden_rows(len(groups), model.n_embd) if ctx.hidden_on else None
         draws: list[list[tuple[int, float]]] = [[] for _ in groups]
         by_params: dict[tuple[float, float], list[int]] = {}
         for i, g in enumerate(groups):
@@ -584,9 +651,11 @@ class LlamaCppPolicy:
         if self.script is not None or self.recorded is not None:
             draws = self._replay(reqs, groups, draws, logits)
         out: list[_Group] = []
-        for g, ds in zip(groups, draws, strict=True):
+        for gi, (g, ds) in enumerate(zip(groups, draws, strict=True)):
             split: dict[int, list[_Cand]] = {}
+            row = hid[gi].copy() if hid is not None else None
             for c, (tok, lp) in zip(g.members, ds, strict=True):
+                c.h_prev, c.h = c.h, row
                 c.n_tokens += 1
                 c.logprob += lp
                 if model.is_eog(tok):
@@ -595,7 +664,7 @@ class LlamaCppPolicy:
                 c.data += model.piece(tok)
                 hit = self._stop(c)
                 if hit is not None:
-                    self._finish(c, Candidate(hit[0], c.n_tokens, "stop", hit[1], c.logprob))
+                    self._finish(c, Candidate(hit[0], c.n_tokens, "stop", hit[1], c.logprob, c.h))
                 elif c.n_tokens >= c.max_new:
                     self._finish(c, self._cand(c, "length"))
                 else:
@@ -634,8 +703,10 @@ class LlamaCppPolicy:
 
     @staticmethod
     def _cand(c: _Cand, finish: str) -> Candidate:
+        # 'eos': the end token is not in the text, so the step's last token is the one before
+        h = c.h_prev if finish == "eos" else c.h
         return Candidate(
-            c.data.decode("utf-8", errors="replace"), c.n_tokens, finish, None, c.logprob
+            c.data.decode("utf-8", errors="replace"), c.n_tokens, finish, None, c.logprob, h
         )
 
     @staticmethod

@@ -13,6 +13,8 @@ Owns:
   value-head file's reader and writer (`save_value_head`, `load_value_head`). Training
   (train/) and inference (`TorchReward`) run this same module, so they compute the same score.
 - `encode_prefix`: how a text prefix becomes token ids (shared by policy and reward).
+- `TorchPolicy.hidden_states`: `hidden_states[-1]` for a reward head on the policy's own state
+  (edgestar.head), the same tensor llama.cpp records while generating.
 
 This is the only module under edgestar/ that imports torch; nothing imports it at package import
 time (load it lazily). It is the reference the llama.cpp and ONNX backends are checked against,
@@ -255,6 +257,32 @@ class TorchPolicy:
     def close(self) -> None:
         with self._lock:
             self.model = None
+
+    # -- hidden states (HiddenStates protocol: a reward head on this policy's own state)
+
+    def enable_hidden(self) -> None:
+        """Nothing to switch on: candidates carry no state here, so a head scores each step
+        through `hidden_states` (one prefix pass each; the llama.cpp backend records them)."""
+
+    @property
+    def n_embd(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    def hidden_states(self, prefixes: Sequence[str]) -> np.ndarray:
+        """[len(prefixes), hidden] `hidden_states[-1]` (after the final norm) at each prefix's
+        second-to-last token: the position that predicts its last one (as llama.cpp's)."""
+        with self._lock, torch.inference_mode():
+            if self.model is None:
+                raise ModelError(f"{self.name}: policy is closed")
+            out = np.zeros((len(prefixes), self.n_embd), dtype=np.float32)
+            for i, p in enumerate(prefixes):
+                ids = self.encode(p)
+                ids = ids[:-1] if len(ids) > 1 else ids
+                o = self.model(
+                    input_ids=torch.tensor([ids], device=self.device), output_hidden_states=True
+                )
+                out[i] = o.hidden_states[-1][0, -1].float().cpu().numpy()
+            return out
 
     # -- internals
 

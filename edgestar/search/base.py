@@ -130,6 +130,7 @@ class SearchContext:
                 child = self._make_child(
                     node, cand.text, cand.finish, cand.stop, cand.n_tokens, cand.logprob
                 )
+                child.hidden = cand.hidden
                 tr.nodes += 1
                 kids.append(child)
                 if child.kind not in ("invalid", "error"):
@@ -202,10 +203,19 @@ class SearchContext:
     def _score(self, nodes: list[Node]) -> None:
         if self.reward is None or not nodes:
             return
-        scores = self.reward.score([self.tree.prefix(n) for n in nodes])
+        # A head on the policy's hidden state scores recorded states for free; the rest (and
+        # every node, for a PPM) are scored from their prefix text.
+        by_state = getattr(self.reward, "score_hidden", None)
+        known = [n for n in nodes if by_state is not None and n.hidden is not None]
+        rest = [n for n in nodes if by_state is None or n.hidden is None]
+        if known:
+            for n, s in zip(known, by_state(np.stack([n.hidden for n in known])), strict=True):
+                n.prior = float(s)
+        if rest:
+            scores = self.reward.score([self.tree.prefix(n) for n in rest])
+            for n, s in zip(rest, scores, strict=True):
+                n.prior = float(s)
         self.counters.reward_calls += 1
-        for n, s in zip(nodes, scores, strict=True):
-            n.prior = float(s)
 
     def _value_terminal(self, node: Node) -> None:
         if node.kind != "answer":

@@ -1,9 +1,9 @@
 """Step-level beam search: keep the `beam_width` best partial solutions after every step.
 
 Each live beam proposes `width` candidate steps (all beams decoded in one batch); children are
-ranked by the process reward model's score of their prefix, or, without one, by the policy's
-mean log-probability per token. Finished beams are collected; the search ends when no beam is
-live or `beam_width` beams have finished. Each finished beam is one rollout.
+ranked by the process reward model's (or reward head's) score of their prefix, or, without one,
+by the policy's mean log-probability per token. Finished beams are collected; the search ends
+when no beam is live or `beam_width` beams have finished. Each finished beam is one rollout.
 """
 
 from __future__ import annotations

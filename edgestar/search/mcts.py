@@ -6,8 +6,9 @@ One rollout:
    the order they were proposed. Children whose subtree is fully explored are skipped.
 2. Expansion: a leaf that is not terminal gets `width` candidate steps from the policy; their
    code runs (a step whose code fails is a terminal 'error' child with value -1). With a process
-   preference model each new child is scored, and the score is its initial Q with N = 1
-   (rStar's PPM-augmented rounds and test time).
+   preference model, or a head on the policy's own hidden state (edgestar.head: scored from the
+   state recorded while the step was sampled), each new child is scored, and the score is its
+   initial Q with N = 1 (rStar's PPM-augmented rounds and test time).
 3. The rollout continues from the new children by the same rule, expanding each leaf it meets,
    until it reaches a terminal step (answer, error, invalid, depth cap 16).
 4. Backup: the terminal's value is added to every node on the path (N += 1, W += v):

@@ -1,0 +1,78 @@
+"""Which head to fit: linear or MLP, rStar's pairwise loss, regression to Q, or both, measured on
+the held-out problems of a `edgestar train head` run folder (its collected states; no search).
+
+    python benchmarks/head/compare_fits.py RUN_DIR [--mlp 64] [--seeds 3]
+
+Prints, per variant, the held-out pairwise accuracy and AUROC of final-answer correctness over
+all held-out problems and over the sources never trained on, as mean over fit seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+
+from edgestar.train.head import (
+    HeadTrainConfig,
+    collect_states,
+    evaluate_head,
+    fit_head,
+    training_rows,
+)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("run")
+    ap.add_argument("--mlp", type=int, default=64)
+    ap.add_argument("--seeds", type=int, default=3)
+    a = ap.parse_args()
+    run = Path(a.run)
+    rep = json.loads((run / "report.json").read_text())
+    cfg = HeadTrainConfig(**{k: tuple(v) if isinstance(v, list) else v
+                             for k, v in rep["config"].items()})  # fmt: skip
+    states, recs, _ = collect_states(_model_of(run), run, dataclasses.replace(
+        cfg, max_collect_seconds=0.0))  # fmt: skip
+    ok = training_rows(recs, cfg)
+    tr = [i for i, t in enumerate(ok) if t]
+    te = [i for i, t in enumerate(ok) if not t]
+    rows = []
+    for hidden in ((), (a.mlp,)):
+        for loss in ("pairwise", "regression", "both"):
+            figs = []
+            for seed in range(a.seeds):
+                c = dataclasses.replace(cfg, hidden=hidden, loss=loss, seed=seed)
+                head = fit_head(states[tr], [recs[i] for i in tr], c, "0" * 64, "x")
+                per, overall = evaluate_head(head, states[te], [recs[i] for i in te])
+                unseen = [s for s in per if s.unseen]
+                figs.append((overall.pairwise_accuracy, overall.auroc,
+                             unseen[0].pairwise_accuracy if unseen else None,
+                             unseen[0].auroc if unseen else None))  # fmt: skip
+            mean = [_mean([f[k] for f in figs]) for k in range(4)]
+            rows.append((f"{'linear' if not hidden else f'mlp{hidden[0]}'}", loss, *mean))
+    print(f"{len(tr)} training rows, {len(te)} held-out rows ({a.seeds} fit seeds each)\n")
+    print("| head | loss | pairwise acc | AUROC | unseen pairwise acc | unseen AUROC |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print("| " + " | ".join(r[:2]) + " | " + " | ".join(_f(x) for x in r[2:]) + " |")
+
+
+def _model_of(run: Path) -> str:
+    return str(json.loads((run / "config.json").read_text())["model_path"])
+
+
+def _mean(xs: list) -> float | None:
+    xs = [x for x in xs if x is not None]
+    return float(np.mean(xs)) if xs else None
+
+
+def _f(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""`edgestar train head` end to end on the shipped tiny policy (real steps, real answers): search
+with known answers, record states, fit, report, resume; plus the pure parts (pairs, AUROC)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("llama_cpp")
+
+from click.testing import CliRunner  # noqa: E402
+
+import edgestar  # noqa: E402
+from edgestar.cli import main  # noqa: E402
+from edgestar.head import HeadReward, file_sha256, load_head  # noqa: E402
+from edgestar.train.head import (  # noqa: E402
+    HeadTrainConfig,
+    auroc,
+    collect_states,
+    sibling_pairs,
+    train_head,
+    training_rows,
+)
+from edgestar.types import InputError  # noqa: E402
+
+pytestmark = [pytest.mark.llama, pytest.mark.torch]
+
+TINY = Path(__file__).resolve().parent.parent / "models" / "edgestar-tiny" / "policy.q4_k_m.gguf"
+CFG = HeadTrainConfig(
+    problems=("synthetic:fraction_arithmetic,remainders,word_rates",),
+    holdout=("synthetic:gcd_lcm",),
+    n=8, step_format="rstar", rollouts=4, width=2, max_step_tokens=64, max_depth=8,
+    shard_size=4, heldout_share=0.25,
+)  # fmt: skip
+
+
+def test_auroc_and_pairs() -> None:
+    assert auroc([0.9, 0.8, 0.1, 0.2], [True, True, False, False]) == 1.0
+    assert auroc([0.1, 0.2, 0.9], [True, True, False]) == 0.0
+    assert auroc([0.5, 0.5], [True, False]) == 0.5
+    assert auroc([0.5, 0.6], [True, True]) is None
+    recs = [
+        {"problem": "p", "parent": 0, "Q": 0.8, "good": 2, "bad": 0},
+        {"problem": "p", "parent": 0, "Q": -1.0, "good": 0, "bad": 1},
+        {"problem": "p", "parent": 0, "Q": 0.2, "good": 0, "bad": 0},  # never finished
+        {"problem": "p", "parent": 0, "Q": 0.6, "good": 0, "bad": 2},  # margin 0.2 < 0.5
+        {"problem": "q", "parent": 0, "Q": -1.0, "good": 0, "bad": 1},  # another problem
+    ]
+    assert sibling_pairs(recs) == [(0, 1)]
+
+
+def test_train_head_end_to_end(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    report = train_head(TINY, out, CFG)
+    head = load_head(out / "head.npz")
+    assert head.model_sha256 == file_sha256(TINY) and head.kind == "linear"
+    rep = json.loads((out / "report.json").read_text())
+    srcs = {s["source"]: s for s in rep["per_source"]}
+    assert srcs["synthetic:gcd_lcm"]["unseen"] and not srcs[CFG.problems[0]]["unseen"]
+    assert rep["train_nodes"] > 20 and report.overall.heldout_problems >= 6
+    assert "| source |" in (out / "report.md").read_text()
+    # the head learned its training signal: its scores rank the training nodes' Q
+    states, recs, spent = collect_states(TINY, out, CFG)  # resumed: nothing searched again
+    assert spent < 1.0 and len(recs) == len(states)
+    ok = training_rows(recs, CFG)
+    train = [i for i, r in enumerate(recs) if ok[i] and r["N"] > 0 and r["kind"] != "error"]
+    s = head.score(states[train])
+    q = np.array([recs[i]["Q"] for i in train])
+    assert np.corrcoef(s, q)[0, 1] > 0.3
+    # the head works as the solver's reward, bound to this model
+    with edgestar.load(model=TINY, ppm=out, threads=1, device="cpu") as solver:
+        assert isinstance(solver.reward, HeadReward)
+        r = solver.solve("What is 12 + 30?", strategy="beam", budget=edgestar.Budget(rollouts=2))
+        assert r.stats.reward_calls > 0
+    # other collection settings in the same folder are refused, not mixed
+    with pytest.raises(InputError, match="other settings"):
+        collect_states(TINY, out, HeadTrainConfig(**{**CFG.__dict__, "width": 3}))
+
+
+def test_train_head_cli(tmp_path: Path) -> None:
+    run = CliRunner()
+    res = run.invoke(
+        main,
+        ["train", "head", "--model", str(TINY), "--problems", "synthetic:integer_arithmetic",
+         "--holdout", "synthetic:gcd_lcm", "-n", "3", "--rollouts", "2", "--width", "2",
+         "--max-step-tokens", "64", "--mlp", "8", "--loss", "pairwise",
+         "--out", str(tmp_path / "h")],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output + res.stderr
+    assert "| source |" in res.stdout and load_head(tmp_path / "h").kind == "mlp2"
+    bad = run.invoke(main, ["train", "head", "--model", str(tmp_path / "x.txt"), "--problems",
+                            "synthetic", "--out", str(tmp_path / "o")])  # fmt: skip
+    assert bad.exit_code != 0 and len(bad.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in bad.output + bad.stderr
+
+
+def test_ray_collects_the_same_states(tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    cfg = HeadTrainConfig(**{**CFG.__dict__, "n": 2, "holdout": (), "shard_size": 1})
+    h1, r1, _ = collect_states(TINY, tmp_path / "one", cfg)
+    h2, r2, _ = collect_states(TINY, tmp_path / "ray", cfg, ray_address="local")
+    assert [(r["problem"], r["kind"], r["N"], r["Q"]) for r in r1] == [
+        (r["problem"], r["kind"], r["N"], r["Q"]) for r in r2
+    ]
+    assert h1.shape == h2.shape
+
+
+def test_rollouts_take_a_head_as_their_ppm(tmp_path: Path) -> None:
+    """PPM-augmented rollouts (train/rollouts.py) accept a head bound to the policy."""
+    from edgestar.head import Head, save_head
+    from edgestar.train.problems import load_source
+    from edgestar.train.rollouts import RolloutConfig, read_trees, run_rollouts
+
+    rng = np.random.default_rng(0)
+    head = Head((rng.normal(0, 0.1, (256, 1)),), (np.zeros(1),), np.zeros(256), np.ones(256),
+                model_sha256=file_sha256(TINY))  # fmt: skip
+    path = save_head(head, tmp_path / "h.npz")
+    probs = load_source("synthetic:remainders", 2, 0)
+    cfg = RolloutConfig(width=2, rollouts=2, escalate_rollouts=0, max_step_tokens=64,
+                        use_ppm=True)  # fmt: skip
+    run_rollouts(probs, TINY, tmp_path / "r", cfg, ppm_path=path)
+    nodes = [n for r in read_trees(tmp_path / "r") for n in r["tree"]["nodes"][1:]]
+    assert any(n["prior"] is not None for n in nodes)

@@ -1,0 +1,505 @@
+"""`edgestar train head`: train a process reward head on a GGUF model's own hidden states.
+
+Three stages, each resumable, all on the CPU:
+
+1. Collect (`collect_states`): the model's own search (`edgestar.search.run_search`, MCTS by
+   default) on problems with known answers, terminal-guided (rStar's first rounds: a terminal is
+   +1 when its answer is `equivalent` to the gold one, else -1, backed up to Q). Every node's
+   hidden state is the one the llama.cpp backend recorded while sampling its last token
+   (`Candidate.hidden`: no second pass); only steps the runtime writes itself (rstar's answer
+   after the final code's output) cost one cached decode (`hidden_states`). Per node: the state,
+   N, Q, kind, and how many correct / wrong terminals lie below it. Problems are cut into shards
+   written atomically as `states-NNNNN.npz`; a killed run resumes by skipping existing shards;
+   with a Ray address the shards fan out as Ray tasks, like the rollouts.
+2. Fit (`fit_head`): a linear head or a small MLP on standardized states, with rStar's pairwise
+   loss on sibling pairs (chosen: the 2 highest-Q children that reach a correct answer; rejected:
+   the 2 lowest-Q children that reach only wrong ones; Q margin >= 0.5, as train/datasets.py's
+   `ppm_pairs`), and/or regression of tanh(output) to Q on every visited step and to +-1 on
+   every answer step, visited or not (`loss`).
+3. Report (`evaluate_head`): on problems never trained on (a seeded share of each training
+   source, plus whole `holdout` sources: generator families never seen), per source: pairwise
+   accuracy (share of held-out sibling pairs ordered right) and the AUROC of final-answer
+   correctness (the head's score of each answer step vs whether it is right).
+
+Output folder: problems.jsonl, config.json, states-*.npz, head.npz (bound to the model file's
+sha256), report.json, report.md. torch is used for fitting only (train/ may); using the head
+needs numpy alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgestar.checkpoint import atomic_write_text
+from edgestar.head import Head, file_sha256, save_head
+from edgestar.types import InputError, ModelError
+
+from ._head_report import HeadReport, SourceFigures, auroc
+from .problems import load_source
+from .schema import ProblemRecord
+
+__all__ = [
+    "HeadReport",
+    "HeadTrainConfig",
+    "SourceFigures",
+    "auroc",
+    "collect_states",
+    "evaluate_head",
+    "fit_head",
+    "sibling_pairs",
+    "train_head",
+    "training_rows",
+]
+
+LOSSES = ("pairwise", "regression", "both")
+
+
+@dataclass(frozen=True)
+class HeadTrainConfig:
+    problems: tuple[str, ...]
+    """Training problem sources (train/problems.py specs): synthetic[:skills],
+    reasoning-gym:NAME, a .jsonl file."""
+    holdout: tuple[str, ...] = ()
+    """Sources used only for evaluation (a generator family the head never sees)."""
+    n: int = 48
+    """Problems per source."""
+    seed: int = 0
+    step_format: str = "plain"
+    strategy: str = "mcts"
+    width: int = 4
+    rollouts: int = 8
+    max_step_tokens: int = 256
+    max_depth: int = 12
+    temperature: float = 0.8
+    threads: int = 1
+    n_ctx: int = 4096
+    shard_size: int = 8
+    heldout_share: float = 0.25
+    loss: str = "both"
+    hidden: tuple[int, ...] = ()
+    """MLP hidden widths; () = a linear head."""
+    epochs: int = 300
+    max_collect_seconds: float | None = None
+    """Stop starting new shards after this long; fit on the shards done (resume adds more)."""
+    lr: float = 1e-2
+    weight_decay: float = 1e-2
+
+    def __post_init__(self) -> None:
+        if not self.problems:
+            raise InputError("train head: give at least one --problems source")
+        for name in ("n", "width", "rollouts", "max_step_tokens", "max_depth", "threads"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise InputError(f"train head: {name} must be a positive whole number, got {v!r}")
+        if self.shard_size < 1 or self.epochs < 1:
+            raise InputError("train head: shard_size and epochs must be >= 1")
+        if not 0 < self.heldout_share < 1:
+            raise InputError("train head: heldout_share must be in (0, 1)")
+        if self.loss not in LOSSES:
+            raise InputError(f"train head: loss must be one of {', '.join(LOSSES)}")
+        if any(h < 1 for h in self.hidden):
+            raise InputError("train head: MLP widths must be >= 1")
+
+
+# ------------------------------------------------------------------------------ stage 1
+
+
+def _problems(cfg: HeadTrainConfig) -> list[tuple[ProblemRecord, bool]]:
+    """(problem, is_holdout_source) for every source, ids made unique per source."""
+    out: list[tuple[ProblemRecord, bool]] = []
+    seen: set[str] = set()
+    for specs, hold in ((cfg.problems, False), (cfg.holdout, True)):
+        for spec in specs:
+            for p in load_source(spec, cfg.n, cfg.seed):
+                src = spec  # the spec names the generator family (synthetic:skills, rg:NAME)
+                pid = f"{spec}/{p.id}"
+                if pid in seen:
+                    continue
+                seen.add(pid)
+                out.append((ProblemRecord(**{**p.to_dict(), "id": pid, "source": src}), hold))
+    if not out:
+        raise InputError("train head: the problem sources gave no problems")
+    # round-robin over sources, so that a collection cut short still covers each of them
+    by_src: dict[str, list[tuple[ProblemRecord, bool]]] = {}
+    for item in out:
+        by_src.setdefault(item[0].source, []).append(item)
+    queues = list(by_src.values())
+    return [q[i] for i in range(max(map(len, queues))) for q in queues if i < len(q)]
+
+
+def _node_records(tree: Any) -> list[dict[str, Any]]:
+    """Per node (root excluded): parent, kind, N, Q, correct, and the correct / wrong terminals
+    below it (a failed or invalid step counts as wrong)."""
+    good = [0] * len(tree.nodes)
+    bad = [0] * len(tree.nodes)
+    for n in reversed(tree.nodes):  # children have larger ids than their parents
+        if n.terminal:
+            if n.correct:
+                good[n.id] += 1
+            else:
+                bad[n.id] += 1
+        if n.parent is not None:
+            good[n.parent] += good[n.id]
+            bad[n.parent] += bad[n.id]
+    return [
+        {"id": n.id, "parent": n.parent, "kind": n.kind, "N": n.N, "Q": round(n.Q, 6),
+         "correct": n.correct, "good": good[n.id], "bad": bad[n.id]}
+        for n in tree.nodes[1:]
+    ]  # fmt: skip
+
+
+def _collect_shard(
+    model: Path, items: list[tuple[ProblemRecord, bool]], cfg: HeadTrainConfig
+) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    from edgestar.backends.llamacpp import LlamaCppPolicy
+    from edgestar.executor import Executor
+    from edgestar.formats import get_format
+    from edgestar.search import run_search
+    from edgestar.types import Budget, SearchConfig
+
+    from .rollouts import problem_seed
+
+    fmt = get_format(cfg.step_format)
+    scfg = SearchConfig(
+        width=cfg.width, temperature=cfg.temperature, max_step_tokens=cfg.max_step_tokens,
+        max_depth=cfg.max_depth,
+    )  # fmt: skip
+    states: list[np.ndarray] = []
+    recs: list[dict[str, Any]] = []
+    pol = LlamaCppPolicy(model, n_ctx=cfg.n_ctx, n_threads=cfg.threads)
+    try:
+        pol.enable_hidden()
+        with Executor() as runner:
+            for p, hold in items:
+                _, tree = run_search(
+                    p.question, policy=pol, fmt=fmt, strategy=cfg.strategy,
+                    budget=Budget(rollouts=cfg.rollouts), config=scfg, runner=runner,
+                    seed=problem_seed(cfg.seed, p.id), gold=p.answer, keep_tree=False,
+                )  # fmt: skip
+                nodes = tree.nodes[1:]
+                missing = [n for n in nodes if n.hidden is None and n.N > 0]
+                if missing:  # runtime-written steps: one cached decode each
+                    for n, h in zip(missing, pol.hidden_states([tree.prefix(n) for n in missing]),
+                                    strict=True):  # fmt: skip
+                        n.hidden = h
+                for n, r in zip(nodes, _node_records(tree), strict=True):
+                    if n.hidden is None:
+                        continue  # never visited and never recorded (a capped candidate)
+                    states.append(np.asarray(n.hidden, dtype=np.float32))
+                    recs.append({**r, "problem": p.id, "source": p.source, "holdout": hold})
+    finally:
+        pol.close()
+    d = pol_n_embd(model) if not states else states[0].shape[0]
+    return (np.stack(states) if states else np.zeros((0, d), np.float32)), recs
+
+
+def pol_n_embd(model: Path) -> int:
+    from edgestar.backends._llama_raw import check_gguf
+
+    md = check_gguf(model).metadata
+    arch = md.get("general.architecture", "")
+    return int(md.get(f"{arch}.embedding_length", 1))
+
+
+def _shard_path(out: Path, i: int) -> Path:
+    return out / f"states-{i:05d}.npz"
+
+
+def collect_states(
+    model: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    cfg: HeadTrainConfig,
+    progress: bool = False,
+    ray_address: str | None = None,
+) -> tuple[np.ndarray, list[dict[str, Any]], float]:
+    """Search every problem, record states; returns (states, node records, seconds spent now).
+    Resumes: shards already written are read back, not searched again. `ray_address` ('local',
+    'auto' or a cluster) searches the missing shards as Ray tasks (as rollouts do); a problem's
+    seed depends only on its id, so the states do not depend on where a shard ran."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    keyed = json.loads(json.dumps({k: v for k, v in asdict(cfg).items() if k in _COLLECT_KEYS}))
+    cfg_path = out / "config.json"
+    if cfg_path.is_file():
+        old = json.loads(cfg_path.read_text())
+        if old.get("collect") != keyed or old.get("model_sha256") != file_sha256(model):
+            raise InputError(
+                f"{out} holds states collected with other settings or another model; "
+                "use a new --out folder"
+            )
+    else:
+        atomic_write_text(
+            cfg_path,
+            json.dumps(
+                {"collect": keyed, "model_sha256": file_sha256(model), "model_path": str(model)},
+                indent=1,
+            )
+            + "\n",
+        )
+    items = _problems(cfg)
+    shards = [items[i : i + cfg.shard_size] for i in range(0, len(items), cfg.shard_size)]
+    t0 = time.perf_counter()
+    todo = [i for i in range(len(shards)) if not _shard_path(out, i).is_file()]
+    if ray_address is not None and todo:
+        _collect_on_ray(ray_address, Path(model), out, shards, todo, cfg)
+    done = []
+    for i, shard in enumerate(shards):
+        path = _shard_path(out, i)
+        if not path.is_file():
+            spent = time.perf_counter() - t0
+            if cfg.max_collect_seconds is not None and spent > cfg.max_collect_seconds:
+                continue
+            h, recs = _collect_shard(Path(model), shard, cfg)
+            _write_states(path, h, recs)
+            if progress:
+                print(f"shard {i + 1}/{len(shards)}: {len(recs)} nodes", flush=True)
+        done.append(i)
+    seconds = time.perf_counter() - t0
+    if not done:
+        raise InputError("train head: no state shard collected yet")
+    hs, recs = [], []
+    for i in done:
+        try:
+            with np.load(_shard_path(out, i), allow_pickle=False) as z:
+                hs.append(z["states"])
+                recs += json.loads(bytes(z["meta"]).decode())
+        except (OSError, ValueError, KeyError) as e:
+            raise ModelError(f"{_shard_path(out, i)}: corrupt state shard ({e})") from None
+    return np.concatenate(hs), recs, seconds
+
+
+def _collect_on_ray(
+    address: str, model: Path, out: Path, shards: list, todo: list[int], cfg: HeadTrainConfig
+) -> None:
+    try:
+        import ray
+    except ImportError:
+        raise InputError("--ray-address needs Ray: pip install 'ray[default]'") from None
+    started = False
+    if not ray.is_initialized():
+        if address == "local":
+            ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
+        else:
+            ray.init(address=address, log_to_driver=False)
+        started = True
+    try:
+        task = ray.remote(_collect_shard)
+        pending = {task.remote(model, shards[i], cfg): i for i in todo}
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                h, recs = ray.get(ref)
+                _write_states(_shard_path(out, pending.pop(ref)), h, recs)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _write_states(path: Path, h: np.ndarray, recs: list[dict[str, Any]]) -> None:
+    meta = np.frombuffer(json.dumps(recs).encode(), dtype=np.uint8)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, states=h.astype(np.float32), meta=meta)
+    os.replace(tmp, path)
+
+
+_COLLECT_KEYS = (
+    "problems", "holdout", "n", "seed", "step_format", "strategy", "width", "rollouts",
+    "max_step_tokens", "max_depth", "temperature", "n_ctx", "shard_size",
+)  # fmt: skip
+
+
+# ------------------------------------------------------------------------------ stage 2
+
+
+_UNSCORED = ("error", "invalid")
+
+
+def _target(r: dict[str, Any]) -> float | None:
+    """The value a row is regressed to, or None when it has none to learn."""
+    if r["kind"] == "answer" and r.get("correct") is not None:
+        return 1.0 if r["correct"] else -1.0
+    if r["N"] > 0 and r["kind"] not in _UNSCORED:
+        return float(r["Q"])
+    return None
+
+
+def training_rows(recs: Sequence[dict[str, Any]], cfg: HeadTrainConfig) -> list[bool]:
+    """Per row: True when it may be trained on (not a holdout source, not a held-out problem)."""
+    return [
+        not (r["holdout"] or heldout_problem(r["problem"], cfg.heldout_share, cfg.seed))
+        for r in recs
+    ]
+
+
+def heldout_problem(problem_id: str, share: float, seed: int) -> bool:
+    h = hashlib.sha256(f"head-split:{seed}:{problem_id}".encode()).digest()
+    return int.from_bytes(h[:8], "little") / 2**64 < share
+
+
+def sibling_pairs(
+    recs: Sequence[dict[str, Any]], per_side: int = 2, margin: float = 0.5
+) -> list[tuple[int, int]]:
+    """(chosen, rejected) row indices, rStar's rule (see the module docstring)."""
+    groups: dict[tuple[str, int], list[int]] = {}
+    for i, r in enumerate(recs):
+        groups.setdefault((r["problem"], r["parent"]), []).append(i)
+    pairs = []
+    for rows in groups.values():
+        if len(rows) < 2:
+            continue
+        pos = sorted((i for i in rows if recs[i]["good"] > 0), key=lambda i: -recs[i]["Q"])
+        neg = sorted(
+            (i for i in rows if recs[i]["good"] == 0 and recs[i]["bad"] > 0),
+            key=lambda i: recs[i]["Q"],
+        )
+        for c in pos[:per_side]:
+            for r in neg[:per_side]:
+                if recs[c]["Q"] - recs[r]["Q"] >= margin:
+                    pairs.append((c, r))
+    return pairs
+
+
+def fit_head(
+    states: np.ndarray,
+    recs: Sequence[dict[str, Any]],
+    cfg: HeadTrainConfig,
+    model_sha256: str,
+    model_name: str,
+) -> Head:
+    """Fit a head on `states`/`recs` (the training rows only)."""
+    import torch
+
+    torch.manual_seed(cfg.seed)
+    # what the search scores: visited steps that are not failed or cut (those are -1 by rule),
+    # and every answer step, whose value is known without a visit (right: +1, wrong: -1)
+    visited = [i for i, r in enumerate(recs) if _target(r) is not None]
+    pairs = sibling_pairs(recs)
+    if not visited:
+        raise InputError("train head: no visited nodes to learn from")
+    x = states.astype(np.float64)
+    mean = x[visited].mean(0)
+    scale = x[visited].std(0) + 1e-3
+    xt = torch.tensor((x - mean) / scale, dtype=torch.float32)
+    q = torch.tensor([_target(recs[i]) for i in visited], dtype=torch.float32)
+    vi = torch.tensor(visited)
+    pc = torch.tensor([c for c, _ in pairs], dtype=torch.long)
+    pr = torch.tensor([r for _, r in pairs], dtype=torch.long)
+    dims = (x.shape[1], *cfg.hidden, 1)
+    layers: list[torch.nn.Module] = []
+    for a, b in zip(dims, dims[1:], strict=False):
+        layers += [torch.nn.Linear(a, b), torch.nn.ReLU()]
+    net = torch.nn.Sequential(*layers[:-1])
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    use_pairs = cfg.loss in ("pairwise", "both") and len(pairs) > 0
+    use_reg = cfg.loss in ("regression", "both") or not use_pairs
+    for _ in range(cfg.epochs):
+        opt.zero_grad()
+        r = net(xt)[:, 0]
+        loss = torch.zeros(())
+        if use_pairs:
+            loss = loss - torch.nn.functional.logsigmoid(r[pc] - r[pr]).mean()
+        if use_reg:
+            loss = loss + ((torch.tanh(r[vi]) - q) ** 2).mean()
+        loss.backward()
+        opt.step()
+    lin = [m for m in net if isinstance(m, torch.nn.Linear)]
+    return Head(
+        tuple(m.weight.detach().double().numpy().T.copy() for m in lin),
+        tuple(m.bias.detach().double().numpy().copy() for m in lin),
+        mean,
+        scale,
+        model_sha256=model_sha256,
+        model_name=model_name,
+        meta={"loss": cfg.loss, "train_pairs": len(pairs), "train_nodes": len(visited)},
+    )
+
+
+# ------------------------------------------------------------------------------ stage 3
+
+
+def _figures(
+    name: str, scores: np.ndarray, recs: Sequence[dict[str, Any]], unseen: bool
+) -> SourceFigures:
+    pairs = sibling_pairs(recs)
+    acc = float(np.mean([scores[c] > scores[r] for c, r in pairs] or [np.nan])) if pairs else None
+    ans = [i for i, r in enumerate(recs) if r["kind"] == "answer" and r["correct"] is not None]
+    labels = [bool(recs[i]["correct"]) for i in ans]
+    return SourceFigures(
+        source=name, heldout_problems=len({r["problem"] for r in recs}), pairs=len(pairs),
+        pairwise_accuracy=None if acc is None else round(acc, 4), answers=len(ans),
+        correct_answers=sum(labels),
+        auroc=None if (a := auroc([scores[i] for i in ans], labels)) is None else round(a, 4),
+        unseen=unseen,
+    )  # fmt: skip
+
+
+def evaluate_head(
+    head: Head, states: np.ndarray, recs: Sequence[dict[str, Any]]
+) -> tuple[tuple[SourceFigures, ...], SourceFigures]:
+    """Per-source and overall held-out figures for `head` on these rows."""
+    scores = head.score(states) if len(recs) else np.zeros(0)
+    per = []
+    for src in sorted({r["source"] for r in recs}):
+        idx = [i for i, r in enumerate(recs) if r["source"] == src]
+        unseen = all(recs[i]["holdout"] for i in idx)
+        per.append(_figures(src, scores[idx], [recs[i] for i in idx], unseen))
+    return tuple(per), _figures("all held-out", scores, recs, False)
+
+
+# ------------------------------------------------------------------------------ entry point
+
+
+def train_head(
+    model: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    cfg: HeadTrainConfig,
+    progress: bool = False,
+    ray_address: str | None = None,
+) -> HeadReport:
+    """Collect, fit, evaluate; write head.npz + report.{json,md} into out_dir."""
+    mpath = Path(model)
+    if not (mpath.is_file() and mpath.suffix == ".gguf"):
+        raise InputError(f"{mpath}: train head needs a .gguf model file")
+    out = Path(out_dir)
+    states, recs, collect_s = collect_states(mpath, out, cfg, progress, ray_address)
+    ok = training_rows(recs, cfg)
+    tr = [i for i, t in enumerate(ok) if t]
+    te = [i for i, t in enumerate(ok) if not t]
+    t0 = time.perf_counter()
+    sha = file_sha256(mpath)
+    head = fit_head(states[tr], [recs[i] for i in tr], cfg, sha, mpath.name)
+    fit_s = time.perf_counter() - t0
+    per, overall = evaluate_head(head, states[te], [recs[i] for i in te])
+    by_problem: dict[str, bool] = {}
+    for r in recs:
+        by_problem[r["problem"]] = by_problem.get(r["problem"], False) or bool(
+            r["kind"] == "answer" and r["correct"]
+        )
+    report = HeadReport(
+        model=mpath.name, model_sha256=sha, kind=head.kind, loss=cfg.loss,
+        train_problems=len({recs[i]["problem"] for i in tr}), train_nodes=head.meta["train_nodes"],
+        train_pairs=head.meta["train_pairs"], collect_seconds=round(collect_s, 1),
+        fit_seconds=round(fit_s, 2),
+        solved_share=round(sum(by_problem.values()) / max(1, len(by_problem)), 4),
+        per_source=per, overall=overall, config=asdict(cfg),
+    )  # fmt: skip
+    head = Head(
+        head.weights, head.biases, head.mean, head.scale, model_sha256=sha,
+        model_name=mpath.name,
+        meta={**head.meta, "model_bytes": mpath.stat().st_size,
+              "heldout": asdict(overall), "problems": list(cfg.problems),
+              "holdout_sources": list(cfg.holdout)},
+    )  # fmt: skip
+    save_head(head, out / "head.npz")
+    atomic_write_text(out / "report.json", json.dumps(report.to_json(), indent=1) + "\n")
+    atomic_write_text(out / "report.md", report.to_markdown())
+    return report
