@@ -86,6 +86,17 @@ def build_suite(path: Path, per_source: int, synthetic: int, seed: int) -> list[
     return load_source(str(path))
 
 
+def interleave(problems: list[Any]) -> list[Any]:
+    """Round-robin over sources, each source's problems in suite order."""
+    by: dict[str, list[Any]] = defaultdict(list)
+    for p in problems:
+        by[p.source].append(p)
+    out = []
+    for i in range(max(len(v) for v in by.values())):
+        out += [v[i] for v in by.values() if i < len(v)]
+    return out
+
+
 def _row(p: Any, result: Any, tree: Any) -> dict[str, Any]:
     ok = result.answer is not None and equivalent(p.answer, result.answer)
     covered = ok or any(equivalent(p.answer, a) for a, _ in result.candidates)
@@ -128,30 +139,36 @@ def run(args: argparse.Namespace) -> None:
     policy = open_policy(model, "cpu", args.threads, args.n_ctx)
     executor = Executor()
     budget = Budget(rollouts=args.rollouts, tokens=args.tokens)
+    names = args.variants.split(",")
+    files, done = {}, {}
+    for name in names:
+        res_path = out / name / "results.jsonl"
+        res_path.parent.mkdir(parents=True, exist_ok=True)
+        done[name] = set()
+        if res_path.is_file():
+            done[name] = {json.loads(ln)["id"] for ln in res_path.read_text().splitlines() if ln}
+        files[name] = open(res_path, "a", encoding="utf-8")  # noqa: SIM115
     try:
-        for name in args.variants.split(","):
-            fmt, overrides, strategy = VARIANTS[name]
-            config = SearchConfig(**overrides)
-            res_path = out / name / "results.jsonl"
-            res_path.parent.mkdir(parents=True, exist_ok=True)
-            done = set()
-            if res_path.is_file():
-                done = {json.loads(ln)["id"] for ln in res_path.read_text().splitlines() if ln}
-            with open(res_path, "a", encoding="utf-8") as f:
-                for p in problems:
-                    if p.id in done:
-                        continue
-                    result, tree = run_search(
-                        p.question, policy=policy, fmt=fmt, strategy=strategy, budget=budget,
-                        config=config, runner=executor if fmt.executes_code else None,
-                        seed=args.seed,
-                    )  # fmt: skip
-                    row = _row(p, result, tree)
-                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
-                    f.flush()
-                    print(f"{name} {p.id} {row['correct']} {row['answer']!r} gold={p.answer!r} "
-                          f"{row['seconds']:.1f}s {row['tokens']}tok", flush=True)  # fmt: skip
+        # Problems outer, variants inner, sources interleaved: a run stopped at any point has
+        # paired results on every variant, spread over every source.
+        for p in interleave(problems):
+            for name in names:
+                if p.id in done[name]:
+                    continue
+                fmt, overrides, strategy = VARIANTS[name]
+                result, tree = run_search(
+                    p.question, policy=policy, fmt=fmt, strategy=strategy, budget=budget,
+                    config=SearchConfig(**overrides),
+                    runner=executor if fmt.executes_code else None, seed=args.seed,
+                )  # fmt: skip
+                row = _row(p, result, tree)
+                files[name].write(json.dumps(row, ensure_ascii=False) + "\n")
+                files[name].flush()
+                print(f"{name} {p.id} {row['correct']} {row['answer']!r} gold={p.answer!r} "
+                      f"{row['seconds']:.1f}s {row['tokens']}tok", flush=True)  # fmt: skip
     finally:
+        for f in files.values():
+            f.close()
         executor.close()
         policy.close()
 
@@ -163,8 +180,22 @@ def summary(out: Path) -> str:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     per_src: dict[str, dict[str, list[bool]]] = {}
+    runs: dict[str, dict[str, dict[str, Any]]] = {}
     for d in sorted(p for p in out.iterdir() if (p / "results.jsonl").is_file()):
-        rows = [json.loads(ln) for ln in (d / "results.jsonl").read_text().splitlines() if ln]
+        got: dict[str, dict[str, Any]] = {}
+        for ln in (d / "results.jsonl").read_text().splitlines():
+            if ln:
+                r = json.loads(ln)
+                got.setdefault(r["id"], r)
+        if got:
+            runs[d.name] = got
+    if not runs:
+        return "no results yet"
+    # Paired: only the problems every variant has solved.
+    common = set.intersection(*(set(v) for v in runs.values()))
+    lines = [f"Paired over the {len(common)} problems every variant has solved.", "", *lines]
+    for name, got in runs.items():
+        rows = [got[i] for i in sorted(common)]
         if not rows:
             continue
         n = len(rows)
@@ -173,7 +204,7 @@ def summary(out: Path) -> str:
             return f"{100 * sum(bool(r[key]) for r in rows) / n:.1f}%"
 
         lines.append(
-            f"| {d.name} | {n} | {pct('correct')} | {pct('covered')} | "
+            f"| {name} | {n} | {pct('correct')} | {pct('covered')} | "
             f"{statistics.median(r['seconds'] for r in rows):.1f} | "
             f"{statistics.mean(r['tokens'] for r in rows):.0f} | {pct('correct_unchecked')} | "
             f"{pct('correct_if_error_ends')} | {sum(r['contradicted'] for r in rows)} | "
@@ -182,7 +213,7 @@ def summary(out: Path) -> str:
         by: dict[str, list[bool]] = defaultdict(list)
         for r in rows:
             by[r["skill"] or r["source"]].append(bool(r["correct"]))
-        per_src[d.name] = {k: v for k, v in by.items()}
+        per_src[name] = dict(by)
     srcs = sorted({s for v in per_src.values() for s in v})
     lines += ["", "| source | " + " | ".join(per_src) + " |", "|---" * (len(per_src) + 1) + "|"]
     for s in srcs:
