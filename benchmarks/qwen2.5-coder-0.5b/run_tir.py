@@ -129,6 +129,7 @@ def _row(p: Any, result: Any, tree: Any) -> dict[str, Any]:
         "correct_if_error_ends": ok and first_error is None,
         "last_kind": last.kind if last is not None else None,
         "tail": tree.prefix(last)[-400:] if last is not None else "",
+        "path": [{"kind": n.kind, "text": n.text, "error": n.error} for n in path],
     }
 
 
@@ -156,11 +157,20 @@ def run(args: argparse.Namespace) -> None:
                 if p.id in done[name]:
                     continue
                 fmt, overrides, strategy = VARIANTS[name]
-                result, tree = run_search(
-                    p.question, policy=policy, fmt=fmt, strategy=strategy, budget=budget,
-                    config=SearchConfig(**overrides),
-                    runner=executor if fmt.executes_code else None, seed=args.seed,
-                )  # fmt: skip
+                for _attempt in range(3):
+                    result, tree = run_search(
+                        p.question, policy=policy, fmt=fmt, strategy=strategy, budget=budget,
+                        config=SearchConfig(**overrides),
+                        runner=executor if fmt.executes_code else None, seed=args.seed,
+                    )  # fmt: skip
+                    if not any((n.error or "").startswith("internal:") for n in tree.nodes):
+                        break
+                    # The sandbox itself failed (not the model's code: e.g. its temporary
+                    # folder was removed under it on this shared machine): a fresh executor,
+                    # and the problem again.
+                    print(f"sandbox failure on {p.id}; restarting the executor", flush=True)
+                    executor.close()
+                    executor = Executor()
                 row = _row(p, result, tree)
                 files[name].write(json.dumps(row, ensure_ascii=False) + "\n")
                 files[name].flush()
