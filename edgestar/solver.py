@@ -147,6 +147,8 @@ def _has_chat_template(path: Path) -> bool:
         from .gguf_meta import read_string_kv
 
         return bool(read_string_kv(path, "tokenizer.chat_template"))
+    if path.is_dir() and (path / "chat_template.jinja").is_file():
+        return True
     cfg = path / "tokenizer_config.json"
     if path.is_dir() and cfg.is_file():
         import json

@@ -275,3 +275,17 @@ def test_qwen_coder_writes_and_runs_code():
         r = solver.solve(Q, strategy="greedy", budget=Budget(rollouts=1, tokens=768))
     assert r.answer == "21" and r.stats.executions >= 1
     assert any(s.output and "21" in s.output for s in r.steps)
+
+
+def test_auto_format_of_checkpoint_folders(tmp_path: Path):
+    from edgestar.solver import auto_format
+
+    hf = tmp_path / "hf"
+    hf.mkdir()
+    assert auto_format(hf) == "plain"
+    (hf / "tokenizer_config.json").write_text(json.dumps({"chat_template": "{{ x }}"}))
+    assert auto_format(hf) == "tir"
+    (hf / "tokenizer_config.json").write_text("{not json")
+    assert auto_format(hf) == "plain"
+    (hf / "chat_template.jinja").write_text("{{ x }}")
+    assert auto_format(hf) == "tir"
