@@ -98,8 +98,9 @@ def model_options(fn: F) -> F:
         click.option(
             "--format",
             "step_format",
-            type=click.Choice(["rstar", "plain"]),
-            help="Step format for --model (default: what the model declares, else plain).",
+            type=click.Choice(["auto", "tir", "rstar", "plain"]),
+            help="Step format. auto (default): what the model declares (edgestar's own: "
+            "rstar), else tir (code-executing steps) for a chat model, else plain.",
         ),
         click.option(
             "--device",

@@ -1,6 +1,6 @@
 """Step formats: how a question becomes a prompt and how generated text becomes steps.
 
-Two formats, both plain data in the `FORMATS` registry:
+Three formats, all plain data in the `FORMATS` registry:
 
 - `rstar`: rStar-Math's code-augmented chain of thought (Guan et al., 2025; SEEDS.md). The
   solution opens with `<code>`; each step is reasoning as `# Step k:` comments plus Python code,
@@ -9,12 +9,20 @@ Two formats, both plain data in the `FORMATS` registry:
   `<answer>... \\boxed{...}<end_of_answer>`. All markers are special tokens of edgestar's models.
 - `plain`: any instruction-tuned chat model. The question goes through the model's own chat
   template; steps are separated by a blank line; the answer is in `\\boxed{}`. No code runs.
+- `tir`: any chat model, with code. Qwen2.5-Math's tool-integrated reasoning (TIR): the model's
+  own chat template and the instruction `TIR_INSTRUCTION`; a step is a paragraph of reasoning
+  (ends at a blank line) or a ```` ```python ```` block (ends at its closing fence: a blank line
+  inside an open block does not end the step, the search decodes on with `code_stop`). The
+  runtime runs every block in the sandbox after the earlier blocks on the path and appends
+  ```` ```output\\n...\\n``` ````. A block that fails shows its error the same way
+  (`on_error='show'`, as TIR does) or ends the branch (`on_error='end'`, as rstar does).
 
 A step's kind decides what the search does with it:
   'code'   run its code (with all earlier code on the path); a failure drops the branch
+           (tir: its output, or its error under on_error='show', is appended to the step)
   'final'  run it, append its output; the answer step comes next
   'answer' terminal; its \\boxed{} content is the answer
-  'text'   plain reasoning, nothing to run
+  'text'   plain reasoning, nothing to run (tir: a reasoning paragraph)
   'invalid' terminal without an answer (length cut, end of text without one)
 """
 
@@ -71,6 +79,24 @@ class StepFormat:
     output_template: str = ""
     """rstar: how the runtime appends the final code's output."""
     max_output_chars: int = 512
+    chat: bool = False
+    """Render the prompt with the model's own chat template when it has one."""
+    system: str | None = None
+    """A system message for the chat template (None: the template's default)."""
+    exemplars: tuple[tuple[str, str], ...] = ()
+    """Few-shot (question, solution) pairs, given as earlier chat turns."""
+    code_stop: tuple[str, ...] = ()
+    """tir: the stop strings that end a step which is inside an open code block."""
+    output_every_step: bool = False
+    """tir: every code step's printed output is appended (rstar: only the final code's)."""
+    on_error: str = "end"
+    """What a code step that fails does: 'end' its branch, or 'show' the error as its output
+    and go on (the failed code is then not run again under later steps)."""
+    error_template: str = "{error}"
+
+    def __post_init__(self) -> None:
+        if self.on_error not in ("end", "show"):
+            raise InputError(f"on_error must be 'end' or 'show', got {self.on_error!r}")
 
     def prompt(
         self,
@@ -78,23 +104,44 @@ class StepFormat:
         chat: Callable[[Sequence[dict[str, str]]], str | None] | None = None,
     ) -> str:
         """The text before the first step, for `question`."""
-        if self.name == "plain" and chat is not None:
-            rendered = chat(
-                [{"role": "user", "content": self.user_template.format(question=question)}]
+        if self.chat and chat is not None:
+            messages = [{"role": "system", "content": self.system}] if self.system else []
+            for q, a in self.exemplars:
+                messages.append({"role": "user", "content": self.user_template.format(question=q)})
+                messages.append({"role": "assistant", "content": a})
+            messages.append(
+                {"role": "user", "content": self.user_template.format(question=question)}
             )
+            rendered = chat(messages)
             if rendered is not None:
                 return rendered + self.solution_prefix
-        return self.prompt_template.format(question=question) + self.solution_prefix
+        shots = "".join(
+            self.prompt_template.format(question=q) + a + "\n\n" for q, a in self.exemplars
+        )
+        return shots + self.prompt_template.format(question=question) + self.solution_prefix
 
     def parse(self, text: str, finish: str, stop: str | None) -> ParsedStep:
         """Interpret one generated candidate (text includes its stop string, if any)."""
         if self.name == "rstar":
             return _parse_rstar(self, text, finish, stop)
+        if self.name == "tir":
+            return _parse_tir(self, text, finish)
         return _parse_plain(self, text, finish)
+
+    def continue_stop(self, text: str, finish: str) -> tuple[str, ...] | None:
+        """tir: a candidate that stopped inside an open code block is not a whole step yet;
+        the stop strings to decode on with (None: the candidate is complete)."""
+        if finish == "stop" and self.code_stop and _open_block(text):
+            return self.code_stop
+        return None
 
     def answer_step(self, answer: str) -> str:
         """rstar: the final answer step, as the reference solutions write it."""
         return f"{Marker.ANSWER}The answer is \\boxed{{{answer}}}{Marker.END_ANSWER}"
+
+    def render_error(self, error: str) -> str:
+        """tir (on_error='show'): a failed step's error, shown as its output."""
+        return self.render_output(self.error_template.format(error=error))
 
     def render_output(self, stdout: str) -> str:
         out = stdout.strip()
@@ -143,6 +190,31 @@ def _parse_plain(fmt: StepFormat, text: str, finish: str) -> ParsedStep:
     return ParsedStep("invalid", text)
 
 
+_FENCE = "```"
+_CODE_BLOCK = re.compile(r"```[ \t]*(python3?|py)?[ \t]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
+
+
+def _open_block(text: str) -> bool:
+    """Whether `text` ends inside a fenced block (an odd number of fences)."""
+    return text.count(_FENCE) % 2 == 1
+
+
+def _parse_tir(fmt: StepFormat, text: str, finish: str) -> ParsedStep:
+    if _open_block(text):
+        # Cut inside a code block (token limit, or the model ended mid-code): nothing to run.
+        return ParsedStep("invalid", text)
+    blocks = [
+        m.group(2)
+        for m in _CODE_BLOCK.finditer(text)
+        if m.group(1) or not m.group(2).lstrip().startswith(("output", "text"))
+    ]
+    if blocks:
+        # A step ends at its block's closing fence, so there is one; the runtime runs it and
+        # appends its output, and the model goes on after that.
+        return ParsedStep("code", text, code="\n".join(b.strip("\n") for b in blocks))
+    return _parse_plain(fmt, text, finish)
+
+
 RSTAR = StepFormat(
     name="rstar",
     stop=(Marker.END_STEP, Marker.END_CODE, Marker.END_ANSWER),
@@ -163,13 +235,51 @@ PLAIN = StepFormat(
     step_suffix="",
     executes_code=False,
     prompt_template="Question: {question}\nAnswer: Let's think step by step.\n",
+    chat=True,
     user_template=(
         "{question}\n\nSolve this step by step. Separate the steps with a blank line and put "
         "the final answer in \\boxed{{}}."
     ),
 )
 
-FORMATS: dict[str, StepFormat] = {f.name: f for f in (RSTAR, PLAIN)}
+TIR_INSTRUCTION = (
+    "Please integrate natural language reasoning with programs to solve the problem above, "
+    "and put your final answer within \\boxed{}."
+)
+"""Qwen2.5-Math's tool-integrated-reasoning instruction, word for word."""
+_TIR_INSTRUCTION_T = TIR_INSTRUCTION.replace("{}", "{{}}")  # as a str.format template
+
+TIR_EXEMPLARS: tuple[tuple[str, str], ...] = (
+    (
+        "A shop sells pencils at 35 cents each. How many dollars do 24 pencils cost?",
+        "24 pencils at 35 cents each cost 24 * 35 cents; there are 100 cents in a dollar.\n\n"
+        "```python\ncost_cents = 24 * 35\nprint(cost_cents / 100)\n```\n"
+        "```output\n8.4\n```\nThe pencils cost \\boxed{8.4} dollars.",
+    ),
+    (
+        "What is the remainder when 7^100 is divided by 13?",
+        "Python's three-argument pow computes the power modulo 13 exactly.\n\n"
+        "```python\nprint(pow(7, 100, 13))\n```\n"
+        "```output\n9\n```\nThe remainder is \\boxed{9}.",
+    ),
+)
+"""Optional few-shot turns for `tir` (worked in the format, checked by running their code)."""
+
+TIR = StepFormat(
+    name="tir",
+    stop=("\n\n", "```\n"),
+    step_suffix="",
+    executes_code=True,
+    chat=True,
+    prompt_template="Question: {question}\n" + _TIR_INSTRUCTION_T + "\nAnswer: ",
+    user_template="{question}\n" + _TIR_INSTRUCTION_T,
+    code_stop=("```\n",),
+    output_every_step=True,
+    output_template="```output\n{output}\n```\n",
+    on_error="show",
+)
+
+FORMATS: dict[str, StepFormat] = {f.name: f for f in (RSTAR, PLAIN, TIR)}
 
 
 def get_format(name: str) -> StepFormat:

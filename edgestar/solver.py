@@ -142,6 +142,32 @@ def _format_of(path: Path) -> str | None:
     return None
 
 
+def _has_chat_template(path: Path) -> bool:
+    """Whether a model carries a chat template (GGUF metadata or tokenizer_config.json)."""
+    if path.is_file() and path.suffix == ".gguf":
+        from .gguf_meta import read_string_kv
+
+        return bool(read_string_kv(path, "tokenizer.chat_template"))
+    if path.is_dir() and (path / "chat_template.jinja").is_file():
+        return True
+    cfg = path / "tokenizer_config.json"
+    if path.is_dir() and cfg.is_file():
+        import json
+
+        try:
+            return bool(json.loads(cfg.read_text(encoding="utf-8")).get("chat_template"))
+        except (OSError, ValueError):
+            return False
+    return False
+
+
+def auto_format(path: str | os.PathLike[str]) -> str:
+    """`--format auto`: the format a model declares (edgestar's own models: rstar), else `tir`
+    for a chat model (it has a chat template), else `plain`."""
+    p = Path(path)
+    return _format_of(p) or ("tir" if _has_chat_template(p) else "plain")
+
+
 def load(
     bundle: str | os.PathLike[str] | None = None,
     *,
@@ -155,8 +181,9 @@ def load(
 ) -> Solver:
     """Load a bundle (default: the one shipped with edgestar) or a bare model file, ready to
     solve. `model`/`ppm` take a .gguf file or a checkpoint folder (`ppm` also a head file
-    bound to the `model` GGUF, `edgestar train head`); `step_format` is 'rstar' or
-    'plain' (default: what the model declares, else 'plain'). A bundle's device profile sets
+    bound to the `model` GGUF, `edgestar train head`); `step_format` is 'rstar', 'tir',
+    'plain' or 'auto' (the default: what the model declares, else 'tir' for a model with a
+    chat template, else 'plain'; for a bundle, the bundle's format). A bundle's device profile sets
     threads, context size and GPU layers unless they are given here."""
     if threads is not None and (not isinstance(threads, int) or threads < 1):
         raise InputError(f"threads must be a positive integer, got {threads!r}")
@@ -165,7 +192,7 @@ def load(
         if bundle is not None:
             raise InputError("give either a bundle or a model, not both")
         mpath = Path(model)
-        fmt = step_format or _format_of(mpath) or "plain"
+        fmt = step_format if step_format not in (None, "auto") else auto_format(mpath)
         get_format(fmt)
         ctx = n_ctx or 4096
         if ppm is None and mpath.suffix == ".gguf" and mpath.is_file():
@@ -186,7 +213,9 @@ def load(
             )
         bundle = found
     b = read_bundle(bundle)
-    return _load_bundle(b, dev, threads, n_ctx, step_format, encoding)
+    return _load_bundle(
+        b, dev, threads, n_ctx, None if step_format == "auto" else step_format, encoding
+    )
 
 
 def _head_dirs() -> list[Path]:

@@ -111,7 +111,11 @@ class Tree:
 
     def path_code(self, node: Node) -> str:
         """All code on the path to `node`, in order (what a new step runs after)."""
-        return "\n".join(n.code for n in self.path(node) if n.code and n.kind in ("code", "final"))
+        return "\n".join(
+            n.code
+            for n in self.path(node)
+            if n.code and n.kind in ("code", "final") and n.error is None
+        )  # a failed step shown to the model (tir) is not run again
 
     def children(self, node: Node) -> list[Node]:
         return [self.nodes[i] for i in node.children]

@@ -62,6 +62,6 @@ def test_plain_format():
 
 
 def test_registry():
-    assert set(FORMATS) == {"rstar", "plain"}
+    assert set(FORMATS) == {"rstar", "plain", "tir"}
     with pytest.raises(InputError, match="unknown step format"):
         get_format("cot")

@@ -103,6 +103,7 @@ class SearchContext:
                 Proposal(a.candidates + b.candidates, a.tokens_evaluated + b.tokens_evaluated)
                 for a, b in zip(raw[::2], raw[1::2], strict=True)
             ]
+        raw = self._continue_open_blocks(asked, raw, max_tokens, temp, split)
         got = iter(raw)
         proposals = [
             Proposal((Candidate(written[n.id], 0, "stop", None),), 0) if n.id in written
@@ -153,6 +154,57 @@ class SearchContext:
                 self.tree.mark_solved(node)
         return out
 
+    def _continue_open_blocks(
+        self,
+        nodes: Sequence[Node],
+        proposals: list[Proposal],
+        max_tokens: int,
+        temp: float,
+        split: bool,
+    ) -> list[Proposal]:
+        """tir: a candidate that stopped at a blank line inside an open code block is not a
+        whole step: decode it on (same temperature, within its step's token cap) with the
+        format's code stop until the block closes. All such candidates go in one batched call
+        per round; the continuation joins its candidate (text, tokens, log-probability)."""
+        props = list(proposals)
+        for _ in range(4):
+            todo: list[tuple[int, int, StepRequest]] = []
+            for i, (node, prop) in enumerate(zip(nodes, props, strict=True)):
+                for j, c in enumerate(prop.candidates):
+                    stop = self.fmt.continue_stop(c.text, c.finish)
+                    left = max_tokens - c.n_tokens
+                    if stop is None or left < 1:
+                        continue
+                    t = 0.0 if (split and j == 0) or temp <= 0 else temp
+                    req = StepRequest(
+                        prefix=self.tree.prefix(node) + c.text,
+                        k=1,
+                        seed=self.next_seed(),
+                        max_tokens=left,
+                        temperature=t,
+                        top_p=self.config.top_p,
+                        stop=stop,
+                    )
+                    todo.append((i, j, req))
+            if not todo:
+                break
+            more = self.policy.propose([r for _, _, r in todo])
+            for (i, j, _), p in zip(todo, more, strict=True):
+                c, d = props[i].candidates[j], p.candidates[0]
+                joined = Candidate(
+                    c.text + d.text,
+                    c.n_tokens + d.n_tokens,
+                    d.finish,
+                    d.stop,
+                    c.logprob + d.logprob,
+                )
+                cands = props[i].candidates
+                props[i] = Proposal(
+                    cands[:j] + (joined,) + cands[j + 1 :],
+                    props[i].tokens_evaluated + p.tokens_evaluated,
+                )
+        return props
+
     def _written_answer(self, node: Node) -> str | None:
         """The answer step the runtime writes after `node`'s code printed its result, if any."""
         if not (self.config.answer_from_output and node.kind == "final" and node.stdout):
@@ -180,18 +232,22 @@ class SearchContext:
             self.counters.executions += 1
             self.counters.execution_seconds += res.seconds
             if not res.ok:
-                child.kind = "error"
                 child.error = res.error or ("timeout" if res.timed_out else "failed")
-            elif step.kind == "final":
+                if self.fmt.on_error == "show":
+                    # TIR: the model sees the error as the block's output and may repair it.
+                    child.output = self.fmt.render_error(child.error)
+                    child.text += child.output
+                else:
+                    child.kind = "error"
+            elif step.kind == "final" or self.fmt.output_every_step:
                 child.stdout = res.stdout
                 child.output = self.fmt.render_output(res.stdout)
                 child.text += child.output
+        printed = self._last_stdout(parent) if step.kind == "answer" else None
         if (
-            step.kind == "answer"
-            and self.config.check_answer
-            and parent.kind == "final"
-            and parent.stdout is not None
-            and not answer_matches_output(step.answer, parent.stdout)
+            self.config.check_answer
+            and printed is not None
+            and not answer_matches_output(step.answer, printed)
         ):
             child.kind = "invalid"
             child.error = "the boxed answer contradicts the code's printed output"
@@ -199,6 +255,18 @@ class SearchContext:
             child.kind = "invalid"
             child.error = f"depth cap {self.config.max_depth} reached"
         return child
+
+    def _last_stdout(self, parent: Node) -> str | None:
+        """What the last code on the path printed, for checking an answer against: rstar's
+        answer follows its final code step; tir's may follow reasoning after the output."""
+        if parent.kind == "final":
+            return parent.stdout
+        if not self.fmt.output_every_step:
+            return None
+        for n in reversed(self.tree.path(parent)):
+            if n.stdout is not None:
+                return n.stdout
+        return None
 
     def _score(self, nodes: list[Node]) -> None:
         if self.reward is None or not nodes:

@@ -1,0 +1,291 @@
+"""The `tir` step format (Qwen2.5-Math tool-integrated reasoning for any chat model): parsing,
+prompts, the search running its code blocks in the sandbox (scripted policy), `--format auto`,
+and the whole path through llama.cpp on a tiny random Qwen2 with a chat template.
+
+The scripted policy sees the fallback prompt (it has no chat template), so its script is keyed
+by the text after "Answer: ".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edgestar.backends.fake import ScriptedPolicy
+from edgestar.executor import Executor
+from edgestar.formats import PLAIN, RSTAR, TIR, TIR_EXEMPLARS, TIR_INSTRUCTION, get_format
+from edgestar.search import run_search
+from edgestar.types import Budget, SearchConfig
+
+Q = "What is the greatest common divisor of 462 and 1071?"
+START = "Answer: "
+INTRO = "Use Python's gcd.\n\n"
+# A code block with a blank line inside: the paragraph stop cuts it there, and the search must
+# decode on to the closing fence (the script answers that continuation separately).
+CODE_HEAD = "```python\nimport math\n\n"
+CODE_TAIL = "print(math.gcd(462, 1071))\n```\n"
+OUT21 = TIR.render_output("21")
+
+
+def out(text: str) -> str:
+    return TIR.render_output(text)
+
+
+@pytest.fixture(scope="module")
+def executor():
+    ex = Executor()
+    yield ex
+    ex.close()
+
+
+def solve(script: dict, executor, fmt=TIR, strategy="greedy", **cfg):
+    pol = ScriptedPolicy(script, start=START)
+    res, tree = run_search(Q, policy=pol, fmt=fmt, strategy=strategy, budget=Budget(rollouts=1),
+                           config=SearchConfig(**cfg), runner=executor)  # fmt: skip
+    return res, tree, pol
+
+
+# ------------------------------------------------------------------------------ format as data
+
+
+def test_registry_and_prompt():
+    assert get_format("tir") is TIR and TIR.executes_code and TIR.chat
+    msgs: list = []
+    p = TIR.prompt(Q, lambda m: msgs.extend(m) or "<chat>")
+    assert p == "<chat>"
+    assert msgs == [{"role": "user", "content": f"{Q}\n{TIR_INSTRUCTION}"}]
+    assert TIR_INSTRUCTION.endswith("put your final answer within \\boxed{}.")
+    # Exemplars become earlier turns; a system message only when asked for.
+    fs = dataclasses.replace(TIR, exemplars=TIR_EXEMPLARS, system="Be exact.")
+    msgs.clear()
+    fs.prompt(Q, lambda m: msgs.extend(m) or "")
+    roles = [m["role"] for m in msgs]
+    assert roles == ["system"] + ["user", "assistant"] * len(TIR_EXEMPLARS) + ["user"]
+    assert msgs[2]["content"] == TIR_EXEMPLARS[0][1]
+    # Without a chat template: a plain-text prompt that still carries the instruction.
+    assert TIR.prompt(Q, lambda m: None).endswith(f"{Q}\n{TIR_INSTRUCTION}\nAnswer: ")
+    with pytest.raises(Exception, match="on_error"):
+        dataclasses.replace(TIR, on_error="retry")
+
+
+def test_exemplars_are_true(executor):
+    """The few-shot solutions' outputs are what their code prints."""
+    for _, sol in TIR_EXEMPLARS:
+        step = TIR.parse(sol.split("```output")[0].split("\n\n", 1)[1], "stop", "```\n")
+        assert step.kind == "code"
+        printed = sol.split("```output\n", 1)[1].split("\n```", 1)[0]
+        r = executor.run(step.code or "")
+        assert r.ok and r.stdout.strip() == printed
+
+
+def test_parse():
+    assert TIR.parse(INTRO, "stop", "\n\n").kind == "text"
+    s = TIR.parse(CODE_HEAD + CODE_TAIL, "stop", "```\n")
+    assert s.kind == "code" and s.code == "import math\n\nprint(math.gcd(462, 1071))"
+    bare = TIR.parse("```\nprint(1)\n```\n", "stop", "```\n")
+    assert bare.kind == "code" and bare.code == "print(1)"
+    # A block the model labels as output (made up) or another language is not run.
+    assert TIR.parse("```output\n5\n```\n", "stop", "```\n").kind == "text"
+    assert TIR.parse("```bash\nls\n```\n", "stop", "```\n").kind == "text"
+    assert TIR.parse("So it is \\boxed{21}.", "eos", None).answer == "21"
+    assert TIR.parse("The answer is 21.", "eos", None).answer == "21"
+    # Cut inside a block: nothing to run, the branch ends.
+    assert TIR.parse(CODE_HEAD + "print(", "length", None).kind == "invalid"
+    assert TIR.parse("", "stop", "\n\n").kind == "invalid"
+    # Only tir continues a step that stopped inside an open block.
+    assert TIR.continue_stop(CODE_HEAD, "stop") == ("```\n",)
+    assert TIR.continue_stop("Intro ```x``` done\n\n", "stop") is None
+    assert TIR.continue_stop(CODE_HEAD, "length") is None
+    assert RSTAR.continue_stop(CODE_HEAD, "stop") is None
+    assert PLAIN.continue_stop(CODE_HEAD, "stop") is None
+    assert out("21") == "```output\n21\n```\n"
+
+
+# ------------------------------------------------------------------------------ search
+
+
+def gcd_script(final: str = "The answer is \\boxed{21}.") -> dict:
+    return {
+        "": [INTRO],
+        INTRO: [CODE_HEAD + CODE_TAIL],  # the policy is cut at the blank line ...
+        INTRO + CODE_HEAD: [CODE_TAIL],  # ... and asked to go on to the closing fence
+        INTRO + CODE_HEAD + CODE_TAIL + OUT21: [final],
+    }
+
+
+def test_greedy_runs_the_block_and_appends_its_output(executor):
+    res, tree, pol = solve(gcd_script(), executor)
+    assert res.answer == "21" and res.stopped_by == "done"
+    kinds = [n.kind for n in tree.path(tree.nodes[-1])]
+    assert kinds == ["text", "code", "answer"]
+    code = tree.nodes[2]
+    assert code.text == CODE_HEAD + CODE_TAIL + OUT21 and code.stdout.strip() == "21"
+    assert code.code == "import math\n\nprint(math.gcd(462, 1071))"
+    assert res.stats.executions == 1 and pol.calls == 4  # 3 steps + 1 continuation
+    assert res.steps[1].output == OUT21
+
+
+def test_earlier_blocks_are_on_the_path(executor):
+    b1 = "```python\nx = 6 * 7\nprint(x)\n```\n"
+    b2 = "```python\nprint(x + 1)\n```\n"
+    script = {"": [b1], b1 + out("42"): [b2], b1 + out("42") + b2 + out("43"): ["\\boxed{43}"]}
+    res, tree, _ = solve(script, executor)
+    assert res.answer == "43"
+    assert [n.stdout.strip() for n in tree.nodes[1:3]] == ["42", "43"]
+
+
+BAD = "```python\nprint(y)\n```\n"
+GOOD = "```python\ny = 5\nprint(y * 2)\n```\n"
+
+
+def error_script(err_text: str) -> dict:
+    shown = BAD + out(err_text)
+    return {"": [BAD], shown: [GOOD], shown + GOOD + out("10"): ["So \\boxed{10}."]}
+
+
+def test_failed_block_shows_its_error_or_ends_the_branch(executor):
+    err = executor.run("print(y)").error
+    assert err and "NameError" in err
+    res, tree, _ = solve(error_script(err), executor)
+    assert res.answer == "10"
+    failed = tree.nodes[1]
+    assert failed.kind == "code" and failed.error == err and failed.output == out(err)
+    # The failed block is not run again under the next one (it would fail the prefix).
+    assert tree.path_code(tree.nodes[2]) == "y = 5\nprint(y * 2)"
+    res2, tree2, _ = solve(
+        error_script(err), executor, fmt=dataclasses.replace(TIR, on_error="end")
+    )
+    assert res2.answer is None and tree2.nodes[1].kind == "error"
+
+
+def test_answer_that_contradicts_the_last_output(executor):
+    # The boxed answer comes after a reasoning paragraph, not right after the block: it is
+    # checked against the last printed output on the path all the same.
+    script = gcd_script("So the gcd is 21.\n\n")
+    script[INTRO + CODE_HEAD + CODE_TAIL + OUT21 + "So the gcd is 21.\n\n"] = ["\\boxed{7}"]
+    res, tree, _ = solve(script, executor)
+    assert res.answer is None and tree.nodes[-1].error.startswith("the boxed answer contradicts")
+    res, _, _ = solve(script, executor, check_answer=False)
+    assert res.answer == "7"
+
+
+def test_search_strategies_run_tir(executor):
+    for strategy in ("best_of_n", "beam", "mcts"):
+        pol = ScriptedPolicy(gcd_script(), start=START)
+        res, _ = run_search(Q, policy=pol, fmt=TIR, strategy=strategy,
+                            budget=Budget(rollouts=2), runner=executor)  # fmt: skip
+        assert res.answer == "21", strategy
+
+
+# ------------------------------------------------------------------------------ llama.cpp
+
+
+@pytest.fixture(scope="module")
+def tiny_chat_qwen2(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A tiny random Qwen2 exported to GGUF (declares edgestar.step_format=rstar), and a copy
+    with that key removed: a third-party chat model as far as edgestar can tell."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    pytest.importorskip("llama_cpp")
+    pytest.importorskip("gguf")
+    from edgestar.quantize.gguf_export import export_gguf
+    from edgestar.train.tiny import TinyConfig, make_tiny_checkpoint
+
+    root = tmp_path_factory.mktemp("tir-qwen2")
+    ckpt = make_tiny_checkpoint(root / "ckpt", TinyConfig(arch="qwen2", seed=5))
+    own = export_gguf(ckpt, root / "own.gguf")
+    chat = root / "chat.gguf"
+    cmd = [sys.executable, "-m", "gguf.scripts.gguf_new_metadata", str(own), str(chat),
+           "--remove-metadata", "edgestar.step_format", "--remove-metadata", "edgestar.role",
+           "--force"]  # fmt: skip
+    subprocess.run(cmd, check=True, capture_output=True)
+    return {"own": own, "chat": chat}
+
+
+@pytest.mark.llama
+def test_auto_format(tiny_chat_qwen2, tmp_path: Path):
+    from edgestar.gguf_meta import read_string_kv
+    from edgestar.solver import auto_format
+
+    own, chat = tiny_chat_qwen2["own"], tiny_chat_qwen2["chat"]
+    assert read_string_kv(chat, "tokenizer.chat_template")
+    assert auto_format(own) == "rstar"  # edgestar's own model declares its format
+    assert auto_format(chat) == "tir"  # a chat model gets code-executing steps
+    bare = tmp_path / "bare.gguf"
+    cmd = [sys.executable, "-m", "gguf.scripts.gguf_new_metadata", str(chat), str(bare),
+           "--remove-metadata", "tokenizer.chat_template", "--force"]  # fmt: skip
+    subprocess.run(cmd, check=True, capture_output=True)
+    assert auto_format(bare) == "plain"
+
+
+@pytest.mark.llama
+def test_tir_end_to_end_through_llamacpp(tiny_chat_qwen2, tmp_path: Path):
+    from click.testing import CliRunner
+
+    from edgestar.cli import main
+
+    tree_path = tmp_path / "tree.json"
+    args = ["solve", "--model", str(tiny_chat_qwen2["chat"]), "--threads", "1", "--strategy",
+            "greedy", "--json", "--tree-out", str(tree_path), Q]  # fmt: skip
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    r = json.loads(res.stdout)
+    assert r["stats"]["tokens_generated"] > 0
+    tree = json.loads(tree_path.read_text())
+    # --format auto chose tir: the question went through the file's own chat template
+    # (train/tiny.CHAT_TEMPLATE: "<|user|>:\n...\n<|assistant|>:") with the TIR instruction.
+    assert tree["prompt"] == f"<|user|>:\n{Q}\n{TIR_INSTRUCTION}\n<|assistant|>:"
+    nodes = tree["nodes"][1:]
+    assert nodes and all(n["kind"] in ("text", "code", "answer", "invalid", "error") for n in nodes)
+    for n in nodes:
+        # Every step the search kept is a whole TIR step: a paragraph, a closed block with its
+        # output appended, or a terminal.
+        if n["kind"] == "text":
+            assert n["text"].endswith("\n\n") and n["text"].count("```") % 2 == 0
+        if n["kind"] == "code":
+            assert n["text"].endswith(n["output"]) and n["output"].startswith("```output\n")
+    res = CliRunner().invoke(main, [*args[:3], "--format", "nope", Q])
+    assert res.exit_code != 0 and "nope" in res.output
+
+
+# ------------------------------------------------------------------------------ the real model
+
+
+@pytest.mark.slow
+@pytest.mark.llama
+def test_qwen_coder_writes_and_runs_code():
+    """Qwen2.5-Coder-0.5B-Instruct (the benchmark fixture, if fetched): greedy tir writes a
+    block, the sandbox runs it, the answer is what it printed."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from fixtures import FixtureError, verify
+
+    try:
+        model = verify("qwen2.5-coder-0.5b-instruct-q4_k_m")
+    except FixtureError as e:
+        pytest.skip(str(e))
+    import edgestar
+
+    with edgestar.load(model=model, threads=1) as solver:
+        assert solver.format is TIR
+        r = solver.solve(Q, strategy="greedy", budget=Budget(rollouts=1, tokens=768))
+    assert r.answer == "21" and r.stats.executions >= 1
+    assert any(s.output and "21" in s.output for s in r.steps)
+
+
+def test_auto_format_of_checkpoint_folders(tmp_path: Path):
+    from edgestar.solver import auto_format
+
+    hf = tmp_path / "hf"
+    hf.mkdir()
+    assert auto_format(hf) == "plain"
+    (hf / "tokenizer_config.json").write_text(json.dumps({"chat_template": "{{ x }}"}))
+    assert auto_format(hf) == "tir"
+    (hf / "tokenizer_config.json").write_text("{not json")
+    assert auto_format(hf) == "plain"
+    (hf / "chat_template.jinja").write_text("{{ x }}")
+    assert auto_format(hf) == "tir"
