@@ -756,8 +756,10 @@ def train_evolve(recipe: Path, out: Path, resume: bool, ray_address: str | None)
 @click.option(
     "--format",
     "step_format",
-    type=click.Choice(["rstar", "plain"]),
-    help="Step format (default: what the model declares, else plain).",
+    type=click.Choice(["auto", "tir", "rstar", "plain"]),
+    default="auto",
+    show_default=True,
+    help="Step format; auto: what the model declares, else tir for a chat model, else plain.",
 )
 @click.option("--rollouts", type=int, default=8, show_default=True)
 @click.option("--width", type=int, default=4, show_default=True)
@@ -788,12 +790,12 @@ def train_head_cmd(
     threads, seed, max_collect_minutes, ray_address,
 ) -> None:  # fmt: skip
     """Train a process reward head on MODEL's own hidden states (search, record, fit)."""
-    from edgestar.solver import _format_of
+    from edgestar.solver import auto_format
     from edgestar.train.head import HeadTrainConfig, train_head
 
     cfg = HeadTrainConfig(
         problems=tuple(problems), holdout=tuple(holdout), n=n, seed=seed,
-        step_format=step_format or _format_of(model) or "plain", rollouts=rollouts,
+        step_format=auto_format(model) if step_format == "auto" else step_format, rollouts=rollouts,
         width=width, max_step_tokens=max_step_tokens, loss=loss,
         hidden=(mlp,) if mlp else (), threads=threads, shard_size=2,
         max_collect_seconds=None if max_collect_minutes is None else 60 * max_collect_minutes,
