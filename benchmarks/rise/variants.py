@@ -56,6 +56,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch and llama.cpp threads")
     ap.add_argument("--no-mkldnn", action="store_true", help="torch.backends.mkldnn off")
     ap.add_argument("--label", default="")
+    ap.add_argument("--resume", action="store_true", help="continue the run in --out")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
 
@@ -68,7 +69,7 @@ def main() -> int:
     from edgestar.train.recipe import load_recipe
 
     recipe = _reseed(load_recipe(a.recipe), a.seed, a.threads)
-    rep = evolve(recipe, Path(a.out), progress=False, log=lambda s: None)
+    rep = evolve(recipe, Path(a.out), resume=a.resume, progress=False, log=lambda s: None)
     env = {k: os.environ[k] for k in ("ATEN_CPU_CAPABILITY", "DNNL_MAX_CPU_ISA",
                                       "MKL_ENABLE_INSTRUCTIONS", "OMP_NUM_THREADS") if k in os.environ}  # fmt: skip
     head = (
