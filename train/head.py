@@ -280,28 +280,12 @@ def collect_states(
 def _collect_on_ray(
     address: str, model: Path, out: Path, shards: list, todo: list[int], cfg: HeadTrainConfig
 ) -> None:
-    try:
-        import ray
-    except ImportError:
-        raise InputError("--ray-address needs Ray: pip install 'ray[default]'") from None
-    started = False
-    if not ray.is_initialized():
-        if address == "local":
-            ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
-        else:
-            ray.init(address=address, log_to_driver=False)
-        started = True
-    try:
-        task = ray.remote(_collect_shard)
-        pending = {task.remote(model, shards[i], cfg): i for i in todo}
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            for ref in ready:
-                h, recs = ray.get(ref)
-                _write_states(_shard_path(out, pending.pop(ref)), h, recs)
-    finally:
-        if started:
-            ray.shutdown()
+    from .rollouts import ray_map
+
+    ray_map(
+        address, _collect_shard, {i: (model, shards[i], cfg) for i in todo},
+        lambda i, res: _write_states(_shard_path(out, i), *res),
+    )  # fmt: skip
 
 
 def _write_states(path: Path, h: np.ndarray, recs: list[dict[str, Any]]) -> None:

@@ -19,7 +19,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -221,7 +221,11 @@ def _write_shard(out: Path, i: int, records: list[dict[str, Any]]) -> None:
     )
 
 
-def _run_on_ray(address: str, out: Path, shards: list, todo: list[int], args: tuple) -> None:
+def ray_map(address: str, fn: Callable[..., Any], jobs: dict[int, tuple],
+            done: Callable[[int, Any], None]) -> None:  # fmt: skip
+    """Run `fn(*jobs[i])` for every i as Ray tasks and hand each result to `done(i, result)` as
+    it arrives. `address`: 'local' starts Ray here (and stops it after), else a cluster to join
+    ('auto' or host:port); a Ray already running in this process is used as it is."""
     try:
         import ray
     except ImportError:
@@ -234,15 +238,22 @@ def _run_on_ray(address: str, out: Path, shards: list, todo: list[int], args: tu
             ray.init(address=address, log_to_driver=False)
         started = True
     try:
-        task = ray.remote(_process_shard)
-        pending = {task.remote(shards[i], *args): i for i in todo}
+        task = ray.remote(fn)
+        pending = {task.remote(*args): i for i, args in jobs.items()}
         while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
-            for ref in done:
-                _write_shard(out, pending.pop(ref), ray.get(ref))
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                done(pending.pop(ref), ray.get(ref))
     finally:
         if started:
             ray.shutdown()
+
+
+def _run_on_ray(address: str, out: Path, shards: list, todo: list[int], args: tuple) -> None:
+    ray_map(
+        address, _process_shard, {i: (shards[i], *args) for i in todo},
+        lambda i, records: _write_shard(out, i, records),
+    )  # fmt: skip
 
 
 def read_trees(out_dir: str | os.PathLike[str], expected_shards: int | None = None) -> list[dict]:
