@@ -40,6 +40,7 @@ from edgestar.formats import RSTAR, Marker, rstar_solution  # noqa: E402
 from edgestar.quantize.gguf_export import export_gguf  # noqa: E402
 from edgestar.quantize.gguf_quant import QUANTS, quantize_gguf  # noqa: E402
 from edgestar.train.tiny import EOS_TOKEN, TinyConfig, build_tokenizer, make_tiny_checkpoint  # noqa: E402
+from edgestar.train.tiny import sharpen_checkpoint as sharpen  # noqa: E402
 from edgestar.types import InputError, ModelError  # noqa: E402
 
 pytestmark = [pytest.mark.llama, pytest.mark.torch]
@@ -74,14 +75,6 @@ TOKENIZER_STRINGS = [
 # ------------------------------------------------------------------------------ fixtures
 
 
-def _sharpen(ckpt: Path, factor: float = SHARPEN) -> Path:
-    path = ckpt / "model.safetensors"
-    sd = load_file(str(path))
-    sd = {k: (v * factor if v.ndim == 2 else v).contiguous() for k, v in sd.items()}
-    save_file(sd, str(path), metadata={"format": "pt"})
-    return ckpt
-
-
 @pytest.fixture(scope="module")
 def tokenizer():  # type: ignore[no-untyped-def]
     return build_tokenizer()
@@ -93,9 +86,10 @@ def ckpts(tmp_path_factory: pytest.TempPathFactory, tokenizer) -> dict[str, Path
     out = {}
     for arch in ARCHS:
         cfg = TinyConfig(arch=arch, seed=1)
-        out[arch] = _sharpen(make_tiny_checkpoint(root / arch, cfg, tokenizer=tokenizer))
-    out["ppm"] = _sharpen(
-        make_tiny_checkpoint(root / "ppm", TinyConfig(seed=3), role="ppm", tokenizer=tokenizer)
+        out[arch] = sharpen(make_tiny_checkpoint(root / arch, cfg, tokenizer=tokenizer), SHARPEN)
+    out["ppm"] = sharpen(
+        make_tiny_checkpoint(root / "ppm", TinyConfig(seed=3), role="ppm", tokenizer=tokenizer),
+        SHARPEN,
     )
     return out
 

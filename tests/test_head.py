@@ -22,7 +22,6 @@ pytest.importorskip("transformers")
 pytest.importorskip("llama_cpp")
 
 from click.testing import CliRunner  # noqa: E402
-from safetensors.torch import load_file, save_file  # noqa: E402
 
 import edgestar  # noqa: E402
 from edgestar.backends import llamacpp as lc  # noqa: E402
@@ -34,6 +33,7 @@ from edgestar.formats import RSTAR  # noqa: E402
 from edgestar.head import Head, HeadReward, file_sha256, load_head, save_head  # noqa: E402
 from edgestar.quantize.gguf_export import export_gguf  # noqa: E402
 from edgestar.train.tiny import TinyConfig, build_tokenizer, make_tiny_checkpoint  # noqa: E402
+from edgestar.train.tiny import sharpen_checkpoint as sharpen  # noqa: E402
 from edgestar.types import Budget, ModelError, SearchConfig  # noqa: E402
 
 pytestmark = [pytest.mark.llama, pytest.mark.torch]
@@ -49,20 +49,12 @@ PROMPTS = [
 ]
 
 
-def _sharpen(ckpt: Path, factor: float = 4.0) -> Path:
-    path = ckpt / "model.safetensors"
-    sd = load_file(str(path))
-    sd = {k: (v * factor if v.ndim == 2 else v).contiguous() for k, v in sd.items()}
-    save_file(sd, str(path), metadata={"format": "pt"})
-    return ckpt
-
-
 @pytest.fixture(scope="module")
 def ckpts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("ckpt")
     tok = build_tokenizer()
     return {
-        a: _sharpen(make_tiny_checkpoint(root / a, TinyConfig(arch=a, seed=1), tokenizer=tok))
+        a: sharpen(make_tiny_checkpoint(root / a, TinyConfig(arch=a, seed=1), tokenizer=tok))
         for a in ARCHS
     }
 

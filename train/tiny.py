@@ -317,3 +317,16 @@ def make_tiny_checkpoint(
     )
     write_meta(out, meta)
     return out
+
+
+def sharpen_checkpoint(ckpt: Path, factor: float = 4.0) -> Path:
+    """Scale every weight matrix of a tiny checkpoint by `factor`, in place: a random model's
+    next-token distribution becomes peaked, so exports can be compared on greedy agreement and
+    logit drift rather than on near-uniform noise. Returns `ckpt`."""
+    from safetensors.torch import load_file, save_file
+
+    path = ckpt / "model.safetensors"
+    sd = load_file(str(path))
+    sd = {k: (v * factor if v.ndim == 2 else v).contiguous() for k, v in sd.items()}
+    save_file(sd, str(path), metadata={"format": "pt"})
+    return ckpt
