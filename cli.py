@@ -92,8 +92,9 @@ def model_options(fn: F) -> F:
         click.option(
             "--ppm",
             type=click.Path(path_type=Path),
-            help="Reward for --model: a PPM (.gguf or checkpoint folder) or a head file bound "
-            "to the --model GGUF (`edgestar train head`).",
+            help="Reward for --model: a PPM (.gguf or checkpoint folder), an off-the-shelf PRM "
+            "GGUF (`edgestar quantize`; FAMILY:FILE.gguf when its metadata does not name the "
+            "family) or a head file bound to the --model GGUF (`edgestar train head`).",
         ),
         click.option(
             "--format",
@@ -405,10 +406,23 @@ def _print_report(report: Any, as_json: bool) -> None:
 )
 @click.option("--force", is_flag=True, help="Overwrite an existing output.")
 @click.option("--no-verify", is_flag=True, help="Skip the parity checks against the source.")
+@click.option(
+    "--prm",
+    "prm_family",
+    help="SRC is an off-the-shelf process reward model of this family (skywork-o1, "
+    "qwen2.5-math-prm, math-shepherd, rlhflow); head families are recognised without it.",
+)
 @click.option("--json", "as_json", is_flag=True)
 @friendly
 def quantize(
-    src: Path, to: str, quant: str, out: Path, force: bool, no_verify: bool, as_json: bool
+    src: Path,
+    to: str,
+    quant: str,
+    out: Path,
+    force: bool,
+    no_verify: bool,
+    prm_family: str | None,
+    as_json: bool,
 ) -> None:
     """Export SRC (a checkpoint folder or a .gguf file) to GGUF or ONNX at one quant level,
     then verify it against the source."""
@@ -417,7 +431,16 @@ def quantize(
     if not src.exists():
         raise InputError(f"{src} does not exist")
     _print_report(
-        quantize_one(src, to=to, quant=quant, out=out, force=force, verify=not no_verify), as_json
+        quantize_one(
+            src,
+            to=to,
+            quant=quant,
+            out=out,
+            force=force,
+            verify=not no_verify,
+            prm_family=prm_family,
+        ),
+        as_json,
     )
 
 

@@ -62,3 +62,13 @@ def read_kv(path: str | os.PathLike[str]) -> dict[str, Any]:
 def read_string_kv(path: str | os.PathLike[str], key: str) -> str | None:
     v = read_kv(path).get(key)
     return v if isinstance(v, str) else None
+
+
+PRM_KEYS = {
+    # an off-the-shelf process reward model converted by `edgestar quantize` (edgestar.prm);
+    # all values are strings, like every edgestar.* key (llama.cpp's metadata API skips arrays)
+    "role": "edgestar.role",  # "prm"
+    "family": "edgestar.prm.family",  # a key of edgestar.prm.PRM_FAMILIES
+    "head": "edgestar.prm.head",  # the head file's name, beside the GGUF (hidden-state families)
+    "bos": "edgestar.prm.bos",  # the checkpoint tokenizer's BOS text as JSON ('""': none)
+}

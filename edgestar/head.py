@@ -55,6 +55,10 @@ __all__ = [
 HEAD_FORMAT = "edgestar-head/1"
 HEAD_FILE = "head.npz"
 FEATURE = "final_norm_hidden_at_last_sampling_position"
+PRM_FEATURE = "final_norm_hidden_at_prm_read_token"
+"""An off-the-shelf PRM's head (`edgestar.prm`): no standardization, raw output = the logit of
+P(good step) at the token the PRM family reads; not usable as a head on a policy."""
+FEATURES = (FEATURE, PRM_FEATURE)
 
 
 @dataclass(frozen=True)
@@ -127,7 +131,7 @@ def save_head(head: Head, path: str | os.PathLike[str]) -> Path:
     p = Path(path)
     meta = {
         "format": HEAD_FORMAT,
-        "feature": FEATURE,
+        "feature": head.meta.get("feature", FEATURE),
         "model_sha256": head.model_sha256,
         "model_name": head.model_name,
         "n_embd": head.n_embd,
@@ -172,7 +176,7 @@ def load_head(path: str | os.PathLike[str]) -> Head:
         raise ModelError(f"{p}: not an edgestar head file ({e})") from None
     if not isinstance(meta, dict) or meta.get("format") != HEAD_FORMAT:
         raise ModelError(f"{p}: not an edgestar head file (format {meta.get('format')!r})")
-    if meta.get("feature", FEATURE) != FEATURE:
+    if meta.get("feature", FEATURE) not in FEATURES:
         raise ModelError(f"{p}: head reads feature {meta.get('feature')!r}, unknown here")
     n = sum(1 for k in arrays if k.startswith("w"))
     try:
@@ -181,7 +185,7 @@ def load_head(path: str | os.PathLike[str]) -> Head:
         mean, scale = arrays["mean"].astype(np.float64), arrays["scale"].astype(np.float64)
     except KeyError as e:
         raise ModelError(f"{p}: head file lacks array {e}") from None
-    known = ("format", "feature", "model_sha256", "model_name", "n_embd", "kind")
+    known = ("format", "model_sha256", "model_name", "n_embd", "kind")
     try:
         return Head(
             weights,
@@ -257,6 +261,11 @@ class HeadReward:
     ) -> None:
         where = "" if isinstance(head, Head) else str(head)
         self.head = head if isinstance(head, Head) else load_head(head)
+        if self.head.meta.get("feature", FEATURE) != FEATURE:
+            raise ModelError(
+                f"{where or 'head'}: this is the head of a process reward model "
+                f"({self.head.meta.get('prm_family', '?')}); pass its GGUF as --ppm instead"
+            )
         if not (hasattr(policy, "hidden_states") and hasattr(policy, "enable_hidden")):
             raise ModelError(f"{policy.name}: this backend gives no hidden states for a head")
         if check:

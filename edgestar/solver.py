@@ -233,10 +233,18 @@ def _open_ppm(
     n_ctx: int,
     ngl: int = -1,
 ) -> Reward | None:
-    """The reward for `policy`: a PPM model, or a head on the policy's own hidden state (an
-    .npz head file, or a folder holding head.npz), which must be bound to this model file."""
+    """The reward for `policy`: a PPM model, an off-the-shelf PRM (edgestar.prm), or a head on
+    the policy's own hidden state (an .npz head file, or a folder holding head.npz), which must
+    be bound to this model file."""
     if ppm is None:
         return None
+    from .prm import open_prm
+
+    prm = open_prm(
+        ppm, policy, model, threads=threads, n_ctx=n_ctx, gpu_layers=ngl if dev == "cuda" else 0
+    )
+    if prm is not None:  # an off-the-shelf PRM (its GGUF says so, or FAMILY:FILE.gguf)
+        return prm
     if is_head_path(ppm):
         if not (model.is_file() and model.suffix == ".gguf"):
             raise ModelError(f"{ppm}: a head is bound to a GGUF model file, not {model}")

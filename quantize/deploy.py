@@ -540,6 +540,7 @@ def quantize_one(
     verify: bool = True,
     threads: int = 1,
     progress: bool = False,
+    prm_family: str | None = None,
 ) -> QuantizeResult:
     """One export: `src` (an HF-format edgestar checkpoint folder, or for to="gguf" a .gguf
     file) -> `out` (a .gguf file, or an ONNX folder) at `quant`.
@@ -593,6 +594,14 @@ def quantize_one(
 
     if (s / "model.onnx").is_file():
         raise InputError(f"{s} is an ONNX export folder; quantize from the checkpoint folder")
+    from .prm_export import detect_prm_family, export_prm
+
+    if to == "gguf" and (prm_family is not None or detect_prm_family(s) is not None):
+        # an off-the-shelf process reward model: GGUF + head file (edgestar.prm)
+        say.step(f"exporting PRM {s.name} -> {quant} GGUF")
+        return export_prm(s, o, quant, family=prm_family, force=force, verify=verify, threads=th)
+    if prm_family is not None:
+        raise InputError("--prm converts to GGUF only")
     read_meta(s)  # an edgestar checkpoint: ModelError otherwise
     src_bytes = sum(p.stat().st_size for p in s.glob("*.safetensors") if p.is_file())
     if to == "gguf":

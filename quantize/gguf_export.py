@@ -448,12 +448,22 @@ def export_gguf(
     out_path: str | os.PathLike[str],
     dtype: str = "f32",
     force: bool = False,
+    *,
+    meta: CheckpointMeta | None = None,
+    drop_prefixes: tuple[str, ...] = (),
+    extra_kv: dict[str, str] | None = None,
+    need_lm_head: bool = True,
 ) -> Path:
     """Write the checkpoint at `ckpt_dir` as one GGUF file at `out_path`; return its path.
 
     dtype: "f32" (exact), "f16" or "bf16" (2-D weights only). Raises InputError for a bad
     argument or an existing `out_path` without `force`, ModelError for a checkpoint that cannot
     be exported (unsupported architecture or tokenizer, missing or truncated files).
+
+    For a checkpoint that is not edgestar's own (an off-the-shelf PRM, `prm_export`): `meta`
+    replaces edgestar.json, tensors named `drop_prefixes*` (its head) are left out, `extra_kv`
+    adds string metadata (overriding edgestar.role), and `need_lm_head=False` lets llama.cpp fall
+    back to the token embeddings for a model saved without an LM head (its logits are unused).
     """
     ckpt = Path(ckpt_dir)
     out = Path(out_path)
@@ -465,7 +475,7 @@ def export_gguf(
         raise InputError(f"{out} is a directory")
     if not ckpt.is_dir():
         raise ModelError(f"{ckpt}: no such checkpoint folder")
-    meta = read_meta(ckpt)
+    meta = meta or read_meta(ckpt)
     cfg = _read_json(ckpt / "config.json", "model config")
     spec = _check_config(cfg, ckpt)
     hidden = int(cfg["hidden_size"])
@@ -475,10 +485,16 @@ def export_gguf(
     n_vocab = int(cfg["vocab_size"])
     vocab = _read_tokenizer(ckpt, n_vocab)
     weights = _load_weights(ckpt)
+    if drop_prefixes:
+        weights = {k: v for k, v in weights.items() if not k.startswith(drop_prefixes)}
     emb = weights.get("model.embed_tokens.weight")
     if emb is None or tuple(emb[1].shape) != (n_vocab, hidden):
         raise ModelError(f"{ckpt}: model.embed_tokens.weight missing or not [{n_vocab}, {hidden}]")
-    if not cfg.get("tie_word_embeddings", False) and "lm_head.weight" not in weights:
+    if (
+        need_lm_head
+        and not cfg.get("tie_word_embeddings", False)
+        and "lm_head.weight" not in weights
+    ):
         raise ModelError(f"{ckpt}: lm_head.weight missing and embeddings are not tied")
     head = _value_head(ckpt, meta, hidden) if meta.role == "ppm" else None
 
@@ -527,8 +543,9 @@ def export_gguf(
         if vocab.chat_template:
             w.add_chat_template(vocab.chat_template)
 
-        w.add_string(VALUE_HEAD_KEYS["role"], meta.role)
-        w.add_string(VALUE_HEAD_KEYS["step_format"], meta.step_format)
+        kv = {VALUE_HEAD_KEYS["role"]: meta.role, VALUE_HEAD_KEYS["step_format"]: meta.step_format}
+        for k, v in {**kv, **(extra_kv or {})}.items():
+            w.add_string(k, v)
         if head is not None:
             hw, hb = head
             w.add_string(VALUE_HEAD_KEYS["hidden_size"], str(hidden))

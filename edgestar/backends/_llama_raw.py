@@ -278,11 +278,12 @@ class _Model:
                 return buf.value.decode("utf-8", errors="replace")
             n = got + 1
 
-    def tokenize(self, text: str) -> list[int]:
+    def tokenize(self, text: str, add_bos: bool = True) -> list[int]:
         """Prompt ids, as `edgestar.backends.torch_backend.encode_prefix` makes them: special
         tokens written in the text as single ids; BOS in front when the vocabulary adds one and
         the text does not start with it; an empty text without BOS -> [EOS] (GPT-2 convention:
-        the model needs one token to predict from)."""
+        the model needs one token to predict from). `add_bos=False`: the text's own ids only
+        (a piece of a prompt; empty text -> [])."""
         b = text.encode("utf-8")
         cap = len(b) + 8
         while True:
@@ -292,6 +293,8 @@ class _Model:
                 ids = list(arr[:n])
                 break
             cap = -n
+        if not add_bos:
+            return ids
         if self.add_bos and self.bos >= 0 and (not ids or ids[0] != self.bos):
             ids.insert(0, self.bos)
         if not ids and self.eos >= 0:

@@ -304,6 +304,38 @@ class LlamaCppPolicy:
                 self._reset()
                 raise
 
+    def eval_tokens(self, tokens: Sequence[int], hidden: bool = False) -> np.ndarray:
+        """Decode token ids from their longest cached prefix (they stay cached): the logits
+        after the last one ([vocab]) or, `hidden`, the final hidden state at it ([n_embd]).
+        What an off-the-shelf PRM reads (`edgestar.prm`), on its own context or the policy's."""
+        with self._rt.lock:
+            model, ctx, batch = self._rt.parts()
+            toks = [int(t) for t in tokens]
+            if any(t < 0 or t >= model.n_vocab for t in toks):
+                raise InputError("token id outside the vocabulary")
+            self._check_prompt(toks, ctx)
+            try:
+                out = self._eval(ctx, batch, toks, False, hidden=hidden)
+            except BaseException:
+                self._reset()
+                raise
+            finally:
+                ctx.set_hidden(False)
+            return out
+
+    def token_ids(self, text: str) -> list[int]:
+        """The ids of `text` alone (special tokens as single ids, no BOS added)."""
+        with self._rt.lock:
+            model, _, _ = self._rt.parts()
+            return model.tokenize(text, add_bos=False)
+
+    def special_text(self, which: str) -> str:
+        """'bos' or 'eos': the vocabulary's token as text ('' when it has none)."""
+        with self._rt.lock:
+            model, _, _ = self._rt.parts()
+            tok = {"bos": model.bos, "eos": model.eos}[which]
+            return model.token_text(tok) if tok >= 0 else ""
+
     @property
     def decode_seconds(self) -> float:
         """Seconds spent inside llama_decode since construction."""

@@ -279,7 +279,12 @@ class SearchContext:
         if known:
             for n, s in zip(known, by_state(np.stack([n.hidden for n in known])), strict=True):
                 n.prior = float(s)
-        if rest:
+        by_path = getattr(self.reward, "score_paths", None)  # an off-the-shelf PRM (edgestar.prm)
+        if rest and by_path is not None:
+            paths = [[p.text for p in self.tree.path(n)] for n in rest]
+            for n, s in zip(rest, by_path(self.tree.question, paths), strict=True):
+                n.prior = float(s)
+        elif rest:
             scores = self.reward.score([self.tree.prefix(n) for n in rest])
             for n, s in zip(rest, scores, strict=True):
                 n.prior = float(s)
