@@ -33,7 +33,6 @@ from edgestar.cli import main  # noqa: E402
 from edgestar.formats import Marker  # noqa: E402
 from edgestar.prm import PRM_FAMILIES, PrmReward, open_prm, parse_prm_spec  # noqa: E402
 from edgestar.quantize.deploy import quantize_one  # noqa: E402
-from edgestar.quantize.gguf_export import export_gguf  # noqa: E402
 from edgestar.quantize.prm_reference import reference_step_probabilities  # noqa: E402
 from edgestar.train.tiny import (  # noqa: E402
     TinyConfig,
@@ -41,7 +40,7 @@ from edgestar.train.tiny import (  # noqa: E402
     make_tiny_checkpoint,
     sharpen_checkpoint,
 )
-from edgestar.types import Budget, InputError, ModelError  # noqa: E402
+from edgestar.types import Budget, InputError, ModelError, SearchConfig  # noqa: E402
 
 pytestmark = [pytest.mark.llama, pytest.mark.torch]
 torch.set_num_threads(1)
@@ -129,11 +128,16 @@ def ggufs(ckpts: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> d
     return out
 
 
+TINY = Path(__file__).resolve().parent.parent / "models" / "edgestar-tiny" / "policy.q4_k_m.gguf"
+"""The shipped tiny policy (rstar format): it writes real steps, so a search has steps to score."""
+SMALL = SearchConfig(width=2, max_step_tokens=48, max_depth=4, beam_width=2)
+
+
 @pytest.fixture(scope="module")
-def policy_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("prm_policy")
-    ck = sharpen_checkpoint(make_tiny_checkpoint(root / "pol", TinyConfig(seed=3)))
-    return export_gguf(ck, root / "policy.gguf")
+def policy_gguf() -> Path:
+    if not TINY.is_file():
+        pytest.skip("the shipped tiny policy is not in this checkout")
+    return TINY
 
 
 # ------------------------------------------------------------------------------ parity
@@ -219,11 +223,9 @@ def test_quantize_cli_writes_gguf_head_and_verifies(ckpts, tmp_path: Path) -> No
 @pytest.mark.parametrize("family", FAMILIES)
 def test_solve_with_prm_as_ppm(family: str, ggufs, policy_gguf: Path) -> None:  # type: ignore[no-untyped-def]
     spec = str(ggufs[family]) if PRM_FAMILIES[family].head else f"{family}:{ggufs[family]}"
-    with edgestar.load(
-        model=policy_gguf, ppm=spec, step_format="plain", threads=1, n_ctx=1024
-    ) as s:
+    with edgestar.load(model=policy_gguf, ppm=spec, threads=1, n_ctx=2048) as s:
         assert isinstance(s.reward, PrmReward)
-        res = s.solve("What is 2 + 3?", strategy="beam", budget=Budget(rollouts=2, tokens=96))
+        res = s.solve("What is 2 + 3?", strategy="beam", budget=Budget(rollouts=2), config=SMALL)
         assert res.tree is not None
         scored = [n for n in res.tree["nodes"] if n["prior"] is not None]
         assert scored, "the PRM scored no step"
@@ -243,8 +245,8 @@ def test_cli_solve_with_prm(ggufs, policy_gguf: Path) -> None:  # type: ignore[n
     r = CliRunner().invoke(
         main,
         ["solve", "What is 2 + 3?", "--model", str(policy_gguf), "--ppm",
-         f"rlhflow:{ggufs['rlhflow']}", "--format", "plain", "--strategy", "beam",
-         "--rollouts", "2", "--tokens", "96", "--threads", "1", "--json"],
+         f"rlhflow:{ggufs['rlhflow']}", "--strategy", "beam", "--width", "2",
+         "--rollouts", "2", "--threads", "1", "--json"],
     )  # fmt: skip
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)["stats"]["reward_calls"] > 0
@@ -285,7 +287,7 @@ def test_spec_parsing(tmp_path: Path) -> None:
 def test_unknown_and_mismatched_families_are_refused(
     ggufs, policy_gguf: Path, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
-    base = ["solve", "What is 1 + 1?", "--model", str(policy_gguf), "--format", "plain"]
+    base = ["solve", "What is 1 + 1?", "--model", str(policy_gguf)]
     cases = {
         f"bogus:{ggufs['rlhflow']}": "unknown PRM family 'bogus'",
         f"rlhflow:{ggufs['skywork-o1']}": "is a skywork-o1 PRM, not rlhflow",
@@ -297,7 +299,7 @@ def test_unknown_and_mismatched_families_are_refused(
     # a head bound to another file
     other = tmp_path / "other.gguf"
     other.write_bytes(ggufs["skywork-o1"].read_bytes() + b"\0" * 64)
-    (tmp_path / "other.prm-head.npz").write_bytes(
+    (tmp_path / "skywork-o1.prm-head.npz").write_bytes(  # the name its metadata records
         (ggufs["skywork-o1"].parent / "skywork-o1.prm-head.npz").read_bytes()
     )
     with pytest.raises(ModelError, match="head belongs to another file"):
