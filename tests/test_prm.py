@@ -270,6 +270,37 @@ def test_same_file_shares_the_policy_backend(ggufs) -> None:  # type: ignore[no-
         alone.close()
 
 
+@pytest.mark.slow
+def test_bundle_with_a_prm(ggufs, policy_gguf: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A bundle whose ppm is a converted PRM (its head file listed beside it)."""
+    import shutil
+
+    from edgestar.bundle import write_manifest
+
+    b = tmp_path / "bundle"
+    b.mkdir()
+    shutil.copy(policy_gguf, b / "policy.gguf")
+    shutil.copy(ggufs["qwen2.5-math-prm"], b / "qwen2.5-math-prm.gguf")
+    shutil.copy(ggufs["qwen2.5-math-prm"].with_name("qwen2.5-math-prm.prm-head.npz"), b)
+    files = ["policy.gguf", "qwen2.5-math-prm.gguf", "qwen2.5-math-prm.prm-head.npz"]
+    write_manifest(
+        b,
+        {
+            "name": "tiny-prm",
+            "step_format": "rstar",
+            "policy": {"file": "policy.gguf", "kind": "gguf", "quant": "q4_k_m"},
+            "ppm": {"file": "qwen2.5-math-prm.gguf", "kind": "gguf", "quant": "f32"},
+            "files": {f: {} for f in files},
+            "search": {"strategy": "beam", "width": 2, "max_step_tokens": 48,
+                       "budget": {"rollouts": 2}},
+        },
+    )  # fmt: skip
+    with edgestar.load(b, threads=1, device="cpu") as solver:
+        assert isinstance(solver.reward, PrmReward)
+        assert solver.reward.family.name == "qwen2.5-math-prm"
+        assert solver.solve("What is 2 + 3?").stats.reward_calls > 0
+
+
 # ------------------------------------------------------------------------------ refusals
 
 
