@@ -552,9 +552,14 @@ def deploy(
     help="Instead: time `edgestar solve` end to end on the bundle (default: the shipped one), "
     "a fresh process per question, with peak memory.",
 )
+@click.option(
+    "--ppm",
+    help="With --solve --model: a reward beside the policy (as `edgestar solve --ppm`), so the "
+    "peak memory includes it.",
+)
 @friendly
 def bench(
-    model, bundle, onnx_dir, out, threads, widths, width, runs, tokens, force, solve_only
+    model, bundle, onnx_dir, out, threads, widths, width, runs, tokens, force, solve_only, ppm
 ) -> None:
     """Measure decode and tree-search throughput: raw decode, naive vs tree-cached vs batched
     MCTS on the same tree, the width curve, and ONNX vs llama.cpp. With --solve: the wall time
@@ -562,12 +567,10 @@ def bench(
     if solve_only:
         from edgestar.solvebench import run_solve_bench
 
-        if model is not None:
-            raise InputError("--solve times a bundle; give --bundle (or nothing for the default)")
         src = get_current_context().get_parameter_source("threads")
         rep = run_solve_bench(
             bundle, out, runs=runs, force=force, progress=sys.stderr.isatty(),
-            threads=None if src == ParameterSource.DEFAULT else threads,
+            threads=None if src == ParameterSource.DEFAULT else threads, model=model, ppm=ppm,
         )  # fmt: skip
         click.echo(rep.md_path.read_text(encoding="utf-8"))
         return
@@ -575,6 +578,8 @@ def bench(
 
     if (model is None) == (bundle is None):
         raise InputError("give exactly one of --model or --bundle")
+    if ppm is not None:
+        raise InputError("--ppm is for --solve (the decode benchmark runs the policy alone)")
     report = run_bench(
         model=model,
         bundle=bundle,

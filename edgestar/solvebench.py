@@ -105,9 +105,17 @@ def run_solve_bench(
     threads: int | None = None,
     force: bool = False,
     progress: bool = True,
+    model: str | os.PathLike[str] | None = None,
+    ppm: str | os.PathLike[str] | None = None,
 ) -> SolveBenchReport:
     """Time `edgestar solve --bundle BUNDLE --json Q` (default search settings of the bundle)
-    `runs` times per question; medians over all of them. `bundle` None: the shipped default."""
+    `runs` times per question; medians over all of them. `bundle` None: the shipped default.
+    `model` (+ `ppm`): time `edgestar solve --model MODEL [--ppm PPM]` instead, e.g. to see the
+    memory a reward model beside the policy costs (an off-the-shelf PRM: its own context)."""
+    if model is not None and bundle is not None:
+        raise InputError("give a bundle or a model, not both")
+    if ppm is not None and model is None:
+        raise InputError("--ppm needs --model")
     if runs < 1 or not questions:
         raise InputError("solve bench needs runs >= 1 and at least one question")
     out = Path(out_dir)
@@ -117,6 +125,8 @@ def run_solve_bench(
     base = [sys.executable, "-m", "edgestar", "solve", "--json"]
     if bundle is not None:
         base += ["--bundle", str(bundle)]
+    if model is not None:
+        base += ["--model", str(model)] + (["--ppm", str(ppm)] if ppm is not None else [])
     if threads is not None:
         base += ["--threads", str(threads)]
     env = dict(os.environ)
@@ -129,7 +139,13 @@ def run_solve_bench(
     walls = [x["wall_s"] for x in rows]
     rss = [x["peak_rss_mb"] for x in rows]
     data: dict[str, Any] = {
-        "bundle": str(bundle) if bundle is not None else "(shipped default)",
+        "bundle": (
+            str(bundle)
+            if bundle is not None
+            else f"model {model}" + (f", ppm {ppm}" if ppm is not None else "")
+            if model is not None
+            else "(shipped default)"
+        ),
         "threads": threads,
         "runs": runs,
         "cpu_count": os.cpu_count(),

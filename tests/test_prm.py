@@ -301,6 +301,20 @@ def test_bundle_with_a_prm(ggufs, policy_gguf: Path, tmp_path: Path) -> None:  #
         assert solver.solve("What is 2 + 3?").stats.reward_calls > 0
 
 
+@pytest.mark.slow
+def test_solve_bench_reports_memory_with_a_prm(ggufs, policy_gguf: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from edgestar.solvebench import run_solve_bench
+
+    spec = f"math-shepherd:{ggufs['math-shepherd']}"
+    rep = run_solve_bench(
+        None, tmp_path, questions=("What is 2 + 3?",), runs=1, threads=1, progress=False,
+        model=policy_gguf, ppm=spec,
+    )  # fmt: skip
+    assert rep.data["median_peak_rss_mb"] > 0 and spec in rep.data["bundle"]
+    with pytest.raises(InputError, match="--ppm needs --model"):
+        run_solve_bench(None, tmp_path / "x", ppm=spec)
+
+
 # ------------------------------------------------------------------------------ refusals
 
 
