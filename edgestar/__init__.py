@@ -16,6 +16,7 @@ from .backends.base import Candidate, Policy, Proposal, Reward, StepRequest
 from .bundle import Bundle, read_bundle
 from .formats import FORMATS, StepFormat
 from .head import Head, HeadReward, load_head
+from .prm import PRM_FAMILIES, PrmFamily, PrmReward
 from .profiles import PROFILES, DeviceProfile
 from .search import STRATEGIES
 from .solver import Solver, load
@@ -36,6 +37,7 @@ __version__ = "0.1.0"
 __all__ = [
     "FORMATS",
     "PROFILES",
+    "PRM_FAMILIES",
     "STRATEGIES",
     "Budget",
     "Bundle",
@@ -47,6 +49,8 @@ __all__ = [
     "InputError",
     "ModelError",
     "Policy",
+    "PrmFamily",
+    "PrmReward",
     "Problem",
     "Proposal",
     "Reward",
