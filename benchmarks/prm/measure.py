@@ -1,5 +1,5 @@
 """Figures for off-the-shelf PRMs (edgestar/prm.py) on the tiny random stand-ins of tests/test_prm.py:
-parity of P(good) with the torch reference of each family's published rule (F32 and F16 exports),
+parity of P(good) with the torch reference of each family's published rule (F32, F16 and Q8_0 exports),
 and what scoring costs inside a search on the shipped tiny policy (tokens the PRM context decoded
 against the tokens of its inputs, i.e. what one uncached decode per scored path would cost).
 
@@ -41,7 +41,7 @@ def main() -> None:
             named = None if PRM_FAMILIES[fam].head else fam
             ref = [p for q, s in SAMPLES for p in reference_step_probabilities(ck, fam, q, s)]
             row: dict[str, object] = {}
-            for quant, kv_f32 in (("f32", True), ("f16", False)):
+            for quant, kv_f32 in (("f32", True), ("f16", False), ("q8_0", False)):
                 g = root / f"{fam}.{quant}.gguf"
                 quantize_one(ck, "gguf", quant, g, verify=False, prm_family=named)
                 prm = open_prm(g, threads=1, n_ctx=1024, kv_f32=kv_f32)
