@@ -51,7 +51,14 @@ from .gguf_meta import PRM_KEYS
 from .head import PRM_FEATURE, Head, file_sha256, load_head
 from .types import InputError, ModelError
 
-__all__ = ["PRM_FAMILIES", "PrmFamily", "PrmReward", "open_prm", "parse_prm_spec"]
+__all__ = [
+    "PRM_FAMILIES",
+    "PrmFamily",
+    "PrmReward",
+    "open_prm",
+    "parse_prm_spec",
+    "prm_head_paths",
+]
 
 _READS = ("hidden", "logits")
 _LAYOUTS = ("lines", "chat_sep", "tagged", "chat_turns")
@@ -313,16 +320,25 @@ def _family_of(path: Path, named: str | None) -> tuple[PrmFamily | None, dict[st
     return (PRM_FAMILIES[name] if name else None), meta
 
 
+def prm_head_paths(path: Path, meta: dict[str, Any]) -> list[Path]:
+    """Where a PRM GGUF's head may be: `<stem>.prm-head.npz` beside it (what conversion and
+    re-quantization write), then the name its metadata records."""
+    names = [f"{path.stem}.prm-head.npz", str(meta.get(PRM_KEYS["head"]) or "")]
+    return [path.parent / n for n in dict.fromkeys(n for n in names if n)]
+
+
 def _load_prm_head(path: Path, fam: PrmFamily, meta: dict[str, Any]) -> Head:
-    hp = path.parent / str(meta.get(PRM_KEYS["head"]) or f"{path.stem}.prm-head.npz")
-    if not hp.is_file():
-        raise ModelError(f"{path}: the {fam.name} head file {hp.name} is missing beside it")
-    head = load_head(hp)
-    if head.meta.get("feature") != PRM_FEATURE or head.meta.get("prm_family") != fam.name:
-        raise ModelError(f"{hp}: not a {fam.name} PRM head")
-    if head.model_sha256 != file_sha256(path):
-        raise ModelError(f"{hp}: this head belongs to another file than {path.name}")
-    return head
+    found = [p for p in prm_head_paths(path, meta) if p.is_file()]
+    if not found:
+        raise ModelError(f"{path}: the {fam.name} head file {path.stem}.prm-head.npz is missing")
+    want = file_sha256(path)
+    for hp in found:
+        head = load_head(hp)
+        if head.meta.get("feature") != PRM_FEATURE or head.meta.get("prm_family") != fam.name:
+            raise ModelError(f"{hp}: not a {fam.name} PRM head")
+        if head.model_sha256 == want:
+            return head
+    raise ModelError(f"{found[0]}: this head belongs to another file than {path.name}")
 
 
 def _bos_of(path: Path, meta: dict[str, Any]) -> str | None:

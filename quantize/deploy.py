@@ -551,6 +551,9 @@ def quantize_one(
     verified against itself (`verify_requant`: loads, tokenizer ids, logits drift, PPM scores);
     an already quantized .gguf (a third-party Q4_1, say) is requantized (llama.cpp allows it;
     details["requantized_from"] names its file type) and judged by the target quant's row.
+    An off-the-shelf PRM checkpoint (`prm_export`: recognised by its head tensors, or named by
+    `prm_family`) becomes a GGUF plus its head file, verified against the published scoring
+    rule in torch; re-quantizing its GGUF binds a copy of the head to the new file.
     The verification report is written beside `out`; a failed check raises ModelError after
     the output and its report are written (the output is kept for inspection). `out` is refused
     if it exists unless `force`."""
@@ -585,6 +588,10 @@ def quantize_one(
         say.step(f"quantizing {s.name} -> {quant}")
         qr = quantize_gguf(s, o, quant, force=force, n_threads=th)
         details = _gguf_details(qr)
+        from .prm_export import rebind_prm_head
+
+        if (head := rebind_prm_head(s, o)) is not None:  # an off-the-shelf PRM's head
+            details["head"] = str(head)
         say.step("written")
         rep = None
         if verify:

@@ -11,6 +11,8 @@
   `PRM_FEATURE`, bound to the final GGUF's sha256) whose raw output is the logit of P(good):
   Skywork's Linear(h, 1) as it is; Qwen's Linear(h, h) -> ReLU -> Linear(h, 2) with the last
   layer folded to class 1 minus class 0 (softmax(z)[1] = sigmoid(z1 - z0), exact).
+- re-quantizing a converted PRM GGUF (`edgestar quantize prm.gguf --quant q4_k_m`) keeps the
+  metadata (llama.cpp copies it) and `rebind_prm_head` binds a copy of its head to the new file.
 - verification: one fixed question and steps, scored by the torch reference of the published
   rule (`prm_reference`) and by edgestar through llama.cpp (F32 KV); the largest difference of
   P(good) is reported (`details["prm_parity"]`) and an F32 export must agree within 1e-4.
@@ -30,7 +32,7 @@ import numpy as np
 from edgestar.checkpoint import CheckpointMeta
 from edgestar.gguf_meta import PRM_KEYS
 from edgestar.head import PRM_FEATURE, Head, file_sha256, save_head
-from edgestar.prm import PRM_FAMILIES, PrmFamily, open_prm
+from edgestar.prm import PRM_FAMILIES, PrmFamily, _family_of, _load_prm_head, open_prm
 from edgestar.types import InputError, ModelError
 
 from ._deploy_report import QuantizeResult
@@ -38,7 +40,13 @@ from .gguf_export import DTYPES, export_gguf
 from .gguf_quant import QUANTS, quantize_gguf
 from .prm_reference import checkpoint_tensor_names, read_tensors, reference_step_probabilities
 
-__all__ = ["HEAD_SUFFIX", "VERIFY_SAMPLE", "detect_prm_family", "export_prm"]
+__all__ = [
+    "HEAD_SUFFIX",
+    "VERIFY_SAMPLE",
+    "detect_prm_family",
+    "export_prm",
+    "rebind_prm_head",
+]
 
 HEAD_SUFFIX = ".prm-head.npz"
 VERIFY_SAMPLE = (
@@ -203,3 +211,19 @@ def _verify(ckpt: Path, gguf: Path, fam: PrmFamily, threads: int) -> dict[str, A
         raise ModelError(f"{gguf}: {len(got)} step scores against {len(ref)} from torch")
     diff = max(abs(a - b) for a, b in zip(got, ref, strict=True))
     return {"steps": len(ref), "max_abs_diff": diff, "torch": ref, "llamacpp": got}
+
+
+def rebind_prm_head(src: str | os.PathLike[str], out: str | os.PathLike[str]) -> Path | None:
+    """After `out` was re-quantized from the PRM GGUF `src`: a copy of src's head bound to
+    `out` (`<out stem>.prm-head.npz`), or None when src is no PRM with a head."""
+    s, o = Path(src), Path(out)
+    fam, meta = _family_of(s, None)
+    if fam is None or not fam.head:
+        return None
+    h = _load_prm_head(s, fam, meta)
+    meta2 = {**h.meta, "model_bytes": o.stat().st_size, "requantized_from": s.name}
+    head = Head(
+        h.weights, h.biases, h.mean, h.scale,
+        model_sha256=file_sha256(o), model_name=o.name, meta=meta2,
+    )  # fmt: skip
+    return save_head(head, o.parent / (o.stem + HEAD_SUFFIX))

@@ -149,6 +149,8 @@ def test_scores_match_the_published_rule_in_torch(family: str, ckpts, ggufs) -> 
     prm = open_prm(ggufs[family], **KV, threads=1)
     assert isinstance(prm, PrmReward) and prm.family.name == family
     try:
+        with pytest.raises(InputError, match="scores a question and its steps"):
+            prm.score(["a bare prefix"])
         got, ref = [], []
         for q, steps in SAMPLES:
             ours = prm.step_probabilities(q, steps)
@@ -214,6 +216,24 @@ def test_quantize_cli_writes_gguf_head_and_verifies(ckpts, tmp_path: Path) -> No
     r = CliRunner().invoke(main, ["quantize", str(ckpts["skywork-o1"]), "--out", str(q8), "--json"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)["details"]["prm_parity"]["max_abs_diff"] < 0.05
+    # re-quantizing the F32 GGUF: the metadata travels, the head is bound to the new file
+    rq = tmp_path / "sky.rq8.gguf"
+    r = CliRunner().invoke(main, ["quantize", str(out), "--out", str(rq), "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["details"]["head"] == str(tmp_path / "sky.rq8.prm-head.npz")
+    prm = open_prm(rq, threads=1)
+    assert prm is not None and prm.family.name == "skywork-o1"
+    prm.close()
+    # a family that is unknown, or not the checkpoint's
+    for args, msg in (
+        (["--prm", "bogus"], "unknown PRM family 'bogus'"),
+        (["--prm", "rlhflow"], "holds a skywork-o1 head, not a rlhflow PRM"),
+    ):
+        r = CliRunner().invoke(
+            main, ["quantize", str(ckpts["skywork-o1"]), "--out", str(tmp_path / "x.gguf"), *args]
+        )
+        assert r.exit_code != 0 and msg in r.output, r.output
+        assert len(r.output.strip().splitlines()) == 1
 
 
 # ------------------------------------------------------------------------------ in a solve
@@ -316,6 +336,15 @@ def test_solve_bench_reports_memory_with_a_prm(ggufs, policy_gguf: Path, tmp_pat
 
 
 # ------------------------------------------------------------------------------ refusals
+
+
+def test_family_table_is_validated() -> None:
+    from edgestar.prm import PrmFamily
+
+    with pytest.raises(ValueError, match="a head exactly when"):
+        PrmFamily("x", reads="hidden", layout="lines", sep="\n")
+    with pytest.raises(ValueError, match="needs sep"):
+        PrmFamily("x", reads="logits", layout="tagged")
 
 
 def test_spec_parsing(tmp_path: Path) -> None:
