@@ -4,6 +4,8 @@ and what scoring costs inside a search on the shipped tiny policy (tokens the PR
 against the tokens of its inputs, i.e. what one uncached decode per scored path would cost).
 
     .venv/bin/python benchmarks/prm/measure.py            # one thread; prints JSON
+    .venv/bin/python benchmarks/prm/measure.py --ppm rlhflow:MODEL.gguf   # a real-size PRM:
+        # the shipped tiny policy's default search (mcts) on two questions, timing the PRM
 """
 
 from __future__ import annotations
@@ -70,5 +72,31 @@ def main() -> None:
     print(json.dumps(out, indent=1))
 
 
+def real(spec: str) -> None:
+    """Where a solve's time goes with a real-size PRM beside the tiny policy."""
+    rows = []
+    with edgestar.load(model=TINY, ppm=spec, threads=1) as s:
+        ctx = s.reward.engine._rt.ctx
+        for q in ("What is 48 + 37?", "Solve 3x + 7 = 22."):
+            d0, r0, e0 = ctx.decode_seconds, ctx.rows_decoded, s.reward.tokens_evaluated
+            t0 = time.perf_counter()
+            r = s.solve(q)
+            rows.append(
+                {
+                    "question": q,
+                    "solve_s": round(time.perf_counter() - t0, 2),
+                    "prm_decode_s": round(ctx.decode_seconds - d0, 2),
+                    "scored_paths": sum(1 for n in r.tree["nodes"] if n["prior"] is not None),
+                    "prm_tokens_decoded": ctx.rows_decoded - r0,
+                    "prm_input_tokens": s.reward.tokens_evaluated - e0,
+                    "policy_tokens": r.stats.tokens_generated,
+                }
+            )
+    print(json.dumps(rows, indent=1))
+
+
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) == 3 and sys.argv[1] == "--ppm":
+        real(sys.argv[2])
+    else:
+        main()
