@@ -273,16 +273,24 @@ def test_cli_solve_with_prm(ggufs, policy_gguf: Path) -> None:  # type: ignore[n
 
 
 @pytest.mark.slow
-def test_same_file_shares_the_policy_backend(ggufs) -> None:  # type: ignore[no-untyped-def]
-    path = ggufs["math-shepherd"]
-    with edgestar.load(
-        model=path, ppm=f"math-shepherd:{path}", step_format="plain", threads=1
-    ) as s:
+@pytest.mark.parametrize("family", ["math-shepherd", "skywork-o1"])
+def test_same_file_shares_the_policy_backend(family: str, ggufs) -> None:  # type: ignore[no-untyped-def]
+    """Policy and PRM from one file: one llama.cpp context; the PRM's reads (logits, or hidden
+    states switched on for its decodes only) leave the policy's generation as it was."""
+    from edgestar.backends.base import StepRequest
+
+    path = ggufs[family]
+    req = [StepRequest("What is 2 + 3?\n", 2, seed=5, max_tokens=12)]
+    q, steps = SAMPLES[0]
+    with edgestar.load(model=path, ppm=f"{family}:{path}", step_format="plain", threads=1) as s:
         assert isinstance(s.reward, PrmReward)
         assert s.reward.engine is s.policy and not s.reward.own_engine
-        q, steps = SAMPLES[0]
+        before = s.policy.propose(req)
         shared = s.reward.step_probabilities(q, steps)
-    alone = open_prm(f"math-shepherd:{path}", threads=1)
+        after = s.policy.propose(req)
+        assert [c.text for c in after[0].candidates] == [c.text for c in before[0].candidates]
+        assert all(c.hidden is None for c in after[0].candidates)
+    alone = open_prm(f"{family}:{path}", threads=1)
     assert alone is not None
     try:
         assert alone.step_probabilities(q, steps) == pytest.approx(shared, abs=1e-3)
