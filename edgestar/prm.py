@@ -21,9 +21,9 @@ way and reads its score at its own token. `PRM_FAMILIES` holds that as data:
 
 Each family's read position depends only on the tokens before it, so the score of step k is read
 at the last token of the input built from the first k steps; those inputs of a path's prefixes
-are prefixes of each other, so the KV cache (`LlamaCppPolicy.eval_tokens`) decodes only what a
-step adds to its parent's input (one decode of the new tokens per scored step). Scores are
-reported as 2P - 1, in (-1, 1) like every `Reward`.
+are prefixes of each other, so the KV cache (`LlamaCppPolicy.eval_many`) decodes only what a
+step adds to its parent's input; the paths the search scores at once (a node's children, a
+beam's) are decoded together. Scores are reported as 2P - 1, in (-1, 1) like every `Reward`.
 
 The PRM runs beside the policy in its own llama.cpp context, or on the policy's own context when
 both are the same GGUF file. Heads (hidden-state families) travel as an edgestar head file
@@ -266,18 +266,28 @@ class PrmReward:
 
     # -- scoring ----------------------------------------------------------------------------
 
+    def _p(self, out: np.ndarray) -> float:
+        """P(good) from what the engine read at the read position (a hidden state or logits)."""
+        if self.family.reads == "hidden":
+            assert self.head is not None
+            return _sigmoid(float(self.head.raw(np.asarray(out, dtype=np.float64))))
+        assert self._pair is not None
+        good, bad = self._pair
+        return _sigmoid(float(out[good]) - float(out[bad]))
+
     def probability(self, question: str, steps: Sequence[str]) -> float:
         """P(the last step is good), as the family's published rule computes it."""
         ids = self.input_ids(question, steps)
         self.tokens_evaluated += len(ids)
-        if self.family.reads == "hidden":
-            h = self.engine.eval_tokens(ids, hidden=True)
-            assert self.head is not None
-            return _sigmoid(float(self.head.raw(np.asarray(h, dtype=np.float64))))
-        logits = self.engine.eval_tokens(ids)
-        assert self._pair is not None
-        good, bad = self._pair
-        return _sigmoid(float(logits[good]) - float(logits[bad]))
+        return self._p(self.engine.eval_tokens(ids, hidden=self.family.reads == "hidden"))
+
+    def probabilities(self, question: str, paths: Sequence[Sequence[str]]) -> list[float]:
+        """P(good) of the last step of each path, the paths decoded together (siblings share
+        their parent's cached input)."""
+        ids = [self.input_ids(question, p) for p in paths]
+        self.tokens_evaluated += sum(len(x) for x in ids)
+        outs = self.engine.eval_many(ids, hidden=self.family.reads == "hidden")
+        return [self._p(o) for o in outs]
 
     def step_probabilities(self, question: str, steps: Sequence[str]) -> list[float]:
         """P(good) of every step of one solution (each read from the cached shorter input)."""
@@ -285,7 +295,9 @@ class PrmReward:
 
     def score_paths(self, question: str, paths: Sequence[Sequence[str]]) -> list[float]:
         """2 P - 1 for the last step of each path (steps from the first, as the search has them)."""
-        return [2.0 * self.probability(question, p) - 1.0 for p in paths]
+        if not paths:
+            return []
+        return [2.0 * p - 1.0 for p in self.probabilities(question, paths)]
 
     def score(self, prefixes: Sequence[str]) -> list[float]:
         if not prefixes:

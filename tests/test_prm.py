@@ -193,6 +193,36 @@ def test_cached_prefix_decodes_only_what_a_step_adds(ggufs) -> None:  # type: ig
             prm.close()
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["skywork-o1", "rlhflow"])
+def test_paths_scored_together_equal_one_at_a_time(family: str, ggufs) -> None:  # type: ignore[no-untyped-def]
+    """`score_paths` decodes a call's paths together (more paths than the PRM context has
+    sequences, so in waves; nested, sibling and duplicate paths, from a cold cache) and gives
+    what scoring each alone from scratch gives."""
+    q, steps = SAMPLES[0]
+    paths = [steps[: k + 1] for k in range(3)] + [
+        steps[:1] + [f"Then {i} more."] for i in range(18)
+    ]
+    paths.append(paths[4])
+    together = open_prm(ggufs[family], **KV, threads=1)
+    alone = open_prm(ggufs[family], **KV, threads=1)
+    assert together is not None and alone is not None
+    try:
+        got = together.score_paths(q, paths)
+        want = []
+        for p in paths:
+            alone.engine.clear_cache()
+            want.append(2 * alone.probability(q, p) - 1)
+        assert np.abs(np.array(got) - np.array(want)).max() < 1e-5
+        assert np.std(got) > 0.01
+        assert together.engine._rt.ctx.rows_decoded < sum(
+            len(together.input_ids(q, p)) for p in paths
+        )
+    finally:
+        together.close()
+        alone.close()
+
+
 # ------------------------------------------------------------------------------ conversion
 
 

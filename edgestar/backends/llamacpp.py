@@ -323,6 +323,86 @@ class LlamaCppPolicy:
                 ctx.set_hidden(False)
             return out
 
+    def eval_many(self, token_lists: Sequence[Sequence[int]], hidden: bool = False) -> np.ndarray:
+        """`eval_tokens` for several inputs at once ([n, vocab] or [n, n_embd]): each on its own
+        sequence forked from its longest cached prefix; what they add but their last tokens is
+        decoded together (chunks of n_batch rows, no outputs), then their last tokens in one
+        decode that outputs every row. Identical inputs are decoded once."""
+        with self._rt.lock:
+            model, ctx, batch = self._rt.parts()
+            keys = [tuple(int(t) for t in tl) for tl in token_lists]
+            for k in keys:
+                if any(t < 0 or t >= model.n_vocab for t in k):
+                    raise InputError("token id outside the vocabulary")
+                self._check_prompt(list(k), ctx)
+            index: dict[tuple[int, ...], int] = {}
+            for k in keys:
+                index.setdefault(k, len(index))
+            out = np.zeros((len(index), model.n_embd if hidden else model.n_vocab), np.float32)
+            todo = list(index)
+            try:
+                while todo:
+                    group: list[tuple[tuple[int, ...], int, int]] = []  # (input, seq, cached)
+                    while todo and len(group) < batch.capacity:
+                        k = todo[0]
+                        taken = {s for _, s, _ in group}
+                        got, n = self._acquire(self._lookup(list(k)), len(k), 1, taken)
+                        if not got:
+                            if group:
+                                break
+                            raise ModelError("no llama.cpp sequence available")
+                        group.append((k, got[0], n))
+                        todo.pop(0)
+                    try:
+                        self._eval_group(ctx, batch, group, hidden, out, index)
+                    finally:
+                        for _, seq, _ in group:
+                            if seq in self._tree.info:
+                                self._tree.release(seq)
+            except BaseException:
+                self._reset()
+                raise
+            finally:
+                ctx.set_hidden(False)
+            return out[[index[k] for k in keys]]
+
+    def _eval_group(
+        self,
+        ctx: _Context,
+        batch: _Batch,
+        group: list[tuple[tuple[int, ...], int, int]],
+        hidden: bool,
+        out: np.ndarray,
+        index: dict[tuple[int, ...], int],
+    ) -> None:
+        t = self._tree
+        rows = [(k[p], p, seq) for k, seq, n in group for p in range(n, len(k) - 1)]
+        ctx.set_hidden(False)
+        for s0 in range(0, len(rows), batch.capacity):
+            chunk = rows[s0 : s0 + batch.capacity]
+            if not t.make_room(len(chunk)):
+                raise ModelError(f"KV cache too small ({ctx.n_ctx} cells)")
+            batch.clear()
+            for tok, pos, seq in chunk:
+                batch.add(tok, pos, (seq,), False)
+            if ctx.try_decode(batch) != 0:
+                raise ModelError("llama_decode failed")
+            for tok, _, seq in chunk:
+                t.append([seq], [tok])
+        if not t.make_room(len(group)):
+            raise ModelError(f"KV cache too small ({ctx.n_ctx} cells)")
+        ctx.set_hidden(hidden)  # every row of this decode is a last token: all are output
+        batch.clear()
+        for k, seq, _ in group:
+            batch.add(k[-1], len(k) - 1, (seq,), True)
+        if ctx.try_decode(batch) != 0:
+            raise ModelError("llama_decode failed")
+        n_embd = self._rt.model.n_embd  # type: ignore[union-attr]
+        for i, (k, seq, _) in enumerate(group):
+            t.append([seq], [k[-1]])
+            out[index[k]] = ctx.hidden(i, n_embd) if hidden else ctx.logits(i)
+        ctx.set_hidden(False)
+
     def token_ids(self, text: str) -> list[int]:
         """The ids of `text` alone (special tokens as single ids, no BOS added)."""
         with self._rt.lock:
