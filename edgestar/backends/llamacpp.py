@@ -376,19 +376,28 @@ class LlamaCppPolicy:
         index: dict[tuple[int, ...], int],
     ) -> None:
         t = self._tree
-        rows = [(k[p], p, seq) for k, seq, n in group for p in range(n, len(k) - 1)]
+        # one row per distinct token history: siblings that start from the same cached prefix
+        # share the rows of what they add in common (one cell for all of their sequences)
+        node: dict[tuple[Any, ...], int] = {}
+        rows: dict[int, tuple[int, int, list[int]]] = {}  # node -> (token, position, seqs)
+        for k, seq, n in group:
+            at = node.setdefault(("start", id(t.info[seq].tail), k[:n]), len(node))
+            for p in range(n, len(k) - 1):
+                at = node.setdefault((at, k[p]), len(node))
+                rows.setdefault(at, (k[p], p, []))[2].append(seq)
+        ordered = list(rows.values())  # parents before children (insertion order)
         ctx.set_hidden(False)
-        for s0 in range(0, len(rows), batch.capacity):
-            chunk = rows[s0 : s0 + batch.capacity]
+        for s0 in range(0, len(ordered), batch.capacity):
+            chunk = ordered[s0 : s0 + batch.capacity]
             if not t.make_room(len(chunk)):
                 raise ModelError(f"KV cache too small ({ctx.n_ctx} cells)")
             batch.clear()
-            for tok, pos, seq in chunk:
-                batch.add(tok, pos, (seq,), False)
+            for tok, pos, seqs in chunk:
+                batch.add(tok, pos, seqs, False)
             if ctx.try_decode(batch) != 0:
                 raise ModelError("llama_decode failed")
-            for tok, _, seq in chunk:
-                t.append([seq], [tok])
+            for tok, _, seqs in chunk:
+                t.append(seqs, [tok])
         if not t.make_room(len(group)):
             raise ModelError(f"KV cache too small ({ctx.n_ctx} cells)")
         ctx.set_hidden(hidden)  # every row of this decode is a last token: all are output
