@@ -5,7 +5,8 @@ against the tokens of its inputs, i.e. what one uncached decode per scored path 
 
     .venv/bin/python benchmarks/prm/measure.py            # one thread; prints JSON
     .venv/bin/python benchmarks/prm/measure.py --ppm rlhflow:MODEL.gguf   # a real-size PRM:
-        # the shipped tiny policy's default search (mcts) on two questions, timing the PRM
+        # the shipped tiny policy's default search (mcts) on two questions, timing the PRM;
+        # add --sequential to score a call's paths one at a time (before eval_many batching)
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ def real(spec: str) -> None:
         ctx = s.reward.engine._rt.ctx
         for q in ("What is 48 + 37?", "Solve 3x + 7 = 22."):
             d0, r0, e0 = ctx.decode_seconds, ctx.rows_decoded, s.reward.tokens_evaluated
+            c0 = ctx.decode_calls
             t0 = time.perf_counter()
             r = s.solve(q)
             rows.append(
@@ -86,6 +88,7 @@ def real(spec: str) -> None:
                     "question": q,
                     "solve_s": round(time.perf_counter() - t0, 2),
                     "prm_decode_s": round(ctx.decode_seconds - d0, 2),
+                    "prm_decode_calls": ctx.decode_calls - c0,
                     "scored_paths": sum(1 for n in r.tree["nodes"] if n["prior"] is not None),
                     "prm_tokens_decoded": ctx.rows_decoded - r0,
                     "prm_input_tokens": s.reward.tokens_evaluated - e0,
@@ -96,7 +99,14 @@ def real(spec: str) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--ppm":
+    if len(sys.argv) >= 3 and sys.argv[1] == "--ppm":
+        if sys.argv[3:] == ["--sequential"]:
+            from edgestar.prm import PrmReward
+
+            def one_at_a_time(self, question, paths):  # type: ignore[no-untyped-def]
+                return [self.probability(question, p) for p in paths]
+
+            PrmReward.probabilities = one_at_a_time  # type: ignore[method-assign]
         real(sys.argv[2])
     else:
         main()

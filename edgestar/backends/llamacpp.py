@@ -325,9 +325,10 @@ class LlamaCppPolicy:
 
     def eval_many(self, token_lists: Sequence[Sequence[int]], hidden: bool = False) -> np.ndarray:
         """`eval_tokens` for several inputs at once ([n, vocab] or [n, n_embd]): each on its own
-        sequence forked from its longest cached prefix; what they add but their last tokens is
-        decoded together (chunks of n_batch rows, no outputs), then their last tokens in one
-        decode that outputs every row. Identical inputs are decoded once."""
+        sequence forked from its longest cached prefix; what they add is decoded together in
+        chunks of n_batch rows (a history they share: one row), their last tokens asking for
+        logits (hidden states: the last tokens in a decode of their own, as `eval_tokens`).
+        Identical inputs are decoded once."""
         with self._rt.lock:
             model, ctx, batch = self._rt.parts()
             keys = [tuple(int(t) for t in tl) for tl in token_lists]
@@ -385,31 +386,28 @@ class LlamaCppPolicy:
             for p in range(n, len(k) - 1):
                 at = node.setdefault((at, k[p]), len(node))
                 rows.setdefault(at, (k[p], p, []))[2].append(seq)
-        ordered = list(rows.values())  # parents before children (insertion order)
-        ctx.set_hidden(False)
-        for s0 in range(0, len(ordered), batch.capacity):
-            chunk = ordered[s0 : s0 + batch.capacity]
-            if not t.make_room(len(chunk)):
-                raise ModelError(f"KV cache too small ({ctx.n_ctx} cells)")
-            batch.clear()
-            for tok, pos, seqs in chunk:
-                batch.add(tok, pos, seqs, False)
-            if ctx.try_decode(batch) != 0:
-                raise ModelError("llama_decode failed")
-            for tok, _, seqs in chunk:
-                t.append(seqs, [tok])
-        if not t.make_room(len(group)):
-            raise ModelError(f"KV cache too small ({ctx.n_ctx} cells)")
-        ctx.set_hidden(hidden)  # every row of this decode is a last token: all are output
-        batch.clear()
-        for k, seq, _ in group:
-            batch.add(k[-1], len(k) - 1, (seq,), True)
-        if ctx.try_decode(batch) != 0:
-            raise ModelError("llama_decode failed")
+        # (token, position, seqs, the input whose read position it is, or None)
+        ordered = [(tok, p, seqs, None) for tok, p, seqs in rows.values()]  # parents first
+        finals = [(k[-1], len(k) - 1, [seq], k) for k, seq, _ in group]
         n_embd = self._rt.model.n_embd  # type: ignore[union-attr]
-        for i, (k, seq, _) in enumerate(group):
-            t.append([seq], [k[-1]])
-            out[index[k]] = ctx.hidden(i, n_embd) if hidden else ctx.logits(i)
+        # logits: the last tokens ride in the same decodes; hidden states: output on makes
+        # every row of a decode output, so the last tokens go alone in a decode of their own
+        passes = [ordered + finals] if not hidden else [ordered, finals]
+        for rows_, on in zip(passes, (False, True) if hidden else (False,), strict=True):
+            ctx.set_hidden(on)
+            for s0 in range(0, len(rows_), batch.capacity):
+                chunk = rows_[s0 : s0 + batch.capacity]
+                if not t.make_room(len(chunk)):
+                    raise ModelError(f"KV cache too small ({ctx.n_ctx} cells)")
+                batch.clear()
+                for tok, pos, seqs, key in chunk:
+                    batch.add(tok, pos, seqs, key is not None)
+                if ctx.try_decode(batch) != 0:
+                    raise ModelError("llama_decode failed")
+                for i, (tok, _, seqs, key) in enumerate(chunk):
+                    t.append(seqs, [tok])
+                    if key is not None:
+                        out[index[key]] = ctx.hidden(i, n_embd) if on else ctx.logits(i)
         ctx.set_hidden(False)
 
     def token_ids(self, text: str) -> list[int]:
