@@ -232,6 +232,8 @@ def find_head(model_path: str | os.PathLike[str], dirs: Sequence[Path]) -> Path 
             h = load_head(f)
         except ModelError:
             continue
+        if h.meta.get("feature", FEATURE) != FEATURE:
+            continue  # an off-the-shelf PRM's head (edgestar.prm): not a head on a policy
         if h.meta.get("model_bytes", size) == size:  # a cheap filter before hashing
             heads.append((f, h))
     if not heads:

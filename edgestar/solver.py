@@ -181,7 +181,8 @@ def load(
 ) -> Solver:
     """Load a bundle (default: the one shipped with edgestar) or a bare model file, ready to
     solve. `model`/`ppm` take a .gguf file or a checkpoint folder (`ppm` also a head file
-    bound to the `model` GGUF, `edgestar train head`); `step_format` is 'rstar', 'tir',
+    bound to the `model` GGUF, `edgestar train head`, or an off-the-shelf PRM GGUF,
+    `edgestar.prm`: FILE.gguf, or FAMILY:FILE.gguf when its metadata does not name the family); `step_format` is 'rstar', 'tir',
     'plain' or 'auto' (the default: what the model declares, else 'tir' for a model with a
     chat template, else 'plain'; for a bundle, the bundle's format). A bundle's device profile sets
     threads, context size and GPU layers unless they are given here."""
