@@ -231,9 +231,11 @@ class PrmReward:
             raise InputError("a PRM scores at least one step")
         eng = self.engine
         if f.layout == "lines":
-            ids = eng.token_ids(self._bos + question + f.sep)
+            sep_id = self._sep_id
+            assert sep_id is not None
+            ids: list[int] = eng.token_ids(self._bos + question + f.sep)
             for piece in f.sep.join(steps).split(f.sep):
-                ids += (eng.token_ids(piece) if piece else []) + [self._sep_id]
+                ids += (eng.token_ids(piece) if piece else []) + [sep_id]
             return ids
         if f.layout == "chat_sep":
             msgs = [
