@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,15 @@ from .formats import StepFormat, get_format
 from .head import HeadReward, find_head, is_head_path
 from .profiles import PROFILES
 from .search import run_search
-from .types import Budget, InputError, ModelError, SearchConfig, SolveResult, check_question
+from .types import (
+    Budget,
+    InputError,
+    ModelError,
+    SearchConfig,
+    SearchEvent,
+    SolveResult,
+    check_question,
+)
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -75,8 +84,12 @@ class Solver:
         config: SearchConfig | None = None,
         gold: str | None = None,
         keep_tree: bool = True,
+        on_event: Callable[[SearchEvent], None] | None = None,
     ) -> SolveResult:
-        """Search for the answer to `question`. See SolveResult for what comes back."""
+        """Search for the answer to `question`. See SolveResult for what comes back.
+        `on_event` is called, in this thread, with progress after every expansion and with each
+        step of the chosen path once it is settled (SearchEvent); an exception it raises stops
+        the search and comes out of `solve`."""
         question = check_question(question)
         with self._lock:
             if self._closed:
@@ -93,6 +106,7 @@ class Solver:
                 seed=seed,
                 gold=gold,
                 keep_tree=keep_tree,
+                on_event=on_event,
             )
         return result
 
