@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import importlib.util
+import importlib
 import ipaddress
 import json
 import sys
@@ -111,7 +111,12 @@ class ServeConfig:
 
 def require_extra() -> None:
     """Raise one readable line when the `serve` extra is not installed."""
-    missing = [m for m in ("starlette", "uvicorn") if importlib.util.find_spec(m) is None]
+    missing = []
+    for name in ("starlette", "uvicorn"):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
     if missing:
         raise EdgestarError(f"{EXTRA_HINT} (missing: {', '.join(missing)})")
 
@@ -179,6 +184,11 @@ def _prompt_tokens(solver: Solver, question: str) -> int:
     if tokenize is None:
         return 0
     return len(tokenize(solver.format.prompt(question, solver.policy.chat_prompt)))
+
+
+def _retrieve(f: asyncio.Future[Any]) -> None:
+    if not f.cancelled():
+        f.exception()
 
 
 def _sse(obj: Any) -> str:
@@ -301,6 +311,7 @@ def make_app(solver: Solver, cfg: ServeConfig) -> Any:
                 headers={"Retry-After": str(e.retry_after)},
             ) from None
         done = asyncio.wrap_future(fut)
+        done.add_done_callback(_retrieve)  # a cancelled job's exception is expected, not lost
         if req.stream:
             headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
             return StreamingResponse(
@@ -412,6 +423,9 @@ def run(cfg: ServeConfig, open_solver: Callable[[], Solver]) -> None:
         )
         try:
             server.run()
+        except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it shut down on
+            if not server.started:
+                raise
         finally:
             app.state.gate.close()
         if not server.started:
