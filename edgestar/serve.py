@@ -6,13 +6,12 @@
 Routes: `POST /v1/chat/completions` (plain, or `stream: true` as server-sent events),
 `GET /v1/models`, `GET /v1/models/{id}`, and `GET /health` (queue state, no key needed).
 
-Streaming sends, in order: a chunk with the assistant role; one chunk per step of the chosen
-path as the search settles it (SearchEvent: greedy settles each step as it is decoded, beam
-the steps all its beams share, MCTS and best-of-N the whole path when they stop); the answer;
-a chunk with `finish_reason`, `usage` and the search's stats (`edgestar`); `data: [DONE]`.
-With `edgestar.progress` set, chunks without choices also report the search's progress; SSE
-comments keep an idle connection alive. A failure after the stream has started is sent as
-`data: {"error": ...}`, which the openai client raises.
+This module owns the server: its config, the routes, auth, body limit, error JSON and the
+uvicorn run. What a request means and the response shapes are edgestar._serve_api; the queue
+in front of the model is edgestar._serve_gate; one request's search and its event stream are
+edgestar._serve_job. Streaming sends the chosen path's steps as the search settles them
+(SearchEvent: greedy settles each step as it is decoded, beam the steps all its beams share,
+MCTS and best-of-N the whole path when they stop), then the answer, then the stats.
 
 Safety: it listens on 127.0.0.1 unless told otherwise; `api_key` makes every /v1 route need
 `Authorization: Bearer KEY` (401); bodies over `max_body` bytes are refused (413); bad JSON or
@@ -31,33 +30,28 @@ import hmac
 import importlib
 import ipaddress
 import json
+import socket
 import sys
-import threading
 import time
-from collections.abc import AsyncIterator, Callable
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ._serve_api import (
     ApiError,
-    ChatRequest,
     Defaults,
-    answer_text,
-    chunk,
     completion_body,
     error_body,
-    finish_reason,
     model_body,
     models_body,
     parse_chat_request,
-    stats_body,
-    step_delta,
-    usage,
 )
-from ._serve_gate import Cancelled, GateConfig, Refused, SolveGate
+from ._serve_gate import GateConfig, Refused, SolveGate
+from ._serve_job import Job, retrieve, stream
 from .solver import Solver
-from .types import EdgestarError, InputError, SearchEvent, SolveResult, one_line
+from .types import EdgestarError, InputError, one_line
 
 EXTRA_HINT = "edgestar serve needs its web server: pip install 'edgestar[serve]'"
 
@@ -132,113 +126,6 @@ def model_id_for(bundle: str | Path | None, model: str | Path | None) -> str:
     return read_bundle(path).name if path is not None else "edgestar"
 
 
-# ---------------------------------------------------------------------- one request's search
-_END = object()
-
-
-class _Job:
-    """One request's search, run on the model's worker thread."""
-
-    def __init__(self, solver: Solver, req: ChatRequest, loop: asyncio.AbstractEventLoop) -> None:
-        self.solver, self.req, self.loop = solver, req, loop
-        self.cancelled = threading.Event()
-        self.events: asyncio.Queue[Any] = asyncio.Queue()
-        self.created = time.perf_counter()
-        self.queue_seconds = 0.0
-
-    def cancel(self) -> None:
-        self.cancelled.set()
-
-    def run(self) -> tuple[SolveResult, int]:
-        self.queue_seconds = time.perf_counter() - self.created
-        if self.cancelled.is_set():
-            raise Cancelled("the client went away before its turn")
-        s, r = self.solver, self.req
-        result = s.solve(
-            r.question,
-            strategy=r.strategy,
-            budget=r.budget,
-            seed=r.seed,
-            config=r.config,
-            keep_tree=False,
-            on_event=self._hear,
-        )
-        return result, _prompt_tokens(s, r.question)
-
-    def _hear(self, e: SearchEvent) -> None:
-        if self.cancelled.is_set():
-            raise Cancelled("the client went away")
-        if self.req.stream and (e.kind == "step" or self.req.progress):
-            self.loop.call_soon_threadsafe(self.events.put_nowait, e)
-
-    def extra(self) -> dict[str, Any]:
-        return {
-            "queue_seconds": round(self.queue_seconds, 6),
-            "reward": getattr(self.solver.reward, "name", None),
-        }
-
-
-def _prompt_tokens(solver: Solver, question: str) -> int:
-    """The question's prompt in tokens, where the backend can count them (else 0)."""
-    tokenize = getattr(solver.policy, "tokenize", None)
-    if tokenize is None:
-        return 0
-    return len(tokenize(solver.format.prompt(question, solver.policy.chat_prompt)))
-
-
-def _retrieve(f: asyncio.Future[Any]) -> None:
-    if not f.cancelled():
-        f.exception()
-
-
-def _sse(obj: Any) -> str:
-    return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
-
-
-async def _stream(job: _Job, done: asyncio.Future[Any], cfg: ServeConfig) -> AsyncIterator[str]:
-    req, fmt = job.req, job.solver.format.name
-    done.add_done_callback(lambda _: job.events.put_nowait(_END))
-    get: asyncio.Future[Any] | None = None
-    try:
-        yield _sse(chunk(req, {"role": "assistant", "content": ""}))
-        while True:
-            if get is None:
-                get = asyncio.ensure_future(job.events.get())
-            ready, _ = await asyncio.wait({get}, timeout=cfg.keepalive)
-            if not ready:
-                yield ": keep-alive\n\n"
-                continue
-            item, get = get.result(), None
-            if item is _END:
-                break
-            if item.kind == "step" and req.content == "steps":
-                step = {**item.step.__dict__, "index": item.index}
-                yield _sse(
-                    chunk(req, {"content": step_delta(item.step, fmt)}, edgestar={"step": step})
-                )
-            elif item.kind == "progress":
-                p = {k: getattr(item, k) for k in ("rollouts", "tokens", "nodes", "seconds")}
-                yield _sse(chunk(req, None, edgestar={"progress": p}))
-        try:
-            result, prompt_tokens = done.result()
-        except Exception as e:  # noqa: BLE001 - reported to the client, in the stream
-            yield _sse(error_body(one_line(e), "server_error"))
-            yield "data: [DONE]\n\n"
-            return
-        u = usage(result, prompt_tokens)
-        yield _sse(chunk(req, {"content": answer_text(result)}))
-        stats = stats_body(req, result, job.extra())
-        last = {"edgestar": stats} if req.include_usage else {"usage": u, "edgestar": stats}
-        yield _sse(chunk(req, {}, finish_reason(result), **last))
-        if req.include_usage:
-            yield _sse(chunk(req, None, usage=u))
-        yield "data: [DONE]\n\n"
-    finally:
-        job.cancel()  # a client that left mid-stream stops the search (no-op once it is done)
-        if get is not None:
-            get.cancel()
-
-
 # ---------------------------------------------------------------------- the app
 def make_app(solver: Solver, cfg: ServeConfig) -> Any:
     """The Starlette application serving `solver` under `cfg`."""
@@ -252,6 +139,7 @@ def make_app(solver: Solver, cfg: ServeConfig) -> Any:
     defaults = Defaults(solver.strategy, solver.budget, solver.config, cfg.max_seconds)
     created = int(time.time())
     key = cfg.api_key.encode() if cfg.api_key else None
+    jobs: weakref.WeakSet[Job] = weakref.WeakSet()  # cancelled all at once when the server stops
 
     def authorize(request: Request) -> None:
         if key is None:
@@ -299,7 +187,8 @@ def make_app(solver: Solver, cfg: ServeConfig) -> Any:
     async def chat(request: Request) -> Response:
         authorize(request)
         req = parse_chat_request(await read_json(request), cfg.model_id, defaults)
-        job = _Job(solver, req, asyncio.get_running_loop())
+        job = Job(solver, req, asyncio.get_running_loop())
+        jobs.add(job)
         try:
             fut = await gate.submit(job.run)
         except Refused as e:
@@ -311,11 +200,11 @@ def make_app(solver: Solver, cfg: ServeConfig) -> Any:
                 headers={"Retry-After": str(e.retry_after)},
             ) from None
         done = asyncio.wrap_future(fut)
-        done.add_done_callback(_retrieve)  # a cancelled job's exception is expected, not lost
+        done.add_done_callback(retrieve)  # a cancelled job's exception is expected, not lost
         if req.stream:
             headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
             return StreamingResponse(
-                _stream(job, done, cfg), media_type="text/event-stream", headers=headers
+                stream(job, done, cfg.keepalive), media_type="text/event-stream", headers=headers
             )
         try:
             while not done.done():
@@ -380,11 +269,31 @@ def make_app(solver: Solver, cfg: ServeConfig) -> Any:
         },
     )
     app.state.gate = gate
+    app.state.jobs = jobs
     return app
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port (port 0: a free one), or one readable error."""
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as e:
+        raise EdgestarError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+        sock.listen(128)
+    except OSError as e:
+        sock.close()
+        raise EdgestarError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    return sock
+
+
 def run(cfg: ServeConfig, open_solver: Callable[[], Solver]) -> None:
-    """Load the model (`open_solver`), then serve it until interrupted (Ctrl-C)."""
+    """Listen, load the model (`open_solver`), then serve it until interrupted (Ctrl-C)."""
     require_extra()
     import uvicorn
 
@@ -394,42 +303,49 @@ def run(cfg: ServeConfig, open_solver: Callable[[], Solver]) -> None:
             "reach this port can run searches",
             file=sys.stderr,
         )
-    with open_solver() as solver:
-        if solver.executor is not None:
-            solver.executor.start()  # a machine without the sandbox's kernel layers stops here
-        app = make_app(solver, cfg)
-        b = solver.budget
-        budget = ", ".join(
-            f"{k}={getattr(b, k)}"
-            for k in ("rollouts", "tokens", "seconds", "nodes")
-            if getattr(b, k) is not None
-        )
-        print(
-            f"edgestar: serving {cfg.model_id!r} at http://{cfg.host}:{cfg.port}/v1 "
-            f"(default search: {solver.strategy}, {budget}; at most {cfg.max_seconds:g} s each, "
-            f"{cfg.max_queue} waiting)",
-            file=sys.stderr,
-            flush=True,
-        )
-        server = uvicorn.Server(
-            uvicorn.Config(
-                app,
-                host=cfg.host,
-                port=cfg.port,
-                log_level=cfg.log_level,
-                timeout_graceful_shutdown=5,
-                lifespan="off",
+    sock = listen(cfg.host, cfg.port)  # a port in use fails here, before the model loads
+    try:
+        with open_solver() as solver:
+            if solver.executor is not None:
+                solver.executor.start()  # a machine without the sandbox's layers stops here
+            app = make_app(solver, cfg)
+            host, port = sock.getsockname()[:2]
+            url = f"http://{f'[{host}]' if ':' in host else host}:{port}/v1"
+            b = solver.budget
+            budget = ", ".join(
+                f"{k}={getattr(b, k)}"
+                for k in ("rollouts", "tokens", "seconds", "nodes")
+                if getattr(b, k) is not None
             )
-        )
-        try:
-            server.run()
-        except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it shut down on
-            if not server.started:
-                raise
-        finally:
-            app.state.gate.close()
-        if not server.started:
-            raise EdgestarError(f"could not listen on {cfg.host}:{cfg.port} (see above)")
+            print(
+                f"edgestar: serving {cfg.model_id!r} at {url} (default search: "
+                f"{solver.strategy}, {budget}; at most {cfg.max_seconds:g} s each, "
+                f"{cfg.max_queue} waiting)",
+                file=sys.stderr,
+                flush=True,
+            )
+            config = uvicorn.Config(
+                app, log_level=cfg.log_level, timeout_graceful_shutdown=5, lifespan="off"
+            )
+            server = uvicorn.Server(config)
+            try:
+                server.run(sockets=[sock])
+            except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it shut down on
+                pass
+            finally:
+                for job in list(app.state.jobs):
+                    job.cancel()  # a search nobody waits for any more stops at its next step
+                app.state.gate.close()
+    finally:
+        sock.close()
 
 
-__all__ = ["EXTRA_HINT", "ServeConfig", "make_app", "model_id_for", "require_extra", "run"]
+__all__ = [
+    "EXTRA_HINT",
+    "ServeConfig",
+    "listen",
+    "make_app",
+    "model_id_for",
+    "require_extra",
+    "run",
+]
