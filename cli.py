@@ -904,9 +904,8 @@ def serve_cmd(
     max_queue, max_wait, max_seconds, max_body, allow_weak_sandbox,
 ) -> None:  # fmt: skip
     """Serve a model over an OpenAI-compatible API (/v1/chat/completions) with search-backed answers."""
-    from edgestar.serve import ServeConfig, model_id_for, require_extra, run
+    from edgestar.serve import ServeConfig, model_id_for, run
 
-    require_extra()
     if allow_weak_sandbox:
         os.environ["EDGESTAR_ALLOW_WEAK_SANDBOX"] = "1"  # ExecutorConfig's default
     config = ServeConfig(

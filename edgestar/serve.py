@@ -178,6 +178,8 @@ def make_app(solver: Solver, cfg: ServeConfig) -> Any:
             return json.loads(b"".join(parts).decode("utf-8"))
         except UnicodeDecodeError:
             raise ApiError(400, "the request body is not valid UTF-8") from None
+        except RecursionError:
+            raise ApiError(400, "the request body's JSON is nested too deeply") from None
         except json.JSONDecodeError as e:
             raise ApiError(
                 400,

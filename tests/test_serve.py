@@ -2,7 +2,7 @@
 
 The server is started the way the README says (`edgestar serve ...`, a subprocess with the
 shipped edgestar-tiny model, one llama.cpp thread) on 127.0.0.1 and a free port, with an API
-key, a 16 KiB body limit and a queue of 3 waiting for at most 2.5 s. The tests ask it for
+key, a 256 KiB body limit and a queue of 3 waiting for at most 2.5 s. The tests ask it for
 search-backed answers (plain and streamed), send it malformed, unauthorised and oversized
 requests, hang up on it mid-search, and hit it with 8 clients at once. Without a server:
 request parsing, the lazy import, and the one-line error without the `serve` extra. In
@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SECTION = "## Serve it: an OpenAI-compatible endpoint"
 MODEL = "edgestar-tiny"
 Q = "What is 15% of 240?"
-MAX_BODY = 16384
+MAX_BODY = 262144
 
 
 def _readme() -> str:
@@ -311,6 +311,7 @@ def test_malformed_requests_get_400_with_openai_error_json(server):
         (b"\xff\xfe", 400),
         (b"", 400),
         (b"[1, 2]", 400),
+        (b"[" * 100_000 + b"]" * 100_000, 400),  # nested past the parser's recursion limit
         (json.dumps({"model": MODEL}).encode(), 400),  # no messages
         (json.dumps({"model": MODEL, "messages": []}).encode(), 400),
         (json.dumps({"messages": _ask()["messages"]}).encode(), 400),  # no model
