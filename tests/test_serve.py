@@ -516,6 +516,45 @@ def test_parse_maps_effort_and_keeps_only_the_last_user_message():
     assert req.config == SearchConfig() and req.ignored == ("1 system message",)
 
 
+def test_gate_refuses_when_full_or_late_and_frees_the_model_only_when_done():
+    import asyncio
+    import contextlib
+
+    from edgestar._serve_gate import GateConfig, Refused, SolveGate
+
+    async def main() -> None:
+        gate = SolveGate(GateConfig(max_queue=1, max_wait=0.3))
+        release = threading.Event()
+        first = await gate.submit(lambda: release.wait(10) and "first")
+        waiter = asyncio.ensure_future(gate.submit(lambda: "second"))
+        await asyncio.sleep(0.05)
+        assert gate.waiting == 1 and gate.running
+        with pytest.raises(Refused) as full:  # one runs, one waits: the queue is full
+            await gate.submit(lambda: "third")
+        assert full.value.status == 429 and full.value.retry_after >= 1
+        with pytest.raises(Refused) as late:  # the first search outlasts max_wait
+            await waiter
+        assert late.value.status == 503 and late.value.retry_after >= 1
+        gone = asyncio.ensure_future(gate.submit(lambda: "gone"))  # its client hangs up
+        await asyncio.sleep(0.05)
+        gone.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await gone
+        assert gate.waiting == 0 and gate.running  # the first search still holds the model
+        release.set()
+        assert await asyncio.wrap_future(first) == "first"
+        nxt = await asyncio.wait_for(gate.submit(lambda: threading.current_thread().name), 2)
+        assert (await asyncio.wrap_future(nxt)).startswith("edgestar-search")
+        await asyncio.sleep(0.05)
+        assert gate.stats() == {
+            "running": False, "waiting": 0, "answered": 2, "failed": 0, "cancelled": 0,
+            "queue_full": 1, "waited": 1,
+        }  # fmt: skip
+        gate.close()
+
+    asyncio.run(main())
+
+
 def test_import_edgestar_does_not_load_the_web_stack():
     code = (
         "import sys, edgestar, edgestar.serve; "

@@ -72,7 +72,10 @@ class SearchContext:
         path goes through them."""
         if self.on_event is None:
             return
-        ends = [*frontier, *(n for n in self.tree.nodes if n.kind == "answer" and n.answer)]
+        ends = [
+            *frontier,
+            *(n for n in self.tree.nodes if n.kind == "answer" and n.answer is not None),
+        ]
         if not ends:
             return
         common = self.tree.path(ends[0])
