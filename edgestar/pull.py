@@ -114,9 +114,9 @@ def resolve_model(model: str | os.PathLike[str]) -> tuple[Path, ModelSpec | None
         return path, None
     found = cached_path(ref)
     if found is None:
+        what = "is not downloaded" if ref.spec else "is neither a file here nor a downloaded model"
         raise ModelError(
-            f"{ref.label} is not downloaded: run `edgestar pull {model}` first "
-            "(nothing is fetched at solve time)"
+            f"{model} {what}: run `edgestar pull {model}` first (nothing is fetched at solve time)"
         )
     return found, ref.spec
 

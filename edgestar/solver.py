@@ -192,7 +192,7 @@ def load(
     if threads is not None and (not isinstance(threads, int) or threads < 1):
         raise InputError(f"threads must be a positive integer, got {threads!r}")
     dev = _resolve_device(device)
-    if model is None and isinstance(bundle, str) and is_model_name(bundle):
+    if model is None and isinstance(bundle, (str, os.PathLike)) and is_model_name(str(bundle)):
         model, bundle = bundle, None  # edgestar.load("qwen2.5-0.5b-instruct"): a pulled model
     if model is not None:
         if bundle is not None:

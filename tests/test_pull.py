@@ -235,7 +235,8 @@ def test_a_dropped_download_leaves_nothing_under_the_final_name_and_resumes(hub,
     assert not (blobs / sha(data)).exists()
     assert snapshot_files(env, "edgestar-test/Tiny-GGUF") == []
     # Nothing half-written is offered to solve either.
-    assert "is not downloaded" in one_line(run(env, "solve", "--model", REF, "q", offline=True))
+    line = one_line(run(env, "solve", "--model", REF, "q", offline=True))
+    assert f"neither a file here nor a downloaded model: run `edgestar pull {REF}`" in line
 
     res = run(env, "pull", REF)
     assert res.returncode == 0, res.stderr
@@ -255,7 +256,8 @@ def test_a_checksum_failure_is_refused_and_removed(hub, env):
     blobs = cache_of(env, "edgestar-test/Tiny-GGUF") / "blobs"
     assert not any(blobs.iterdir())  # no blob under the final name, no .incomplete either
     assert snapshot_files(env, "edgestar-test/Tiny-GGUF") == []
-    assert "is not downloaded" in one_line(run(env, "solve", "--model", REF, "q", offline=True))
+    line = one_line(run(env, "solve", "--model", REF, "q", offline=True))
+    assert f"neither a file here nor a downloaded model: run `edgestar pull {REF}`" in line
 
 
 def test_a_pinned_sha256_the_hub_file_does_not_match_is_refused_before_downloading(hub, env):
