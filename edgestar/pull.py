@@ -4,7 +4,8 @@ A model is named either by the registry (edgestar/registry.py: `qwen2.5-coder-0.
 or as `OWNER/REPO/FILE.gguf`. `pull_model` downloads it with huggingface_hub into the hub's own
 cache (HF_HOME / HF_HUB_CACHE; resumable, with its progress bar), then checks the file's
 sha256 against the registry's pinned value, else against the Hub's LFS sha256 (the file's
-X-Linked-Etag). Where both exist and differ, nothing is downloaded. A file that does not match is
+X-Linked-Etag, or the paths-info API's `lfs.oid` where a response lacks that header). Where both
+exist and differ, nothing is downloaded. A file that does not match is
 removed from the cache (its blob and its snapshot entry) and refused with one line.
 
 The hub client writes a download to `blobs/<sha256>.incomplete` and renames it only once every
@@ -177,6 +178,9 @@ def pull_model(text: str, revision: str = "main") -> PullResult:
         url = hub.hf_hub_url(ref.repo, ref.file, revision=revision)
         meta = hub.get_hf_file_metadata(url)
         lfs = meta.etag if meta.etag and _HEX64.fullmatch(meta.etag) else None
+        if lfs is None and meta.commit_hash:  # no X-Linked-Etag: ask the paths-info API
+            info = hub.HfApi().get_paths_info(ref.repo, [ref.file], revision=meta.commit_hash)
+            lfs = next((f.lfs.sha256 for f in info if getattr(f, "lfs", None)), None)
         if pin and lfs and pin != lfs:
             raise ModelError(
                 f"{ref.label}: the Hub's file has sha256 {lfs} but the registry pins {pin}; "

@@ -17,14 +17,16 @@ import hashlib
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
@@ -47,6 +49,8 @@ class Served:
     data: bytes
     lfs_sha256: str
     """What the Hub says the file's sha256 is (X-Linked-Etag); a lie for the checksum test."""
+    linked_etag: bool = True
+    """False: HEAD has no X-Linked-Etag, only the paths-info API gives the LFS sha256."""
 
 
 @dataclass
@@ -54,11 +58,15 @@ class MockHub:
     files: dict[tuple[str, str], Served] = field(default_factory=dict)
     drop_after: int | None = None
     """Cut the next CDN download after this many bytes of the file (once)."""
+    stall_after: int | None = None
+    """Hold the next CDN download after this many bytes until `release` is set (once)."""
+    release: threading.Event = field(default_factory=threading.Event)
     log: list[tuple[str, str, str | None]] = field(default_factory=list)
     server: ThreadingHTTPServer | None = None
 
-    def add(self, repo: str, file: str, data: bytes, lfs_sha256: str | None = None) -> None:
-        self.files[(repo, file)] = Served(data, lfs_sha256 or sha(data))
+    def add(self, repo: str, file: str, data: bytes, lfs_sha256: str | None = None,
+            linked_etag: bool = True) -> None:  # fmt: skip
+        self.files[(repo, file)] = Served(data, lfs_sha256 or sha(data), linked_etag)
 
     @property
     def url(self) -> str:
@@ -77,6 +85,31 @@ class MockHub:
 
             def do_GET(self) -> None:
                 self.answer(body=True)
+
+            def do_POST(self) -> None:  # /api/models/{repo}/paths-info/{revision}
+                path = unquote(urlsplit(self.path).path)
+                hub.log.append((self.command, path, None))
+                m = re.fullmatch(r"/api/models/([^/]+/[^/]+)/paths-info/([^/]+)", path)
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0"))).decode()
+                if not m or m.group(2) not in ("main", COMMIT):
+                    return self.fail(404, "RevisionNotFound")
+                out = []
+                for f in parse_qs(body).get("paths", []):
+                    served = hub.files.get((m.group(1), f))
+                    if served is not None:
+                        lfs = {
+                            "oid": served.lfs_sha256,
+                            "size": len(served.data),
+                            "pointerSize": 134,
+                        }
+                        out.append({"type": "file", "path": f, "size": len(served.data),
+                                    "oid": sha(f.encode())[:40], "lfs": lfs})  # fmt: skip
+                payload = json.dumps(out).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
 
             def fail(self, code: int, error_code: str) -> None:
                 self.send_response(code)
@@ -104,7 +137,8 @@ class MockHub:
                 self.send_response(302)
                 self.send_header("Location", f"{hub.url}/cdn/{repo}/{file}")
                 self.send_header("X-Repo-Commit", COMMIT)
-                self.send_header("X-Linked-Etag", f'"{served.lfs_sha256}"')
+                if served.linked_etag:
+                    self.send_header("X-Linked-Etag", f'"{served.lfs_sha256}"')
                 self.send_header("X-Linked-Size", str(len(served.data)))
                 self.send_header("ETag", f'"{sha(file.encode())[:40]}"')
                 self.send_header("Content-Length", "0")
@@ -127,6 +161,15 @@ class MockHub:
                 self.send_header("Content-Length", str(len(data) - start))
                 self.end_headers()
                 if not body:
+                    return
+                stall = hub.stall_after
+                if stall is not None and stall > start:
+                    hub.stall_after = None
+                    self.wfile.write(data[start:stall])
+                    self.wfile.flush()
+                    hub.release.wait(60)
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    self.close_connection = True
                     return
                 cut = hub.drop_after
                 if cut is not None and cut > start:
@@ -247,6 +290,38 @@ def test_a_dropped_download_leaves_nothing_under_the_final_name_and_resumes(hub,
     assert not partial.exists()
 
 
+def test_ctrl_c_during_a_download_says_how_to_resume_and_the_rerun_does(hub, env):
+    from huggingface_hub.constants import DOWNLOAD_CHUNK_SIZE
+
+    data = hashlib.shake_256(b"ctrl-c").digest(DOWNLOAD_CHUNK_SIZE * 2)
+    hub.add("edgestar-test/Tiny-GGUF", "tiny-q4_k_m.gguf", data)
+    hub.stall_after = DOWNLOAD_CHUNK_SIZE * 3 // 2
+    partial = cache_of(env, "edgestar-test/Tiny-GGUF") / "blobs" / f"{sha(data)}.incomplete"
+    cmd = [sys.executable, "-m", "edgestar", "pull", REF]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (partial.is_file() and partial.stat().st_size == DOWNLOAD_CHUNK_SIZE):
+            assert time.monotonic() < deadline and proc.poll() is None, proc.stderr
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        hub.release.set()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130 and out == ""
+    assert err.strip() == (
+        f"edgestar: error: interrupted: rerun `edgestar pull {REF}` to resume the download"
+    )
+    assert not (partial.parent / sha(data)).exists()
+    assert snapshot_files(env, "edgestar-test/Tiny-GGUF") == []
+    res = run(env, "pull", REF)
+    assert res.returncode == 0, res.stderr
+    assert hub.log[-1][2] == f"bytes={DOWNLOAD_CHUNK_SIZE}-"
+    assert Path(res.stdout.strip()).read_bytes() == data
+
+
 def test_a_checksum_failure_is_refused_and_removed(hub, env):
     data = TINY.read_bytes()
     hub.add("edgestar-test/Tiny-GGUF", "tiny-q4_k_m.gguf", data, lfs_sha256=sha(b"other"))
@@ -258,6 +333,18 @@ def test_a_checksum_failure_is_refused_and_removed(hub, env):
     assert snapshot_files(env, "edgestar-test/Tiny-GGUF") == []
     line = one_line(run(env, "solve", "--model", REF, "q", offline=True))
     assert f"neither a file here nor a downloaded model: run `edgestar pull {REF}`" in line
+
+
+def test_without_x_linked_etag_the_paths_info_api_gives_the_lfs_sha256(hub, env):
+    data = TINY.read_bytes()
+    hub.add("edgestar-test/Tiny-GGUF", "tiny-q4_k_m.gguf", data, linked_etag=False)
+    res = run(env, "pull", REF, "--json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["sha256"] == sha(data)
+    assert any(m == "POST" and p.endswith(f"/paths-info/{COMMIT}") for m, p, _ in hub.log)
+    hub.add("edgestar-test/Tiny-GGUF", "bad.gguf", data, lfs_sha256=sha(b"x"), linked_etag=False)
+    line = one_line(run(env, "pull", "edgestar-test/Tiny-GGUF/bad.gguf"))
+    assert f"the Hub's LFS metadata says {sha(b'x')}" in line
 
 
 def test_a_pinned_sha256_the_hub_file_does_not_match_is_refused_before_downloading(hub, env):
