@@ -898,18 +898,7 @@ def pull(model: str | None, list_: bool, revision: str, as_json: bool) -> None:
     except KeyboardInterrupt:
         fail(f"interrupted: rerun `edgestar pull {model}` to resume the download", 130)
     if as_json:
-        info = {"model": res.ref.label, "repo": res.ref.repo, "file": res.ref.file}
-        click.echo(
-            json.dumps(
-                {
-                    **info,
-                    "path": str(res.path),
-                    "sha256": res.sha256,
-                    "bytes": res.size,
-                    "checked_against": res.checked_against,
-                }
-            )
-        )
+        click.echo(json.dumps(res.as_dict()))
         return
     against = "pinned sha256" if res.checked_against == "pinned" else "Hub LFS sha256"
     click.echo(

@@ -61,6 +61,18 @@ class PullResult:
     """"pinned" (the registry's sha256) or "hub-lfs" (the Hub's LFS sha256 for the file)."""
     revision: str
 
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.ref.label,
+            "repo": self.ref.repo,
+            "file": self.ref.file,
+            "revision": self.revision,
+            "path": str(self.path),
+            "sha256": self.sha256,
+            "bytes": self.size,
+            "checked_against": self.checked_against,
+        }
+
 
 def hub_ref(text: str) -> HubRef | None:
     """`text` as a registry name or OWNER/REPO/FILE.gguf, else None (no file system look-up)."""

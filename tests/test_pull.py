@@ -64,8 +64,14 @@ class MockHub:
     log: list[tuple[str, str, str | None]] = field(default_factory=list)
     server: ThreadingHTTPServer | None = None
 
-    def add(self, repo: str, file: str, data: bytes, lfs_sha256: str | None = None,
-            linked_etag: bool = True) -> None:  # fmt: skip
+    def add(
+        self,
+        repo: str,
+        file: str,
+        data: bytes,
+        lfs_sha256: str | None = None,
+        linked_etag: bool = True,
+    ) -> None:
         self.files[(repo, file)] = Served(data, lfs_sha256 or sha(data), linked_etag)
 
     @property
@@ -102,8 +108,15 @@ class MockHub:
                             "size": len(served.data),
                             "pointerSize": 134,
                         }
-                        out.append({"type": "file", "path": f, "size": len(served.data),
-                                    "oid": sha(f.encode())[:40], "lfs": lfs})  # fmt: skip
+                        out.append(
+                            {
+                                "type": "file",
+                                "path": f,
+                                "size": len(served.data),
+                                "oid": sha(f.encode())[:40],
+                                "lfs": lfs,
+                            }
+                        )
                 payload = json.dumps(out).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
@@ -400,8 +413,13 @@ def test_offline_the_cache_serves_pull_and_solve_by_name(hub, env):
         "import edgestar, sys; s = edgestar.load('smollm2-360m-instruct'); "
         "assert s.format.name == 'tir', s.format.name; s.close(); print('ok')"
     )
-    res = subprocess.run([sys.executable, "-c", code], env={**env, "HF_HUB_OFFLINE": "1"},
-                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    res = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**env, "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.stdout.strip() == "ok", res.stderr
 
     # A registry model that was never pulled: one line saying what to pull.
