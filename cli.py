@@ -866,6 +866,47 @@ def data_compare(weak, strong, spec, n, samples_strong, step_format, threads, se
     click.echo(compare_markdown(report))
 
 
+# --------------------------------------------------------------------------- pull
+@main.command()
+@click.argument("model", required=False)
+@click.option("--list", "list_", is_flag=True, help="Show the registry and what is cached.")
+@click.option("--revision", default="main", show_default=True, help="Branch, tag or commit.")
+@click.option("--json", "as_json", is_flag=True)
+@friendly
+def pull(model: str | None, list_: bool, revision: str, as_json: bool) -> None:
+    """Download MODEL (a registry name or OWNER/REPO/FILE.gguf) from the Hugging Face Hub into
+    its cache and check its sha256; `edgestar solve --model MODEL` then finds it offline."""
+    from edgestar.pull import pull_model, registry_status
+
+    if list_:
+        rows = registry_status()
+        if as_json:
+            out = [{**vars(r.spec), "cached": str(r.path) if r.path else None} for r in rows]
+            click.echo(json.dumps(out, indent=2))
+            return
+        for r in rows:
+            pin = "pinned" if r.spec.sha256 else "hub-lfs"
+            click.echo(
+                f"{r.spec.name:<28} {r.spec.quant:<7} {r.spec.step_format:<5} {pin:<8} "
+                f"{r.spec.repo}/{r.spec.file}  {'cached: ' + str(r.path) if r.path else '-'}"
+            )
+        return
+    if not model:
+        raise InputError("give a model to pull (a registry name or OWNER/REPO/FILE.gguf) or --list")
+    try:
+        res = pull_model(model, revision=revision)
+    except KeyboardInterrupt:
+        fail(f"interrupted: rerun `edgestar pull {model}` to resume the download", 130)
+    if as_json:
+        click.echo(json.dumps(res.as_dict()))
+        return
+    against = "pinned sha256" if res.checked_against == "pinned" else "Hub LFS sha256"
+    click.echo(
+        f"{res.ref.label}: {res.size} bytes, sha256 {res.sha256} matches the {against}", err=True
+    )
+    click.echo(str(res.path))
+
+
 # --------------------------------------------------------------------------- serve
 @main.command("serve")
 @model_options

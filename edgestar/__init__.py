@@ -17,6 +17,8 @@ from .bundle import Bundle, read_bundle
 from .formats import FORMATS, StepFormat
 from .head import Head, HeadReward, load_head
 from .profiles import PROFILES, DeviceProfile
+from .pull import PullResult, pull_model
+from .registry import REGISTRY, ModelSpec
 from .search import STRATEGIES
 from .solver import Solver, load
 from .types import (
@@ -37,6 +39,7 @@ __version__ = "0.1.0"
 __all__ = [
     "FORMATS",
     "PROFILES",
+    "REGISTRY",
     "STRATEGIES",
     "Budget",
     "Bundle",
@@ -47,9 +50,11 @@ __all__ = [
     "HeadReward",
     "InputError",
     "ModelError",
+    "ModelSpec",
     "Policy",
     "Problem",
     "Proposal",
+    "PullResult",
     "Reward",
     "SearchConfig",
     "SearchEvent",
@@ -62,5 +67,6 @@ __all__ = [
     "__version__",
     "load",
     "load_head",
+    "pull_model",
     "read_bundle",
 ]

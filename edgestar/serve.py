@@ -116,10 +116,13 @@ def require_extra() -> None:
 
 
 def model_id_for(bundle: str | Path | None, model: str | Path | None) -> str:
-    """The default served name: the model file's stem, the bundle's name, or the shipped one."""
+    """The default served name: a registry name as given (`edgestar pull NAME`), a model file's
+    stem, a folder's name, the bundle's name, or the shipped one's."""
     if model is not None:
         p = Path(model)
-        return p.stem if p.suffix == ".gguf" else p.name
+        if p.suffix == ".gguf":
+            return p.stem
+        return p.name if p.exists() else str(model)
     from .bundle import default_bundle_path, read_bundle
 
     path = bundle if bundle is not None else default_bundle_path()

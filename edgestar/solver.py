@@ -28,6 +28,7 @@ from .bundle import Bundle, default_bundle_path, read_bundle
 from .formats import StepFormat, get_format
 from .head import HeadReward, find_head, is_head_path
 from .profiles import PROFILES
+from .pull import is_model_name, resolve_model
 from .search import run_search
 from .types import (
     Budget,
@@ -194,7 +195,10 @@ def load(
     encoding: str = "gguf",
 ) -> Solver:
     """Load a bundle (default: the one shipped with edgestar) or a bare model file, ready to
-    solve. `model`/`ppm` take a .gguf file or a checkpoint folder (`ppm` also a head file
+    solve. `model` (or `bundle`) may also name a model fetched by `edgestar pull`, a registry
+    name or OWNER/REPO/FILE.gguf, found in the hub cache without any network call; its registry
+    entry gives the default step format. `model`/`ppm` take a .gguf file or a checkpoint folder
+    (`ppm` also a head file
     bound to the `model` GGUF, `edgestar train head`); `step_format` is 'rstar', 'tir',
     'plain' or 'auto' (the default: what the model declares, else 'tir' for a model with a
     chat template, else 'plain'; for a bundle, the bundle's format). A bundle's device profile sets
@@ -202,13 +206,18 @@ def load(
     if threads is not None and (not isinstance(threads, int) or threads < 1):
         raise InputError(f"threads must be a positive integer, got {threads!r}")
     dev = _resolve_device(device)
+    if model is None and isinstance(bundle, (str, os.PathLike)) and is_model_name(str(bundle)):
+        model, bundle = bundle, None  # edgestar.load("qwen2.5-0.5b-instruct"): a pulled model
     if model is not None:
         if bundle is not None:
             raise InputError("give either a bundle or a model, not both")
-        mpath = Path(model)
-        fmt = step_format if step_format not in (None, "auto") else auto_format(mpath)
+        mpath, spec = resolve_model(model)  # a registry name: its file in the hub cache
+        auto = spec.step_format if spec else None
+        fmt = step_format if step_format not in (None, "auto") else auto or auto_format(mpath)
         get_format(fmt)
         ctx = n_ctx or 4096
+        if ppm is None and spec is not None and spec.head is not None:
+            ppm = next((d / spec.head for d in _head_dirs() if (d / spec.head).is_file()), None)
         if ppm is None and mpath.suffix == ".gguf" and mpath.is_file():
             ppm = find_head(mpath, _head_dirs())  # a shipped head made for this very file
         policy = open_policy(mpath, dev, threads, ctx)

@@ -402,8 +402,10 @@ def _wait_idle(base: str, timeout: float = 10.0) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
         q = _health(base)["queue"]
-        if (not q["running"] and q["waiting"] == 0) or time.monotonic() > deadline:
+        if not q["running"] and q["waiting"] == 0:
             return q
+        if time.monotonic() > deadline:
+            pytest.fail(f"the server is still busy after {timeout} s: {q}")
         time.sleep(0.05)
 
 
@@ -443,7 +445,7 @@ def test_client_that_hangs_up_cancels_its_search(server):
 
 
 def test_eight_concurrent_clients_are_answered_or_refused_cleanly(server):
-    _wait_idle(server)
+    before = _wait_idle(server)
     barrier = threading.Barrier(8)
     outcomes: list[tuple[str, Any]] = []
     lock = threading.Lock()
@@ -475,12 +477,20 @@ def test_eight_concurrent_clients_are_answered_or_refused_cleanly(server):
     kinds = sorted(k for k, _ in outcomes)
     print("8 clients:", outcomes)
     assert len(outcomes) == 8 and set(kinds) <= {"answered", "429", "503"}, outcomes
-    assert "answered" in kinds
-    assert kinds.count("429") >= 8 - 1 - 3  # one runs, 3 may wait, the rest are turned away
-    assert "503" in kinds  # 1 s searches: the third in line cannot start within 2.5 s
-    assert all(v >= 1 for k, v in outcomes if k in ("429", "503"))  # Retry-After seconds
+    assert "answered" in kinds, outcomes
+    # 1-second searches one at a time, 3 waiting for at most 2.5 s: 8 arriving together cannot
+    # all be answered (how many get 429 or 503 depends on timing)
+    assert len(kinds) - kinds.count("answered") >= 1, outcomes
+    assert all(v >= 1 for k, v in outcomes if k in ("429", "503")), outcomes  # Retry-After
     q = _wait_idle(server)
     assert q["waiting"] == 0 and not q["running"]
+    seen = {
+        k: q[k] - before[k] for k in ("answered", "queue_full", "waited", "failed", "cancelled")
+    }
+    assert seen == {
+        "answered": kinds.count("answered"), "queue_full": kinds.count("429"),
+        "waited": kinds.count("503"), "failed": 0, "cancelled": 0,
+    }, (seen, outcomes)  # fmt: skip
     r = _client(server).chat.completions.create(model=MODEL, messages=_ask()["messages"])
     assert r.model_extra["edgestar"]["answer"] == "36.0"  # still serving
 
@@ -553,6 +563,16 @@ def test_gate_refuses_when_full_or_late_and_frees_the_model_only_when_done():
         gate.close()
 
     asyncio.run(main())
+
+
+def test_served_model_names(tmp_path):
+    from edgestar.serve import model_id_for
+
+    assert model_id_for(None, None) == "edgestar-tiny"
+    assert model_id_for(None, "qwen2.5-coder-0.5b-instruct") == "qwen2.5-coder-0.5b-instruct"
+    assert model_id_for(None, "owner/repo/Model-Q4_K_M.gguf") == "Model-Q4_K_M"
+    (tmp_path / "ckpt.v2").mkdir()
+    assert model_id_for(None, tmp_path / "ckpt.v2") == "ckpt.v2"
 
 
 def test_import_edgestar_does_not_load_the_web_stack():
