@@ -894,5 +894,101 @@ def data_compare(weak, strong, spec, n, samples_strong, step_format, threads, se
     click.echo(compare_markdown(report))
 
 
+# --------------------------------------------------------------------------- pull
+@main.command()
+@click.argument("model", required=False)
+@click.option("--list", "list_", is_flag=True, help="Show the registry and what is cached.")
+@click.option("--revision", default="main", show_default=True, help="Branch, tag or commit.")
+@click.option("--json", "as_json", is_flag=True)
+@friendly
+def pull(model: str | None, list_: bool, revision: str, as_json: bool) -> None:
+    """Download MODEL (a registry name or OWNER/REPO/FILE.gguf) from the Hugging Face Hub into
+    its cache and check its sha256; `edgestar solve --model MODEL` then finds it offline."""
+    from edgestar.pull import pull_model, registry_status
+
+    if list_:
+        rows = registry_status()
+        if as_json:
+            out = [{**vars(r.spec), "cached": str(r.path) if r.path else None} for r in rows]
+            click.echo(json.dumps(out, indent=2))
+            return
+        for r in rows:
+            pin = "pinned" if r.spec.sha256 else "hub-lfs"
+            click.echo(
+                f"{r.spec.name:<28} {r.spec.quant:<7} {r.spec.step_format:<5} {pin:<8} "
+                f"{r.spec.repo}/{r.spec.file}  {'cached: ' + str(r.path) if r.path else '-'}"
+            )
+        return
+    if not model:
+        raise InputError("give a model to pull (a registry name or OWNER/REPO/FILE.gguf) or --list")
+    try:
+        res = pull_model(model, revision=revision)
+    except KeyboardInterrupt:
+        fail(f"interrupted: rerun `edgestar pull {model}` to resume the download", 130)
+    if as_json:
+        click.echo(json.dumps(res.as_dict()))
+        return
+    against = "pinned sha256" if res.checked_against == "pinned" else "Hub LFS sha256"
+    click.echo(
+        f"{res.ref.label}: {res.size} bytes, sha256 {res.sha256} matches the {against}", err=True
+    )
+    click.echo(str(res.path))
+
+
+# --------------------------------------------------------------------------- serve
+@main.command("serve")
+@model_options
+@click.option("--name", help="Model id clients send (default: bundle name or model file stem).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
+@click.option(
+    "--api-key",
+    envvar="EDGESTAR_API_KEY",
+    help="Require 'Authorization: Bearer KEY' (or set EDGESTAR_API_KEY).",
+)
+@click.option(
+    "--max-queue", type=click.IntRange(min=0), default=4, show_default=True,
+    help="Requests that may wait while one search runs; more get 429.",
+)  # fmt: skip
+@click.option(
+    "--max-wait", type=float, default=60.0, show_default=True,
+    help="Seconds a request may wait for its turn; then 503.",
+)  # fmt: skip
+@click.option(
+    "--max-seconds", type=float, default=120.0, show_default=True,
+    help="No search runs longer than this.",
+)  # fmt: skip
+@click.option(
+    "--max-body", type=click.IntRange(min=1024), default=1 << 20, show_default=True,
+    help="Largest request body in bytes; larger gets 413.",
+)  # fmt: skip
+@click.option(
+    "--allow-weak-sandbox",
+    is_flag=True,
+    help="Run model code even where the kernel lacks Landlock or namespaces (see `edgestar doctor`).",
+)
+@friendly
+def serve_cmd(
+    bundle, model, ppm, step_format, device, threads, name, host, port, api_key,
+    max_queue, max_wait, max_seconds, max_body, allow_weak_sandbox,
+) -> None:  # fmt: skip
+    """Serve a model over an OpenAI-compatible API (/v1/chat/completions) with search-backed answers."""
+    from edgestar.serve import ServeConfig, model_id_for, run
+
+    if allow_weak_sandbox:
+        os.environ["EDGESTAR_ALLOW_WEAK_SANDBOX"] = "1"  # ExecutorConfig's default
+    config = ServeConfig(
+        model_id=name or model_id_for(bundle, model),
+        host=host,
+        port=port,
+        api_key=api_key,
+        max_queue=max_queue,
+        max_wait=max_wait,
+        max_seconds=max_seconds,
+        max_body=max_body,
+    )
+    run(config, lambda: _open_solver(bundle, model, ppm, step_format, device, threads))
+
+
 if __name__ == "__main__":
     main()

@@ -18,6 +18,8 @@ from .formats import FORMATS, StepFormat
 from .head import Head, HeadReward, load_head
 from .prm import PRM_FAMILIES, PrmFamily, PrmReward
 from .profiles import PROFILES, DeviceProfile
+from .pull import PullResult, pull_model
+from .registry import REGISTRY, ModelSpec
 from .search import STRATEGIES
 from .solver import Solver, load
 from .types import (
@@ -27,6 +29,7 @@ from .types import (
     ModelError,
     Problem,
     SearchConfig,
+    SearchEvent,
     SearchStats,
     SolveResult,
     StepView,
@@ -38,6 +41,7 @@ __all__ = [
     "FORMATS",
     "PROFILES",
     "PRM_FAMILIES",
+    "REGISTRY",
     "STRATEGIES",
     "Budget",
     "Bundle",
@@ -48,13 +52,16 @@ __all__ = [
     "HeadReward",
     "InputError",
     "ModelError",
+    "ModelSpec",
     "Policy",
     "PrmFamily",
     "PrmReward",
     "Problem",
     "Proposal",
+    "PullResult",
     "Reward",
     "SearchConfig",
+    "SearchEvent",
     "SearchStats",
     "SolveResult",
     "Solver",
@@ -64,5 +71,6 @@ __all__ = [
     "__version__",
     "load",
     "load_head",
+    "pull_model",
     "read_bundle",
 ]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,17 @@ from .bundle import Bundle, default_bundle_path, read_bundle
 from .formats import StepFormat, get_format
 from .head import HeadReward, find_head, is_head_path
 from .profiles import PROFILES
+from .pull import is_model_name, resolve_model
 from .search import run_search
-from .types import Budget, InputError, ModelError, SearchConfig, SolveResult, check_question
+from .types import (
+    Budget,
+    InputError,
+    ModelError,
+    SearchConfig,
+    SearchEvent,
+    SolveResult,
+    check_question,
+)
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -75,8 +85,12 @@ class Solver:
         config: SearchConfig | None = None,
         gold: str | None = None,
         keep_tree: bool = True,
+        on_event: Callable[[SearchEvent], None] | None = None,
     ) -> SolveResult:
-        """Search for the answer to `question`. See SolveResult for what comes back."""
+        """Search for the answer to `question`. See SolveResult for what comes back.
+        `on_event` is called, in this thread, with progress after every expansion and with each
+        step of the chosen path once it is settled (SearchEvent); an exception it raises stops
+        the search and comes out of `solve`."""
         question = check_question(question)
         with self._lock:
             if self._closed:
@@ -93,6 +107,7 @@ class Solver:
                 seed=seed,
                 gold=gold,
                 keep_tree=keep_tree,
+                on_event=on_event,
             )
         return result
 
@@ -180,22 +195,30 @@ def load(
     encoding: str = "gguf",
 ) -> Solver:
     """Load a bundle (default: the one shipped with edgestar) or a bare model file, ready to
-    solve. `model`/`ppm` take a .gguf file or a checkpoint folder (`ppm` also a head file
-    bound to the `model` GGUF, `edgestar train head`, or an off-the-shelf PRM GGUF,
-    `edgestar.prm`: FILE.gguf, or FAMILY:FILE.gguf when its metadata does not name the family); `step_format` is 'rstar', 'tir',
+    solve. `model` (or `bundle`) may also name a model fetched by `edgestar pull`, a registry
+    name or OWNER/REPO/FILE.gguf, found in the hub cache without any network call; its registry
+    entry gives the default step format. `model`/`ppm` take a .gguf file or a checkpoint folder
+    (`ppm` also a head file bound to the `model` GGUF, `edgestar train head`, or an
+    off-the-shelf PRM GGUF, `edgestar.prm`: FILE.gguf, or FAMILY:FILE.gguf when its metadata
+    does not name the family); `step_format` is 'rstar', 'tir',
     'plain' or 'auto' (the default: what the model declares, else 'tir' for a model with a
     chat template, else 'plain'; for a bundle, the bundle's format). A bundle's device profile sets
     threads, context size and GPU layers unless they are given here."""
     if threads is not None and (not isinstance(threads, int) or threads < 1):
         raise InputError(f"threads must be a positive integer, got {threads!r}")
     dev = _resolve_device(device)
+    if model is None and isinstance(bundle, (str, os.PathLike)) and is_model_name(str(bundle)):
+        model, bundle = bundle, None  # edgestar.load("qwen2.5-0.5b-instruct"): a pulled model
     if model is not None:
         if bundle is not None:
             raise InputError("give either a bundle or a model, not both")
-        mpath = Path(model)
-        fmt = step_format if step_format not in (None, "auto") else auto_format(mpath)
+        mpath, spec = resolve_model(model)  # a registry name: its file in the hub cache
+        auto = spec.step_format if spec else None
+        fmt = step_format if step_format not in (None, "auto") else auto or auto_format(mpath)
         get_format(fmt)
         ctx = n_ctx or 4096
+        if ppm is None and spec is not None and spec.head is not None:
+            ppm = next((d / spec.head for d in _head_dirs() if (d / spec.head).is_file()), None)
         if ppm is None and mpath.suffix == ".gguf" and mpath.is_file():
             ppm = find_head(mpath, _head_dirs())  # a shipped head made for this very file
         policy = open_policy(mpath, dev, threads, ctx)

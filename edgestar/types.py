@@ -173,6 +173,28 @@ class SearchStats:
 
 
 @dataclass(frozen=True)
+class SearchEvent:
+    """What a search reports while it runs, to `Solver.solve(on_event=...)`.
+
+    kind 'progress': an expansion finished (the counters say what has been spent so far).
+    kind 'step': the step at position `index` of the chosen path is settled: every answer the
+    search has found or can still find lies below it, so if the search ends with an answer, its
+    path goes through this step. Greedy settles each step as it is decoded; beam settles the
+    steps its live beams and finished answers all share; MCTS and best-of-N can still change
+    any step until they stop, so they settle the whole path when the search ends. Steps are
+    reported in path order, each once.
+    """
+
+    kind: str
+    rollouts: int
+    tokens: int
+    nodes: int
+    seconds: float
+    step: StepView | None = None
+    index: int | None = None
+
+
+@dataclass(frozen=True)
 class SolveResult:
     """The outcome of one `Solver.solve` call."""
 

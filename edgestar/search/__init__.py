@@ -16,9 +16,9 @@ from ..backends.base import Policy, Reward
 from ..budget import BudgetTracker
 from ..formats import StepFormat
 from ..tree import Tree
-from ..types import Budget, InputError, SearchConfig, SearchStats, SolveResult, StepView
+from ..types import Budget, InputError, SearchConfig, SearchEvent, SearchStats, SolveResult
 from . import beam, best_of_n, greedy, mcts
-from .base import CodeRunner, SearchContext
+from .base import CodeRunner, SearchContext, step_view
 
 Strategy = Callable[[SearchContext], str]
 
@@ -52,8 +52,10 @@ def run_search(
     seed: int = 0,
     gold: str | None = None,
     keep_tree: bool = True,
+    on_event: Callable[[SearchEvent], None] | None = None,
 ) -> tuple[SolveResult, Tree]:
-    """Search for an answer to `question`; return the result and the tree it grew."""
+    """Search for an answer to `question`; return the result and the tree it grew.
+    `on_event` hears progress and settled steps while it runs (see SearchEvent)."""
     search = get_strategy(strategy)
     budget = budget or Budget()
     config = config or SearchConfig()
@@ -72,15 +74,14 @@ def run_search(
         reward=reward,
         runner=runner,
         gold=gold,
+        on_event=on_event,
     )
     stopped_by = search(ctx)
     if stopped_by == "done" and ctx.tracker.token_capped:
         stopped_by = "tokens"  # finished only because steps were cut short by the budget
     best, candidates = ctx.choose()
-    steps = tuple(
-        StepView(text=n.text, code=n.code, output=n.output, error=n.error, score=n.prior)
-        for n in (tree.path(best) if best is not None else [])
-    )
+    ctx.settle_chosen(best)
+    steps = tuple(step_view(n) for n in (tree.path(best) if best is not None else []))
     c = ctx.counters
     stats = SearchStats(
         tokens_generated=ctx.tracker.tokens,

@@ -8,7 +8,7 @@ tokenizer or executor directly.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -19,7 +19,7 @@ from ..backends.base import Candidate, Policy, Proposal, Reward, StepRequest
 from ..budget import BudgetTracker
 from ..formats import StepFormat
 from ..tree import Node, Tree
-from ..types import SearchConfig
+from ..types import SearchConfig, SearchEvent, StepView
 
 
 class CodeRunner(Protocol):
@@ -49,9 +49,57 @@ class SearchContext:
     gold: str | None = None
     """Ground-truth answer: terminals are then valued +1 / -1 (rStar's terminal-guided rounds)."""
     counters: Counters = field(default_factory=Counters)
+    on_event: Callable[[SearchEvent], None] | None = None
+    """Told of progress after every expansion and of each settled step (SearchEvent); an
+    exception it raises stops the search between expansions (a server cancels this way)."""
+    settled: list[Node] = field(default_factory=list)
+    """The chosen path's steps reported as settled so far, in path order."""
 
     def next_seed(self) -> int:
         return int(self.rng.integers(0, 2**63 - 1))
+
+    # ------------------------------------------------------------------ events
+    def _event(self, kind: str, step: StepView | None = None, index: int | None = None) -> None:
+        if self.on_event is not None:
+            tr = self.tracker
+            self.on_event(
+                SearchEvent(kind, tr.rollouts, tr.tokens, tr.nodes, tr.seconds, step, index)
+            )
+
+    def settle(self, frontier: Sequence[Node]) -> None:
+        """Report as settled the steps shared by every node the search may still grow from
+        (`frontier`) and every answer found so far: whatever answer the search ends with, its
+        path goes through them."""
+        if self.on_event is None:
+            return
+        ends = [
+            *frontier,
+            *(n for n in self.tree.nodes if n.kind == "answer" and n.answer is not None),
+        ]
+        if not ends:
+            return
+        common = self.tree.path(ends[0])
+        for n in ends[1:]:
+            path = self.tree.path(n)
+            k = 0
+            while k < min(len(common), len(path)) and common[k] is path[k]:
+                k += 1
+            common = common[:k]
+        self._settle_path(common)
+
+    def settle_chosen(self, best: Node | None) -> None:
+        """The search has stopped: the rest of the chosen path is settled."""
+        if self.on_event is not None and best is not None:
+            self._settle_path(self.tree.path(best))
+
+    def _settle_path(self, path: list[Node]) -> None:
+        for i, n in enumerate(path):
+            if i < len(self.settled):
+                if self.settled[i] is not n:  # would mean a wrong step was streamed
+                    raise RuntimeError(f"settled step {i} is not on the chosen path")
+                continue
+            self.settled.append(n)
+            self._event("step", step_view(n), i)
 
     # ------------------------------------------------------------------ expansion
     def expand(
@@ -152,6 +200,7 @@ class SearchContext:
                 # Nothing was proposed at all: the branch is a dead end.
                 node.kind, node.reward, node.error = "invalid", -1.0, "no candidate step"
                 self.tree.mark_solved(node)
+        self._event("progress")
         return out
 
     def _continue_open_blocks(
@@ -340,6 +389,11 @@ class SearchContext:
         )
         best = max(groups[order[0]], key=lambda m: (_rank(m), self.path_logprob(m), -m.id))
         return best, [(groups[k][0].answer or "", round(support[k], 6)) for k in order]
+
+
+def step_view(n: Node) -> StepView:
+    """A tree node as the step a user sees."""
+    return StepView(text=n.text, code=n.code, output=n.output, error=n.error, score=n.prior)
 
 
 def _rank(n: Node) -> float:

@@ -34,4 +34,5 @@ def search(ctx: SearchContext) -> str:
             return "done"
         live = sorted((c for c in children if not c.terminal), key=lambda c: (-_rank(c), c.id))
         beams = live[: cfg.beam_width - finished]
+        ctx.settle(beams)  # what the live beams and the answers so far all share
     return "done"

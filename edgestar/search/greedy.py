@@ -14,5 +14,6 @@ def search(ctx: SearchContext) -> str:
         if not kids:
             return "done"
         node = kids[0]
+        ctx.settle([node])  # one chain: each step is final once decoded
     ctx.tracker.rollouts += 1
     return "done"
