@@ -414,8 +414,11 @@ class Executor:
 
     def _ensure_started(self) -> subprocess.Popen[bytes]:
         proc = self._proc
-        if proc is not None and _alive(proc):
+        base = self._tmp_base
+        if proc is not None and _alive(proc) and base is not None and os.path.isdir(base):
             return proc
+        # Dead worker, or its steps' directory removed under it (a /tmp cleaner, rm -rf): a new
+        # worker with a new directory, rather than every later step failing.
         if proc is not None:
             self._shutdown(graceful=False)
         env = {

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 import signal
 import sys
 import threading
@@ -561,6 +562,19 @@ def test_zygote_killed_externally(small: Executor) -> None:
     r = small.run("print(2)")
     assert r.ok and r.stdout == "2\n", r
     assert small.info["pid"] != first
+
+
+def test_steps_directory_removed_under_the_worker(small: Executor) -> None:
+    """A /tmp cleaner (or rm -rf) takes the worker's directory: the next step runs on a new
+    worker with a new directory instead of every later step failing."""
+    assert small.run("print(1)").ok
+    first, base = small.info["pid"], small._tmp_base
+    assert base is not None
+    shutil.rmtree(base)
+    r = small.run("print(2)")
+    assert r.ok and r.stdout == "2\n", r
+    assert small.info["pid"] != first and small._tmp_base != base
+    survives(small)
 
 
 def test_zygote_killed_mid_run(small: Executor) -> None:
