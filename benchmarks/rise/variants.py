@@ -93,6 +93,9 @@ def main() -> int:
     ap.add_argument("--from-bootstrap", metavar="RUN_DIR",
                     help="start --out from RUN_DIR's base and round 0 (same seed, numerics and "
                     "bootstrap; only the rounds may differ), to measure other rounds cheaply")  # fmt: skip
+    ap.add_argument("--ablate-self-data", action="store_true",
+                    help="ablation: the rounds' SFT leaves out their own verified trajectories "
+                    "(replay only), to measure how much of the rise comes from them")  # fmt: skip
     a = ap.parse_args()
 
     import torch
@@ -104,6 +107,10 @@ def main() -> int:
     from edgestar.train.recipe import load_recipe
 
     recipe = _reseed(load_recipe(a.recipe), a.seed, a.threads)
+    if a.ablate_self_data:
+        import edgestar.train.evolve as ev
+
+        ev.sft_examples = lambda tree, problem_id="", top_k=2: []  # type: ignore[assignment]
     resume = a.resume
     if a.from_bootstrap:
         _seed_from_bootstrap(recipe, Path(a.from_bootstrap), Path(a.out))
