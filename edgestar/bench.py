@@ -224,10 +224,11 @@ def _resolve_model(
         if b.policy.kind != "gguf":
             raise InputError(f"bundle {b.root}: its policy is {b.policy.kind}, bench needs a GGUF")
         return b.path(b.policy), b.step_format
+    from .solver import auto_format
+
     p = Path(model)  # type: ignore[arg-type]
-    info = check_gguf(p)
-    fmt = info.metadata.get("edgestar.step_format")
-    return p, fmt if fmt in ("plain", "rstar") else "plain"
+    check_gguf(p)
+    return p, auto_format(p)  # the format `edgestar solve --model` would use (tir for chat models)
 
 
 def _resolve_onnx(onnx_dir: str | os.PathLike[str]) -> list[tuple[str, str, str]]:

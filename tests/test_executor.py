@@ -100,7 +100,7 @@ def test_run_rejects_non_string_code(ex: Executor) -> None:
 def test_normal_code(ex: Executor) -> None:
     r = ex.run("total = sum(i * i for i in range(10))\nprint(total)")
     assert r == ExecResult(True, "285\n", None, False, False, r.seconds, False)
-    assert 0 < r.seconds < 1.0
+    assert 0 < r.seconds < 10.0  # measured and sane; a loaded CI machine can be slow
 
 
 def test_sympy_numpy_and_stdlib(ex: Executor) -> None:
@@ -248,7 +248,7 @@ def test_cpu_burning_loop_hits_cpu_limit() -> None:
         r = e.run("import math\nn = 0\nwhile True:\n    n += math.factorial(50) % 7")
         failed(r)
         assert r.timed_out and "CPU" in r.error, r
-        assert r.seconds < 9.0
+        assert r.seconds < 9.0  # the CPU limit ended it, not the 10 s wall limit
         survives(e)
 
 

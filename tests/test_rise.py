@@ -1,14 +1,15 @@
 """Self-evolution works end to end (issue 5's micro check, made CPU-independent by issue 16): a
 from-scratch ~0.5M-parameter model goes through a bootstrap round and two self-evolution rounds
 of train/recipes/micro-rise.yaml on a few hundred answer-only problems per round, and its search
-(MCTS) accuracy on 120 held test problems ends the two rounds well above where round 0 left it.
+(MCTS) accuracy on 120 held test problems ends the two rounds clearly above where round 0 left
+it.
 
 What is asserted holds on any x86-64 CPU, not on one CPU's float rounding: the trained weights
-differ between CPUs (AVX-512 vs AVX2 reduction order), and where the bootstrap lands differs with
-them (MCTS 0.27 with AVX2 kernels, 0.69 with AVX-512, same seed), so no figure is pinned. Round 2
-must be MIN_RISE above round 0, or, when round 0 already starts near what this micro model can
-reach, at least REACH; and never clearly below round 0. Every run measured is in
-benchmarks/rise/README.md (reproduced by benchmarks/rise/variants.sh). Minutes on one CPU
+differ between CPUs (AVX-512 vs AVX2 reduction order, thread count), and where the bootstrap
+lands differs with them (MCTS 0.02 to 0.69 over the seeds and kernels measured), so no figure
+is pinned. Round 2 must beat round 0 by MIN_RISE, or, when round 0 is already high, close at
+least GAP_SHARE of the gap between round 0 and a perfect score. Every run measured is in
+benchmarks/rise/README.md (benchmarks/rise/variants.sh reproduces them). Minutes on one CPU
 thread; the table is printed, pass or fail."""
 
 from __future__ import annotations
@@ -25,13 +26,9 @@ pytestmark = [pytest.mark.torch, pytest.mark.slow]
 RECIPE = Path(__file__).resolve().parent.parent / "train" / "recipes" / "micro-rise.yaml"
 MIN_RISE = 0.10
 """Round 2's MCTS accuracy minus round 0's, at least (as a share of the held problems)..."""
-REACH = 0.65
-"""...unless round 2 reaches this: round 2 ends at 0.77-0.83 MCTS (coverage 0.82-0.86) in the runs
-measured, near this micro model's plateau, so a round 0 that lands at 0.69 cannot rise by much.
-Known gap (benchmarks/rise/README.md): with seed 1 the two-epoch bootstrap still ends before
-the model learns to copy numbers (round 0 at 0.017) and the rule fails (0.075 after round 2)."""
-MAX_DROP = 0.05
-"""Round 2 below round 0 by more than this (6 of 120 problems) fails whatever round 0 was."""
+GAP_SHARE = 1 / 3
+"""...or this share of round 0's errors fixed, whichever is smaller (round 0 at 0.85 must reach
+0.90). In the runs measured round 2 ends 0.24-0.55 above round 0."""
 
 
 def _table(rows: tuple[dict, ...]) -> list[str]:
@@ -59,7 +56,8 @@ def test_search_accuracy_rises_over_the_rounds(
     for r in rows[1:]:
         assert r["rollouts"]["solved"] > 0 and r["datasets"]["sft_examples"] > 0, table
     m0, m2 = rows[0]["eval"]["mcts"], rows[2]["eval"]["mcts"]
-    assert m2 >= min(m0 + MIN_RISE, REACH) and m2 >= m0 - MAX_DROP, (
-        f"search accuracy went {m0:.3f} -> {m2:.3f} from round 0 to round 2: neither "
-        f"+{MIN_RISE} nor {REACH} reached (or it fell more than {MAX_DROP}):\n{table}"
+    need = min(MIN_RISE, GAP_SHARE * (1 - m0))
+    assert m2 - m0 >= need - 1e-9, (
+        f"search accuracy went {m0:.3f} -> {m2:.3f} from round 0 to round 2, a rise of "
+        f"{m2 - m0:+.3f}; at least {need:.3f} was needed:\n{table}"
     )

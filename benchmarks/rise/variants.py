@@ -49,6 +49,38 @@ def _table(rows: tuple[dict[str, Any], ...]) -> list[str]:
     return out
 
 
+_ROUND0 = ("base", "round0.sft", "round0.export", "round0.eval", "round0.report")
+_SAME = ("name", "seed", "threads", "base", "test", "bootstrap", "eval")
+
+
+def _seed_from_bootstrap(recipe: Any, src: Path, out: Path) -> None:
+    """Copy src's finished base and round 0 into a new run folder for `recipe`, refusing unless
+    everything those stages depend on is the same, so the result equals a run from scratch
+    (every stage is deterministic given the recipe, seed and numerics)."""
+    import hashlib
+    import shutil
+
+    from edgestar.train.evolve import _jsonable
+
+    old = json.loads((src / "recipe.json").read_text())
+    new = json.loads(json.dumps(_jsonable(dataclasses.asdict(recipe)), sort_keys=True))
+    diff = [k for k in _SAME if old.get(k) != new.get(k)]
+    if diff:
+        raise SystemExit(f"{src}: differs from the recipe in {', '.join(diff)}; run from scratch")
+    if out.exists():
+        raise SystemExit(f"{out} exists")
+    m = json.loads((src / "manifest.json").read_text())
+    out.mkdir(parents=True)
+    for d in ("base", "round0"):
+        shutil.copytree(src / d, out / d, symlinks=True)
+    rec_json = json.dumps(new, sort_keys=True)
+    stages = {k: v for k, v in m["stages"].items() if k in _ROUND0}
+    stages["base"] = {**stages["base"], "path": str((out / "base").resolve())}
+    manifest = {"recipe_hash": hashlib.sha256(rec_json.encode()).hexdigest()[:16],
+                "stages": stages, "from_bootstrap": str(src)}  # fmt: skip
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--recipe", default=str(ROOT / "train" / "recipes" / "micro-rise.yaml"))
@@ -58,6 +90,12 @@ def main() -> int:
     ap.add_argument("--label", default="")
     ap.add_argument("--resume", action="store_true", help="continue the run in --out")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--from-bootstrap", metavar="RUN_DIR",
+                    help="start --out from RUN_DIR's base and round 0 (same seed, numerics and "
+                    "bootstrap; only the rounds may differ), to measure other rounds cheaply")  # fmt: skip
+    ap.add_argument("--ablate-self-data", action="store_true",
+                    help="ablation: the rounds' SFT leaves out their own verified trajectories "
+                    "(replay only), to measure how much of the rise comes from them")  # fmt: skip
     a = ap.parse_args()
 
     import torch
@@ -69,7 +107,15 @@ def main() -> int:
     from edgestar.train.recipe import load_recipe
 
     recipe = _reseed(load_recipe(a.recipe), a.seed, a.threads)
-    rep = evolve(recipe, Path(a.out), resume=a.resume, progress=False, log=lambda s: None)
+    if a.ablate_self_data:
+        import edgestar.train.evolve as ev
+
+        ev.sft_examples = lambda tree, problem_id="", top_k=2: []  # type: ignore[assignment]
+    resume = a.resume
+    if a.from_bootstrap:
+        _seed_from_bootstrap(recipe, Path(a.from_bootstrap), Path(a.out))
+        resume = True
+    rep = evolve(recipe, Path(a.out), resume=resume, progress=False, log=lambda s: None)
     env = {k: os.environ[k] for k in ("ATEN_CPU_CAPABILITY", "DNNL_MAX_CPU_ISA",
                                       "MKL_ENABLE_INSTRUCTIONS", "OMP_NUM_THREADS") if k in os.environ}  # fmt: skip
     head = (
