@@ -102,7 +102,14 @@ def fingerprint(*parts: Any) -> str:
 
 def checkpoint_identity(ckpt: Path) -> dict[str, Any]:
     """A cheap identity of a checkpoint folder for fingerprints: resolved path, file names and
-    sizes, and edgestar.json's text (no hashing of multi-GB weight files)."""
+    sizes, and edgestar.json's text (no hashing of multi-GB weight files). A single-file base
+    (a GGUF) is its own one-file list."""
+    if ckpt.is_file():
+        return {
+            "path": str(ckpt.resolve()),
+            "files": [(ckpt.name, ckpt.stat().st_size)],
+            "meta": "",
+        }
     files = sorted(
         (p.name, p.stat().st_size) for p in ckpt.iterdir() if p.is_file() and p.name[0] != "."
     )

@@ -453,36 +453,61 @@ class LoadedModel:
     added_tokens: tuple[str, ...]
 
 
-def load_causal_lm(ckpt: str | os.PathLike[str], device: torch.device, seed: int) -> LoadedModel:
-    """Load `ckpt` (an edgestar checkpoint or any HF causal-LM folder, local files only) for
-    training. Markers of the checkpoint's step format that the tokenizer lacks are added as
-    special tokens and the embeddings resized (seeded, so deterministic)."""
+def load_causal_lm(
+    ckpt: str | os.PathLike[str],
+    device: torch.device,
+    seed: int,
+    *,
+    step_format: str | None = None,
+    add_tokens: bool = True,
+) -> LoadedModel:
+    """Load `ckpt` (an edgestar checkpoint, any HF causal-LM folder, or a GGUF file, which
+    transformers dequantises to float32; local files only) for training. `step_format`
+    overrides the checkpoint's (default: its edgestar.json or GGUF edgestar.step_format, else
+    'rstar'). Markers of the step format that the tokenizer lacks are added as special tokens
+    and the embeddings resized (seeded, so deterministic); with `add_tokens=False` (LoRA: an
+    adapter cannot add tokens) such a base is refused instead."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     from edgestar.formats import get_format
 
     path = Path(ckpt)
-    if not (path / "config.json").is_file():
-        raise ModelError(f"{path}: not a model folder (no config.json)")
-    meta = read_meta(path) if (path / META_FILE).is_file() else None
-    step_format = meta.step_format if meta is not None else "rstar"
-    fmt_tokens = get_format(step_format).special_tokens
+    kw: dict[str, Any] = {"local_files_only": True}
+    meta = None
+    if path.is_file() and path.suffix == ".gguf":
+        from edgestar.backends._llama_raw import check_gguf
+
+        gmeta = check_gguf(path).metadata
+        fmt_name = step_format or str(gmeta.get("edgestar.step_format") or "rstar")
+        src, kw["gguf_file"] = path.parent, path.name
+    else:
+        if not (path / "config.json").is_file():
+            raise ModelError(f"{path}: not a model folder (no config.json) nor a .gguf file")
+        meta = read_meta(path) if (path / META_FILE).is_file() else None
+        fmt_name = step_format or (meta.step_format if meta is not None else "rstar")
+        src = path
+    fmt_tokens = get_format(fmt_name).special_tokens
     old = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
-        tok = AutoTokenizer.from_pretrained(path, local_files_only=True, use_fast=True)
-        model = AutoModelForCausalLM.from_pretrained(
-            path, local_files_only=True, dtype=torch.float32
-        )
+        tok = AutoTokenizer.from_pretrained(src, use_fast=True, **kw)
+        model = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32, **kw)
     except Exception as e:
         raise ModelError(f"{path}: cannot load for training ({type(e).__name__}: {e})") from e
     finally:
         hf_logging.set_verbosity(old)
     stored = getattr(model.config, "dtype", None)
     stored_dtype = stored if isinstance(stored, torch.dtype) and stored.is_floating_point else None
+    if "gguf_file" in kw:
+        stored_dtype = torch.float32  # dequantised; the base itself is never rewritten
     vocab = set(tok.get_vocab())
     missing = [t for t in fmt_tokens if t not in vocab]
+    if missing and not add_tokens:
+        raise InputError(
+            f"{path}: step format {fmt_name!r} needs tokens the base lacks ({', '.join(missing)}); "
+            "a LoRA adapter cannot add tokens: use a format without special tokens (e.g. 'tir')"
+        )
     if missing:
         tok.add_special_tokens(
             {"additional_special_tokens": [*tok.additional_special_tokens, *missing]},
@@ -503,7 +528,7 @@ def load_causal_lm(ckpt: str | os.PathLike[str], device: torch.device, seed: int
     return LoadedModel(
         model=model,
         tokenizer=tok,
-        step_format=step_format,
+        step_format=fmt_name,
         special_tokens=specials,
         stored_dtype=stored_dtype or torch.float32,
         added_tokens=tuple(missing),

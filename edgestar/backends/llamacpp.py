@@ -218,6 +218,8 @@ class LlamaCppPolicy:
         flash_attn: bool = False,
         prefix_cache: bool = True,
         batch_candidates: bool = True,
+        lora: str | os.PathLike[str] | None = None,
+        lora_scale: float = 1.0,
     ) -> None:
         _check_seqs(n_seq_max)
         if isinstance(n_ctx, int) and n_ctx > 1:
@@ -233,12 +235,14 @@ class LlamaCppPolicy:
             extra_bufts=extra_bufts,
             n_batch=n_batch,
             flash_attn=flash_attn,
+            lora=lora,
+            lora_scale=lora_scale,
         )
         _, ctx, _ = self._rt.parts()
         self._tree = KVTree(ctx, ctx.n_ctx, n_seq_max)
         self.prefix_cache = bool(prefix_cache)
         self.batch_candidates = bool(batch_candidates)
-        self.name = f"llamacpp:{self._rt.path.name}"
+        self.name = f"llamacpp:{self._rt.path.name}" + _adapter_suffix(self._rt)
         self.metadata = self._rt.info.metadata
         self.stats = PolicyStats()
         self.recorded: dict[tuple[str, int, int], list[int]] | None = None
@@ -754,6 +758,8 @@ class LlamaCppReward:
         *,
         n_batch: int = 512,
         prefix_cache: bool = True,
+        lora: str | os.PathLike[str] | None = None,
+        lora_scale: float = 1.0,
     ) -> None:
         _check_seqs(n_seq_max)
         if isinstance(n_ctx, int) and n_ctx > 1:
@@ -769,6 +775,8 @@ class LlamaCppReward:
             extra_bufts=extra_bufts,
             n_batch=n_batch,
             flash_attn=False,
+            lora=lora,
+            lora_scale=lora_scale,
         )
         try:
             self.weight, self.bias, self.score_scale = self._read_head()
@@ -779,7 +787,7 @@ class LlamaCppReward:
         self._tree = KVTree(ctx, ctx.n_ctx, n_seq_max)
         self.prefix_cache = bool(prefix_cache)
         self.tokens_evaluated = 0
-        self.name = f"llamacpp-ppm:{self._rt.path.name}"
+        self.name = f"llamacpp-ppm:{self._rt.path.name}" + _adapter_suffix(self._rt)
 
     def _read_head(self) -> tuple[np.ndarray, float, float]:
         model, _, _ = self._rt.parts()
@@ -886,3 +894,7 @@ class LlamaCppReward:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _adapter_suffix(rt: _Runtime) -> str:
+    return f"+lora:{rt.adapter.path.name}" if rt.adapter is not None else ""
