@@ -163,7 +163,9 @@ class RunDir:
 
     @staticmethod
     def _complete(folder: Path) -> bool:
-        return (folder / META_FILE).is_file() and (folder / "config.json").is_file()
+        """edgestar.json plus a model's config.json, or a LoRA adapter's adapter_config.json."""
+        weights = ("config.json", "adapter_config.json")
+        return (folder / META_FILE).is_file() and any((folder / w).is_file() for w in weights)
 
     def _prepare(self, *, resume: bool, force: bool) -> str:
         out, partial = self.out, self.partial
@@ -229,7 +231,9 @@ class RunDir:
         self.partial.mkdir(parents=True)
         write(self.partial)
         if not self._complete(self.partial):
-            raise ModelError(f"{self.partial}: the writer left no config.json / {META_FILE}")
+            raise ModelError(
+                f"{self.partial}: the writer left no (adapter_)config.json / {META_FILE}"
+            )
         for f in self.partial.iterdir():
             if f.is_file():
                 with open(f, "rb") as fh:

@@ -1,0 +1,298 @@
+"""LoRA end to end: peft adapters trained in train/ (train/lora.py, `TrainConfig.lora`), exported
+as GGUF LoRA adapters (quantize/lora_gguf.py) and applied by the llama.cpp backend at load time.
+
+Parity: a tiny random (sharpened) Llama or Qwen2 with a random adapter (peft with
+`init_lora_weights=False`: B nonzero) on llama.cpp must match torch with the adapter MERGED
+within quantize/verify.py's export tolerances, at F32 and F16; the same base WITHOUT the adapter
+must fail them (so the checks can fail). Training: a few LoRA SFT steps on CPU lower the loss,
+the adapter exports and llama.cpp + adapter matches the merged torch model. Refusals: an adapter
+for another width, another architecture, a model file given as adapter, peft features llama.cpp
+cannot represent - each one line.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+pytest.importorskip("llama_cpp")
+pytest.importorskip("gguf")
+peft = pytest.importorskip("peft")
+
+from edgestar.backends.llamacpp import LlamaCppPolicy  # noqa: E402
+from edgestar.checkpoint import read_meta  # noqa: E402
+from edgestar.formats import RSTAR, rstar_solution  # noqa: E402
+from edgestar.quantize.gguf_export import export_gguf  # noqa: E402
+from edgestar.quantize.lora_gguf import export_lora_gguf  # noqa: E402
+from edgestar.quantize.verify import verify_gguf  # noqa: E402
+from edgestar.train.datasets import SFTExample  # noqa: E402
+from edgestar.train.lora import LoraSpec, merge_adapter, save_adapter  # noqa: E402
+from edgestar.train.sft import train_policy  # noqa: E402
+from edgestar.train.tiny import TinyConfig, build_tokenizer, make_tiny_checkpoint  # noqa: E402
+from edgestar.train.tiny import sharpen_checkpoint as sharpen  # noqa: E402
+from edgestar.train.trainer import TrainConfig  # noqa: E402
+from edgestar.types import InputError, ModelError  # noqa: E402
+
+pytestmark = [pytest.mark.llama, pytest.mark.torch]
+torch.set_num_threads(1)
+
+SHARPEN = 4.0
+
+
+@pytest.fixture(scope="module")
+def tokenizer():  # type: ignore[no-untyped-def]
+    return build_tokenizer()
+
+
+def _base(root: Path, tokenizer, arch: str = "llama", hidden: int = 64) -> Path:  # type: ignore[no-untyped-def]
+    cfg = TinyConfig(arch=arch, seed=1, hidden_size=hidden)
+    return sharpen(
+        make_tiny_checkpoint(root / f"{arch}-{hidden}", cfg, tokenizer=tokenizer), SHARPEN
+    )
+
+
+def _random_adapter(ckpt: Path, out: Path, spec: LoraSpec, seed: int = 0) -> Path:
+    """A peft adapter on `ckpt` with random A AND B (a fresh peft adapter has B = 0)."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(ckpt, dtype=torch.float32)
+    cfg = spec.peft_config()
+    cfg.init_lora_weights = False
+    torch.manual_seed(seed)
+    pm = peft.get_peft_model(model, cfg)
+    save_adapter(pm, out, read_meta(ckpt))
+    return out
+
+
+def _merged(ckpt: Path, adapter: Path, out: Path) -> Path:
+    """A checkpoint folder = `ckpt` with the adapter merged (the torch reference)."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(ckpt, dtype=torch.float32)
+    merged = merge_adapter(model, adapter)
+    shutil.copytree(ckpt, out)
+    merged.save_pretrained(out, safe_serialization=True)
+    return out
+
+
+# ------------------------------------------------------------------------------------ parity
+
+
+@pytest.mark.parametrize(
+    ("arch", "dtype", "targets"),
+    [("llama", "f32", "all"), ("llama", "f16", "attention"), ("qwen2", "f32", "all")],
+)
+def test_adapter_on_llamacpp_matches_merged_torch(
+    tmp_path: Path, tokenizer, arch: str, dtype: str, targets: str
+) -> None:  # type: ignore[no-untyped-def]
+    base = _base(tmp_path, tokenizer, arch)
+    adapter = _random_adapter(
+        base, tmp_path / "adapter", LoraSpec(r=4, alpha=8, target_modules=targets)
+    )
+    merged = _merged(base, adapter, tmp_path / "merged")
+    base_gguf = export_gguf(base, tmp_path / "base.gguf", dtype=dtype)
+    lora = export_lora_gguf(adapter, tmp_path / "adapter.gguf", dtype=dtype)
+
+    rep = verify_gguf(merged, base_gguf, lora=lora, write=False, check=False)
+    assert rep.passed, rep.summary() if hasattr(rep, "summary") else rep.checks
+    assert rep.quant == dtype
+    # without the adapter the same comparison fails by far: the adapter is what matches
+    bare = verify_gguf(merged, base_gguf, write=False, check=False)
+    assert not bare.passed
+    assert bare.metrics["logits_rel_mean"] > 20 * rep.metrics["logits_rel_mean"]
+
+
+def test_adapter_file_format(tmp_path: Path, tokenizer) -> None:  # type: ignore[no-untyped-def]
+    """The metadata and tensor layout llama.cpp's convert_lora_to_gguf.py writes."""
+    import gguf
+
+    base = _base(tmp_path, tokenizer)
+    spec = LoraSpec(r=4, alpha=12, target_modules=("q_proj", "down_proj"))
+    adapter = _random_adapter(base, tmp_path / "adapter", spec)
+    path = export_lora_gguf(adapter, tmp_path / "a.gguf")
+    r = gguf.GGUFReader(path)
+
+    def val(key: str):  # type: ignore[no-untyped-def]
+        return r.fields[key].contents()
+
+    assert val("general.type") == "adapter" and val("adapter.type") == "lora"
+    assert val("general.architecture") == "llama"
+    assert val("adapter.lora.alpha") == pytest.approx(12.0)
+    shapes = {t.name: tuple(int(x) for x in t.shape) for t in r.tensors}  # ggml ne order
+    assert shapes["blk.0.attn_q.weight.lora_a"] == (64, 4)  # ne = [in, r]
+    assert shapes["blk.0.attn_q.weight.lora_b"] == (4, 64)  # ne = [r, out]
+    assert shapes["blk.1.ffn_down.weight.lora_a"] == (128, 4)
+    assert shapes["blk.1.ffn_down.weight.lora_b"] == (4, 64)
+    assert len(shapes) == 2 * 2 * 2  # 2 layers x 2 modules x (a, b)
+
+
+# ---------------------------------------------------------------------------------- training
+
+
+def _examples(n: int = 24, seed: int = 0) -> list[SFTExample]:
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        a, b = rng.randint(1, 99), rng.randint(1, 99)
+        sol = rstar_solution(
+            [(f"Add {a} and {b}.", f"x = {a} + {b}")], "print(x)", str(a + b), str(a + b)
+        )
+        out.append(SFTExample(f"p{i}", RSTAR.prompt(f"What is {a} + {b}?"), sol, 1.0))
+    return out
+
+
+def _lora_cfg(**kw) -> TrainConfig:  # type: ignore[no-untyped-def]
+    base = dict(
+        lr=2e-2,
+        epochs=4,
+        batch_size=8,
+        max_len=256,
+        warmup=0.0,
+        device="cpu",
+        dtype="fp32",
+        eval_fraction=0.0,
+        save_every_steps=0,
+        lora={"r": 8, "alpha": 16, "target_modules": "all"},
+    )
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_lora_sft_lowers_loss_and_runs_on_llamacpp(tmp_path: Path, tokenizer) -> None:  # type: ignore[no-untyped-def]
+    base = _base(tmp_path, tokenizer)
+    rep = train_policy(base, _examples(), tmp_path / "adapter", _lora_cfg(), progress=False)
+    assert rep.steps == 12 and rep.final_loss < 0.7 * rep.first_loss
+    out = tmp_path / "adapter"
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [
+        "README.md",
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "base_config.json",
+        "edgestar.json",
+    ]
+    meta = read_meta(out)
+    assert meta.role == "policy" and meta.provenance["lora"]["r"] == 8
+    # only the adapter was trained: the base file is untouched, the adapter is small
+    assert (out / "adapter_model.safetensors").stat().st_size < 0.2 * (
+        base / "model.safetensors"
+    ).stat().st_size
+
+    merged = _merged(base, out, tmp_path / "merged")
+    base_gguf = export_gguf(base, tmp_path / "base.gguf")
+    lora = export_lora_gguf(out, tmp_path / "adapter.gguf")
+    rep = verify_gguf(merged, base_gguf, lora=lora, write=False, check=False)
+    assert rep.passed, rep.checks
+    with LlamaCppPolicy(base_gguf, n_ctx=256, n_threads=1, lora=lora) as pol:
+        assert pol.name.endswith("+lora:adapter.gguf")
+
+
+def test_lora_sft_on_a_gguf_base(tmp_path: Path, tokenizer) -> None:  # type: ignore[no-untyped-def]
+    """A GGUF base (transformers dequantises it) trains an adapter that fits the same file."""
+    base_gguf = export_gguf(_base(tmp_path, tokenizer), tmp_path / "base.gguf")
+    cfg = _lora_cfg(epochs=1, lora={"r": 4, "alpha": 8})
+    rep = train_policy(base_gguf, _examples(8), tmp_path / "ad", cfg, progress=False)
+    assert rep.steps == 1
+    assert json.loads((tmp_path / "ad" / "base_config.json").read_text())["model_type"] == "llama"
+    lora = export_lora_gguf(tmp_path / "ad", tmp_path / "ad.gguf")
+    with LlamaCppPolicy(base_gguf, n_ctx=256, n_threads=1, lora=lora) as pol:
+        assert pol.logits("What is 2 + 2?").shape[-1] > 0
+
+
+def test_lora_refuses_a_base_that_lacks_the_markers(tmp_path: Path) -> None:
+    """A base whose vocabulary lacks the rstar markers: full SFT would add them; LoRA cannot."""
+    plain_tok = build_tokenizer(special_tokens=())
+    base = make_tiny_checkpoint(tmp_path / "plain", TinyConfig(seed=1), tokenizer=plain_tok)
+    with pytest.raises(InputError, match="cannot add tokens"):
+        train_policy(base, _examples(4), tmp_path / "o", _lora_cfg(), progress=False)
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+# --------------------------------------------------------------------------------- refusals
+
+
+def test_lora_spec_validation() -> None:
+    assert TrainConfig(lora={"r": 4}).lora == LoraSpec(r=4)
+    assert LoraSpec(target_modules="all").target_modules[-1] == "down_proj"
+    assert TrainConfig().to_json().get("lora") is None  # old fingerprints unchanged
+    for bad, msg in [
+        ({"r": 0}, "lora.r"),
+        ({"alpha": -1}, "lora.alpha"),
+        ({"dropout": 1.0}, "lora.dropout"),
+        ({"target_modules": ["embed_tokens"]}, "not supported"),
+        ({"rank": 4}, "unknown keys"),
+    ]:
+        with pytest.raises(InputError, match=msg):
+            TrainConfig(lora=bad)
+    with pytest.raises(InputError, match="policy SFT only"):
+        from edgestar.train.sft import train_policy_dpo
+
+        train_policy_dpo("x", [object()], "y", TrainConfig(lora={}))  # type: ignore[list-item]
+
+
+def test_mismatched_adapters_are_refused_in_one_line(tmp_path: Path, tokenizer) -> None:  # type: ignore[no-untyped-def]
+    base = _base(tmp_path, tokenizer)
+    base_gguf = export_gguf(base, tmp_path / "base.gguf")
+    spec = LoraSpec(r=4, alpha=8)
+    wide = _base(tmp_path, tokenizer, hidden=96)  # another width
+    wide_lora = export_lora_gguf(_random_adapter(wide, tmp_path / "w", spec), tmp_path / "w.gguf")
+    qwen = _base(tmp_path, tokenizer, "qwen2")  # another architecture
+    qwen_lora = export_lora_gguf(_random_adapter(qwen, tmp_path / "q", spec), tmp_path / "q.gguf")
+    cases = [
+        (wide_lora, "does not fit"),
+        (qwen_lora, "architecture 'qwen2'"),
+        (base_gguf, "not a GGUF LoRA adapter"),
+        (tmp_path / "missing.gguf", "no such model file"),
+    ]
+    for lora, msg in cases:
+        with pytest.raises(ModelError, match=msg) as ei:
+            LlamaCppPolicy(base_gguf, n_ctx=128, n_threads=1, lora=lora)
+        assert "\n" not in str(ei.value)
+    # the wide adapter's reason is llama.cpp's own (a tensor of the wrong shape)
+    with pytest.raises(ModelError, match="incorrect shape|does not exist"):
+        LlamaCppPolicy(base_gguf, n_ctx=128, n_threads=1, lora=wide_lora)
+
+    # and through the CLI: exit 2, one line, no traceback
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgestar", "solve", "What is 2 + 2?"]
+        + ["--model", str(base_gguf), "--lora", str(wide_lora), "--threads", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode != 0
+    err = proc.stderr.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1 and "does not fit" in err
+
+
+def test_export_refuses_what_llamacpp_cannot_represent(tmp_path: Path, tokenizer) -> None:  # type: ignore[no-untyped-def]
+    base = _base(tmp_path, tokenizer)
+    adapter = _random_adapter(base, tmp_path / "a", LoraSpec(r=4, alpha=8))
+    cfg_path = adapter / "adapter_config.json"
+    good = json.loads(cfg_path.read_text())
+    for patch, msg in [
+        ({"use_dora": True}, "DoRA"),
+        ({"bias": "all"}, "biases"),
+        ({"rank_pattern": {"q_proj": 8}}, "rank_pattern"),
+        ({"modules_to_save": ["lm_head"]}, "modules_to_save"),
+        ({"r": 8}, "rank 4"),
+    ]:
+        cfg_path.write_text(json.dumps({**good, **patch}))
+        with pytest.raises(ModelError, match=msg):
+            export_lora_gguf(adapter, tmp_path / "x.gguf")
+        assert not (tmp_path / "x.gguf").exists()
+    cfg_path.write_text(json.dumps(good))
+    (adapter / "base_config.json").unlink()
+    with pytest.raises(ModelError, match="base model config"):
+        export_lora_gguf(adapter, tmp_path / "x.gguf")
+    assert export_lora_gguf(adapter, tmp_path / "x.gguf", base_config=base).is_file()
+    with pytest.raises(InputError, match="exists"):
+        export_lora_gguf(adapter, tmp_path / "x.gguf", base_config=base)
