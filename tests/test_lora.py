@@ -102,7 +102,7 @@ def test_adapter_on_llamacpp_matches_merged_torch(
     lora = export_lora_gguf(adapter, tmp_path / "adapter.gguf", dtype=dtype)
 
     rep = verify_gguf(merged, base_gguf, lora=lora, write=False, check=False)
-    assert rep.passed, rep.summary() if hasattr(rep, "summary") else rep.checks
+    assert rep.passed, rep.summary()
     assert rep.quant == dtype
     # without the adapter the same comparison fails by far: the adapter is what matches
     bare = verify_gguf(merged, base_gguf, write=False, check=False)
@@ -190,7 +190,7 @@ def test_lora_sft_lowers_loss_and_runs_on_llamacpp(tmp_path: Path, tokenizer) ->
     base_gguf = export_gguf(base, tmp_path / "base.gguf")
     lora = export_lora_gguf(out, tmp_path / "adapter.gguf")
     rep = verify_gguf(merged, base_gguf, lora=lora, write=False, check=False)
-    assert rep.passed, rep.checks
+    assert rep.passed, rep.summary()
     with LlamaCppPolicy(base_gguf, n_ctx=256, n_threads=1, lora=lora) as pol:
         assert pol.name.endswith("+lora:adapter.gguf")
 
@@ -296,3 +296,102 @@ def test_export_refuses_what_llamacpp_cannot_represent(tmp_path: Path, tokenizer
     assert export_lora_gguf(adapter, tmp_path / "x.gguf", base_config=base).is_file()
     with pytest.raises(InputError, match="exists"):
         export_lora_gguf(adapter, tmp_path / "x.gguf", base_config=base)
+
+
+# ------------------------------------------------------------------------------------ evolve
+
+
+@pytest.mark.slow
+def test_evolve_trains_adapters_on_a_gguf_base(tmp_path: Path, tokenizer) -> None:  # type: ignore[no-untyped-def]
+    """`base: {gguf, lora}`: every round's SFT trains an adapter from the base; rollouts and
+    evaluation run llama.cpp on the untouched base GGUF with that round's adapter applied."""
+    import hashlib
+
+    import yaml
+
+    base_gguf = export_gguf(_base(tmp_path, tokenizer), tmp_path / "base.gguf")
+    digest = hashlib.sha256(base_gguf.read_bytes()).hexdigest()
+    sft = {"preset": "cpu-tiny", "lr": 2e-2, "epochs": 1, "batch_size": 4, "eval_fraction": 0.0}
+    recipe = {
+        "name": "lora-micro",
+        "base": {"gguf": str(base_gguf), "lora": {"r": 4, "alpha": 8, "target_modules": "all"}},
+        "test": {"source": "synthetic:integer_arithmetic", "n": 4, "seed": 90001, "difficulty": 1},
+        "bootstrap": {
+            "problems": [{"source": "synthetic:integer_arithmetic", "n": 16, "seed": 1}],
+            "sft": sft,
+        },
+        "rounds": [
+            {
+                "problems": [{"source": "synthetic:integer_arithmetic", "n": 4, "seed": 2}],
+                "rollouts": {
+                    "width": 2,
+                    "rollouts": 2,
+                    "escalate_rollouts": 0,
+                    "max_step_tokens": 24,
+                    "shard_size": 2,
+                },  # fmt: skip
+                "sft": {**sft, "max_steps": 4},
+                "ppm": False,
+            }
+        ],
+        "eval": {
+            "n": 2,
+            "strategies": ["greedy"],
+            "rollouts": 2,
+            "width": 2,
+            "max_step_tokens": 24,
+        },  # fmt: skip
+    }
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edgestar",
+            "train",
+            "evolve",
+            "--recipe",
+            str(path),
+            "--out",
+            str(out),
+        ],  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    stages = json.loads((out / "manifest.json").read_text())["stages"]
+    for r in (0, 1):
+        assert (out / f"round{r}" / "policy" / "adapter_config.json").is_file()
+        assert stages[f"round{r}.export"]["policy_lora"] > 0
+        assert (out / f"round{r}" / "policy.lora.gguf").is_file()
+        assert not (out / f"round{r}" / "policy.gguf").exists()
+        assert f"round{r}.eval" in stages
+    assert stages["round1.rollouts"]["problems"] == 4
+    report = json.loads((out / "round1" / "report.json").read_text())
+    assert 0 < report["adapter_params"] < report["compute"]["policy_params"]
+    assert hashlib.sha256(base_gguf.read_bytes()).hexdigest() == digest  # base untouched
+
+    # a LoRA recipe refuses what an adapter cannot do, in one line
+    bad = {**recipe, "rounds": [{**recipe["rounds"][0], "ppm": {"preset": "cpu-tiny"}}]}
+    path.write_text(yaml.safe_dump(bad))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edgestar",
+            "train",
+            "evolve",
+            "--recipe",
+            str(path),
+            "--out",
+            str(tmp_path / "run2"),
+        ],  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode != 0 and "ppm: false" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1

@@ -9,8 +9,10 @@ Owns:
 - `llama_lib`: the llama_cpp module, imported on first use with its logging silenced.
 - `cpu_has_amx`: on CPUs with Intel AMX, llama.cpp's AMX kernels (an "extra buffer type") crash
   on quantized models; `extra_bufts=None` everywhere here means "off on such CPUs".
-- `_Model`, `_Context`, `_Batch`, `_Runtime`: small wrappers around the raw pointers, each with
-  an idempotent `close()`. `_Context` always has a unified KV cache (`kv_unified=True`: one pool
+- `_Model`, `_Adapter`, `_Context`, `_Batch`, `_Runtime`: small wrappers around the raw
+  pointers, each with an idempotent `close()`. `_Adapter` is a GGUF LoRA adapter loaded for a
+  model (before its context is made) and set on the context (`llama_set_adapters_lora`);
+  llama.cpp's reason for refusing one is read from its error log (`_capture_errors`). `_Context` always has a unified KV cache (`kv_unified=True`: one pool
   of n_ctx cells shared by all sequences, so `seq_cp` of a prefix is free), counts the time spent
   inside `llama_decode` and the rows it decoded, and hands out the logits of a decode as one
   [rows, vocab] view (and, with `set_hidden`, the final hidden states of those rows).
