@@ -26,6 +26,7 @@ import dataclasses
 import json
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -151,7 +152,10 @@ def save_adapter(
     from edgestar.checkpoint import write_meta
 
     folder.mkdir(parents=True, exist_ok=True)
-    peft_model.save_pretrained(folder, safe_serialization=True)
+    with warnings.catch_warnings():  # peft looks for the base's config.json to see whether the
+        # vocabulary changed; a GGUF base has none, and a LoRA run never changes the vocabulary
+        warnings.filterwarnings("ignore", message="Could not find a config file")
+        peft_model.save_pretrained(folder, safe_serialization=True)
     cfg = base_config if base_config is not None else peft_model.get_base_model().config.to_dict()
     (folder / "base_config.json").write_text(json.dumps(cfg, indent=2, default=str) + "\n")
     write_meta(folder, meta)

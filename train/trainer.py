@@ -501,6 +501,7 @@ def load_causal_lm(
     stored_dtype = stored if isinstance(stored, torch.dtype) and stored.is_floating_point else None
     if "gguf_file" in kw:
         stored_dtype = torch.float32  # dequantised; the base itself is never rewritten
+        _match_gguf_bos(tok, gmeta, path)
     vocab = set(tok.get_vocab())
     missing = [t for t in fmt_tokens if t not in vocab]
     if missing and not add_tokens:
@@ -533,6 +534,21 @@ def load_causal_lm(
         stored_dtype=stored_dtype or torch.float32,
         added_tokens=tuple(missing),
     )
+
+
+def _match_gguf_bos(tok: Any, gmeta: dict[str, Any], path: Path) -> None:
+    """transformers' tokenizer rebuilt from a GGUF may add a BOS that llama.cpp does not (e.g.
+    SmolLM2: tokenizer.ggml.add_bos_token = false, yet the rebuilt tokenizer adds
+    <|im_start|>); training must see the prompts exactly as the runtime encodes them."""
+    from edgestar.backends.torch_backend import tokenizer_adds_bos
+
+    want = gmeta.get("tokenizer.ggml.add_bos_token")
+    if want is None or tokenizer_adds_bos(tok) == bool(want):
+        return
+    if hasattr(tok, "add_bos_token"):
+        tok.add_bos_token = bool(want)
+    if tokenizer_adds_bos(tok) != bool(want):
+        raise ModelError(f"{path}: cannot make the tokenizer's BOS match llama.cpp's ({want})")
 
 
 def pad_id(tokenizer: Any) -> int:
