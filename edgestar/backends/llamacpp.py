@@ -59,6 +59,12 @@ bookkeeping in `kvtree`):
   score = tanh((w . h + b) / score_scale). All prefixes of a call are decoded together, each on
   its own sequence forked from its longest cached prefix (a parent's scored prefix, usually);
   scored prefixes stay cached under the same LRU policy.
+- LoRA (`lora=FILE`, `lora_scale`): a GGUF LoRA adapter (quantize/lora_gguf.py, llama.cpp's
+  own adapter format) is loaded with the model and set on the context at load time
+  (`llama_adapter_lora_init` + `llama_set_adapters_lora`); the base file is untouched. A file
+  that is not an adapter, one for another architecture, or one whose tensors do not fit the
+  model (another width or depth) is refused with one line (llama.cpp's own reason). Chosen over
+  merging and requantizing: see quantize/lora_gguf.py for the measured size, parity and speed.
 
 Thread-safety: one lock per instance around every public method. `close()` frees everything;
 methods called after it raise ModelError. CPU quirk: see `_llama_raw.cpu_has_amx` (extra_bufts).
