@@ -419,3 +419,33 @@ def test_a_real_gguf_base_tokenizes_as_llamacpp_does() -> None:
     with LlamaCppPolicy(path, n_ctx=512, n_threads=1) as pol:
         for text in (*PROMPTS, "What is 2+2?", "Tom has 5 apples."):
             assert encode_prefix(tok, text) == pol.tokenize(text), text
+
+
+def test_lora_run_resumes_to_the_same_adapter(tmp_path: Path, tokenizer) -> None:  # type: ignore[no-untyped-def]
+    """Killed after step 2 (its state saved), resumed: the adapter is bitwise the uninterrupted
+    run's; the state holds only the adapter's weights, not the frozen base."""
+    import hashlib
+
+    base = _base(tmp_path, tokenizer)
+    cfg = _lora_cfg(epochs=2, save_every_steps=1)
+    train_policy(base, _examples(), tmp_path / "full", cfg, progress=False)
+
+    class Killed(Exception):
+        pass
+
+    sizes = []
+
+    def kill_at_2(info) -> None:  # type: ignore[no-untyped-def]
+        sizes.append((tmp_path / "cut" / ".state" / "state.pt").stat().st_size)
+        if info.step == 2:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train_policy(base, _examples(), tmp_path / "cut", cfg, progress=False, on_step=kill_at_2)
+    train_policy(base, _examples(), tmp_path / "cut", cfg, resume=True, progress=False)
+
+    def digest(d: Path) -> str:
+        return hashlib.sha256((d / "adapter_model.safetensors").read_bytes()).hexdigest()
+
+    assert digest(tmp_path / "full") == digest(tmp_path / "cut")
+    assert max(sizes) < 0.5 * (base / "model.safetensors").stat().st_size

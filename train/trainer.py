@@ -276,6 +276,15 @@ def run_training(
         "train_seconds": 0.0,
         "done": False,
     }
+    # Frozen weights (a LoRA run's base) never change: the state keeps only what trains, so a
+    # 135M-parameter base does not rewrite ~540 MB of float32 at every save.
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    partial = len(trainable) < sum(1 for _ in model.named_parameters())
+
+    def model_state() -> dict[str, Any]:
+        sd = model.state_dict()
+        return {k: v for k, v in sd.items() if k in trainable} if partial else sd
+
     resumed = run_dir.status == "resume"
     if resumed:
         saved = run_dir.load_state(device)
@@ -284,7 +293,12 @@ def run_training(
                 f"{run_dir.state_path}: the saved state belongs to a different run (other data, "
                 "base checkpoint or settings); pass force=True to start over"
             )
-        model.load_state_dict(saved["model"])
+        if partial:
+            if set(saved["model"]) != trainable:
+                raise ModelError(f"{run_dir.state_path}: saved weights do not match the model")
+            model.load_state_dict(saved["model"], strict=False)
+        else:
+            model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         _set_rng_state(saved["rng"])
@@ -297,7 +311,7 @@ def run_training(
             {
                 "version": STATE_VERSION,
                 "fingerprint": fp,
-                "model": model.state_dict(),
+                "model": model_state(),
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
                 "rng": _rng_state(),
