@@ -110,6 +110,22 @@ def test_adapter_on_llamacpp_matches_merged_torch(
     assert bare.metrics["logits_rel_mean"] > 20 * rep.metrics["logits_rel_mean"]
 
 
+def test_adapter_on_a_reward_model_matches_merged_torch(tmp_path: Path, tokenizer) -> None:  # type: ignore[no-untyped-def]
+    """LlamaCppReward takes the adapter too: PPM scores with it match torch's merged PPM."""
+    cfg = TinyConfig(seed=3)
+    ppm = sharpen(
+        make_tiny_checkpoint(tmp_path / "ppm", cfg, role="ppm", tokenizer=tokenizer), SHARPEN
+    )
+    adapter = _random_adapter(ppm, tmp_path / "adapter", LoraSpec(r=4, alpha=8))
+    merged = _merged(ppm, adapter, tmp_path / "merged")
+    base_gguf = export_gguf(ppm, tmp_path / "ppm.gguf")
+    lora = export_lora_gguf(adapter, tmp_path / "adapter.gguf")
+    rep = verify_gguf(merged, base_gguf, lora=lora, write=False, check=False)
+    assert rep.role == "ppm" and rep.passed, rep.summary()
+    bare = verify_gguf(merged, base_gguf, write=False, check=False)
+    assert not bare.passed
+
+
 def test_adapter_file_format(tmp_path: Path, tokenizer) -> None:  # type: ignore[no-untyped-def]
     """The metadata and tensor layout llama.cpp's convert_lora_to_gguf.py writes."""
     import gguf
