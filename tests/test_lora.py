@@ -266,7 +266,7 @@ def test_mismatched_adapters_are_refused_in_one_line(tmp_path: Path, tokenizer) 
         (wide_lora, "does not fit"),
         (qwen_lora, "architecture 'qwen2'"),
         (base_gguf, "not a GGUF LoRA adapter"),
-        (tmp_path / "missing.gguf", "no such model file"),
+        (tmp_path / "missing.gguf", "no such LoRA adapter file"),
     ]
     for lora, msg in cases:
         with pytest.raises(ModelError, match=msg) as ei:

@@ -357,6 +357,8 @@ class _Adapter:
     def __init__(self, model: _Model, path: str | os.PathLike[str], model_path: Path) -> None:
         self.L = model.L
         self.ptr: Any = None
+        if not Path(path).is_file():
+            raise ModelError(f"{path}: no such LoRA adapter file")
         info = check_gguf(path)
         self.path = info.path
         meta = info.metadata
