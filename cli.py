@@ -161,13 +161,29 @@ def _config(base: SearchConfig, **over: Any) -> SearchConfig:
     return replace(base, **{k: v for k, v in over.items() if v is not None})
 
 
-def _open_solver(bundle: Any, model: Any, ppm: Any, step_format: Any, device: str, threads: Any):
+def _open_solver(
+    bundle: Any,
+    model: Any,
+    ppm: Any,
+    step_format: Any,
+    device: str,
+    threads: Any,
+    lora: Any = None,
+):
     import edgestar
 
     if ppm is not None and model is None:
         raise InputError("--ppm needs --model (a bundle brings its own PPM)")
+    if lora is not None and model is None:
+        raise InputError("--lora needs --model FILE.gguf (the base the adapter was trained on)")
     return edgestar.load(
-        bundle, model=model, ppm=ppm, step_format=step_format, device=device, threads=threads
+        bundle,
+        model=model,
+        ppm=ppm,
+        step_format=step_format,
+        device=device,
+        threads=threads,
+        lora=lora,
     )
 
 
@@ -219,6 +235,11 @@ def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str | 
     is_flag=True,
     help="Run model code even where the kernel lacks Landlock or namespaces (see `edgestar doctor`).",
 )
+@click.option(
+    "--lora",
+    type=click.Path(path_type=Path),
+    help="A GGUF LoRA adapter applied to the --model GGUF at load time (llama.cpp).",
+)
 @friendly
 def solve(
     question,
@@ -245,6 +266,7 @@ def solve(
     output_path,
     force,
     allow_weak_sandbox,
+    lora,
 ) -> None:
     """Solve QUESTION (or every line of --input) by searching over reasoning steps."""
     if allow_weak_sandbox:
@@ -269,7 +291,7 @@ def solve(
 
         question = check_question(question)
 
-    solver = _open_solver(bundle, model, ppm, step_format, device, threads)
+    solver = _open_solver(bundle, model, ppm, step_format, device, threads, lora)
     with solver:
         if solver.executor is not None:
             solver.executor.start()  # a machine without the sandbox's kernel layers stops here

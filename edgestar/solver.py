@@ -193,6 +193,7 @@ def load(
     threads: int | None = None,
     n_ctx: int | None = None,
     encoding: str = "gguf",
+    lora: str | os.PathLike[str] | None = None,
 ) -> Solver:
     """Load a bundle (default: the one shipped with edgestar) or a bare model file, ready to
     solve. `model` (or `bundle`) may also name a model fetched by `edgestar pull`, a registry
@@ -203,12 +204,15 @@ def load(
     does not name the family); `step_format` is 'rstar', 'tir',
     'plain' or 'auto' (the default: what the model declares, else 'tir' for a model with a
     chat template, else 'plain'; for a bundle, the bundle's format). A bundle's device profile sets
-    threads, context size and GPU layers unless they are given here."""
+    threads, context size and GPU layers unless they are given here. `lora`: a GGUF LoRA adapter
+    (quantize/lora_gguf.py) that llama.cpp applies to the `model` GGUF at load time."""
     if threads is not None and (not isinstance(threads, int) or threads < 1):
         raise InputError(f"threads must be a positive integer, got {threads!r}")
     dev = _resolve_device(device)
     if model is None and isinstance(bundle, (str, os.PathLike)) and is_model_name(str(bundle)):
         model, bundle = bundle, None  # edgestar.load("qwen2.5-0.5b-instruct"): a pulled model
+    if lora is not None and model is None:
+        raise InputError("a LoRA adapter needs a base model (--model FILE.gguf)")
     if model is not None:
         if bundle is not None:
             raise InputError("give either a bundle or a model, not both")
@@ -219,9 +223,10 @@ def load(
         ctx = n_ctx or 4096
         if ppm is None and spec is not None and spec.head is not None:
             ppm = next((d / spec.head for d in _head_dirs() if (d / spec.head).is_file()), None)
-        if ppm is None and mpath.suffix == ".gguf" and mpath.is_file():
-            ppm = find_head(mpath, _head_dirs())  # a shipped head made for this very file
-        policy = open_policy(mpath, dev, threads, ctx)
+        if ppm is None and lora is None and mpath.suffix == ".gguf" and mpath.is_file():
+            # a shipped head made for this very file (not for it with an adapter applied)
+            ppm = find_head(mpath, _head_dirs())
+        policy = open_policy(mpath, dev, threads, ctx, lora=Path(lora) if lora else None)
         try:
             reward = _open_ppm(ppm, policy, mpath, dev, threads, ctx)
         except BaseException:

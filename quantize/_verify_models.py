@@ -193,11 +193,19 @@ class _Target:
 
 
 class _GGUFTarget(_Target):
-    def __init__(self, path: Path, role: str, n_ctx: int, threads: int, kv_f32: bool) -> None:
+    def __init__(
+        self,
+        path: Path,
+        role: str,
+        n_ctx: int,
+        threads: int,
+        kv_f32: bool,
+        lora: Path | None = None,
+    ) -> None:
         from edgestar.backends.llamacpp import LlamaCppPolicy, LlamaCppReward
 
         self.role = role
-        kw: dict[str, Any] = dict(n_ctx=n_ctx, n_threads=threads, kv_f32=kv_f32)
+        kw: dict[str, Any] = dict(n_ctx=n_ctx, n_threads=threads, kv_f32=kv_f32, lora=lora)
         t0 = time.perf_counter()
         if role == "ppm":
             self.reward = LlamaCppReward(path, **kw)

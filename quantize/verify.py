@@ -265,8 +265,12 @@ def verify_gguf(
     report_to: str | os.PathLike[str] | None = None,
     write: bool = True,
     check: bool = True,
+    lora: str | os.PathLike[str] | None = None,
 ) -> VerifyReport:
     """Verify a GGUF file against the HF checkpoint it came from (torch reference).
+
+    `lora`: a GGUF LoRA adapter applied to the file at load time; the reference is then the
+    checkpoint with that adapter merged into its weights (train/lora.py `merge_adapter`).
 
     `role` defaults to the checkpoint's edgestar.json; `quant` to the file's own type (read
     from its header: general.file_type); `tol` to `TOLERANCES[quant]`. The report is written
@@ -282,18 +286,19 @@ def verify_gguf(
     q = quant or gguf_quant_name(info.metadata)
     t = tol or tolerance_for(q)
     t0 = time.perf_counter()
-    target = _GGUFTarget(path, role, ref.n_ctx, threads, kv_f32)
+    lora_path = Path(lora) if lora is not None else None
+    target = _GGUFTarget(path, role, ref.n_ctx, threads, kv_f32, lora_path)
     try:
         checks, m = _compare_with_ref(target, ref, role, t)
     finally:
         target.close()
     rep = VerifyReport(
-        target=path,
-        kind="gguf",
+        target=lora_path or path,  # a LoRA check's report goes beside the adapter
+        kind="gguf" if lora_path is None else f"gguf lora on {path.name}",
         role=role,
         quant=q,
         reference=f"torch:{ref.path}",
-        file_bytes=path.stat().st_size,
+        file_bytes=path.stat().st_size + (lora_path.stat().st_size if lora_path else 0),
         load_seconds=round(target.load_seconds, 4),
         seconds=round(time.perf_counter() - t0, 3),
         threads=threads,

@@ -102,7 +102,14 @@ def fingerprint(*parts: Any) -> str:
 
 def checkpoint_identity(ckpt: Path) -> dict[str, Any]:
     """A cheap identity of a checkpoint folder for fingerprints: resolved path, file names and
-    sizes, and edgestar.json's text (no hashing of multi-GB weight files)."""
+    sizes, and edgestar.json's text (no hashing of multi-GB weight files). A single-file base
+    (a GGUF) is its own one-file list."""
+    if ckpt.is_file():
+        return {
+            "path": str(ckpt.resolve()),
+            "files": [(ckpt.name, ckpt.stat().st_size)],
+            "meta": "",
+        }
     files = sorted(
         (p.name, p.stat().st_size) for p in ckpt.iterdir() if p.is_file() and p.name[0] != "."
     )
@@ -156,7 +163,9 @@ class RunDir:
 
     @staticmethod
     def _complete(folder: Path) -> bool:
-        return (folder / META_FILE).is_file() and (folder / "config.json").is_file()
+        """edgestar.json plus a model's config.json, or a LoRA adapter's adapter_config.json."""
+        weights = ("config.json", "adapter_config.json")
+        return (folder / META_FILE).is_file() and any((folder / w).is_file() for w in weights)
 
     def _prepare(self, *, resume: bool, force: bool) -> str:
         out, partial = self.out, self.partial
@@ -222,7 +231,9 @@ class RunDir:
         self.partial.mkdir(parents=True)
         write(self.partial)
         if not self._complete(self.partial):
-            raise ModelError(f"{self.partial}: the writer left no config.json / {META_FILE}")
+            raise ModelError(
+                f"{self.partial}: the writer left no (adapter_)config.json / {META_FILE}"
+            )
         for f in self.partial.iterdir():
             if f.is_file():
                 with open(f, "rb") as fh:

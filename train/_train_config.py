@@ -13,6 +13,8 @@ import torch
 
 from edgestar.types import InputError
 
+from .lora import LoraSpec
+
 _DEVICES = ("auto", "cpu", "cuda")
 _DTYPES = {"auto": None, "fp32": torch.float32, "float32": torch.float32}
 _DTYPES.update({"bf16": torch.bfloat16, "bfloat16": torch.bfloat16})
@@ -69,6 +71,10 @@ class TrainConfig:
     """Stop after this many optimizer steps in all (None: run every epoch)."""
     adam_betas: tuple[float, float] = (0.9, 0.999)
     adam_eps: float = 1e-8
+    lora: LoraSpec | None = None
+    """Train LoRA adapters (train/lora.py) instead of every weight: None, a LoraSpec or a
+    mapping {r, alpha, dropout, target_modules} (converted on construction). The finished
+    checkpoint is then the adapter folder."""
 
     def __post_init__(self) -> None:
         for name in ("lr", "warmup", "weight_decay", "eval_fraction", "max_grad_norm"):
@@ -132,6 +138,8 @@ class TrainConfig:
         object.__setattr__(self, "adam_betas", (float(betas[0]), float(betas[1])))
         if not _is_num(self.adam_eps) or self.adam_eps <= 0:
             raise InputError(f"TrainConfig.adam_eps must be positive, got {self.adam_eps!r}")
+        if self.lora is not None:
+            object.__setattr__(self, "lora", LoraSpec.from_value(self.lora))
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> TrainConfig:
@@ -149,6 +157,10 @@ class TrainConfig:
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["adam_betas"] = list(self.adam_betas)
+        if self.lora is None:
+            d.pop("lora")  # runs without LoRA keep the fingerprints they had before the field
+        else:
+            d["lora"] = self.lora.to_json()
         return d
 
 

@@ -18,6 +18,9 @@ Run folder (`out_dir`):
     round{r}/rollouts/     trees-*.jsonl shards          round{r}/sft.jsonl, pairs.jsonl
     round{r}/perturbed.jsonl  execution-verified perturbed-step PPM pairs (recipe `perturbed`)
     round{r}/policy/, ppm/ checkpoints (+ policy.gguf, ppm.gguf when the backend is gguf)
+                           with base.lora: policy/ is the adapter folder, policy.lora.gguf the
+                           GGUF LoRA adapter that llama.cpp applies to the base GGUF (base.gguf
+                           here when the base is an HF checkpoint)
     round{r}/eval/         evaluation on the fixed test split
     round{r}/report.json   the round's figures         report.md, rounds.png: all rounds
 
@@ -67,7 +70,7 @@ class _Run:
                  ray_address: str | None, log: Callable[[str], None]) -> None:  # fmt: skip
         self.recipe, self.out, self.progress, self.ray = recipe, out, progress, ray_address
         self.log = log
-        rec_json = json.dumps(_jsonable(dataclasses.asdict(recipe)), sort_keys=True)
+        rec_json = json.dumps(_stable(_jsonable(dataclasses.asdict(recipe))), sort_keys=True)
         self.recipe_hash = hashlib.sha256(rec_json.encode()).hexdigest()[:16]
         if out.exists() and any(out.iterdir()):
             if not resume:
@@ -138,6 +141,10 @@ class _Run:
         r = self.recipe
         if r.base.checkpoint is not None:
             return {"path": str(Path(r.base.checkpoint).resolve())}
+        if r.base.gguf is not None:
+            from edgestar.backends._llama_raw import check_gguf
+
+            return {"path": str(check_gguf(r.base.gguf).path.resolve())}
         from .tiny import TINY_PRESETS, build_tokenizer, default_texts, make_tiny_checkpoint
 
         cfg = TINY_PRESETS[r.base.preset] if isinstance(r.base.preset, str) else None
@@ -157,8 +164,14 @@ class _Run:
         from edgestar.quantize.gguf_export import export_gguf
 
         out = {}
+        if _is_adapter(rdir / "policy"):  # LoRA: the adapter travels, the base stays as it is
+            from edgestar.quantize.lora_gguf import export_lora_gguf
+
+            export_lora_gguf(rdir / "policy", rdir / "policy.lora.gguf", dtype="f32", force=True)
+            out["policy_lora"] = (rdir / "policy.lora.gguf").stat().st_size
+            out["base_gguf"] = str(self.base_gguf())
         for role in ("policy", "ppm"):
-            if (rdir / role).is_dir():
+            if (rdir / role).is_dir() and not _is_adapter(rdir / role):
                 export_gguf(rdir / role, rdir / f"{role}.gguf", dtype="f32", force=True)
                 out[role] = (rdir / f"{role}.gguf").stat().st_size
         return out
@@ -166,9 +179,28 @@ class _Run:
     def model_path(self, rdir: Path, role: str) -> Path | None:
         if not (rdir / role).is_dir():
             return None
+        if role == "policy" and _is_adapter(rdir / role):
+            return self.base_gguf()  # with lora_path(rdir) applied
         if self.recipe.backend == "gguf":
             return rdir / f"{role}.gguf"
         return rdir / role
+
+    def lora_path(self, rdir: Path) -> Path | None:
+        """The round's GGUF LoRA adapter (applied to `base_gguf()`), or None."""
+        return rdir / "policy.lora.gguf" if _is_adapter(rdir / "policy") else None
+
+    def base_gguf(self) -> Path:
+        """The GGUF the adapters apply to: base.gguf itself, or the HF base exported once."""
+        b = self.recipe.base
+        if b.gguf is not None:
+            return Path(b.gguf).resolve()
+        out = self.out / "base.gguf"
+        if not out.is_file():
+            from edgestar.quantize.gguf_export import export_gguf
+
+            assert b.checkpoint is not None
+            export_gguf(b.checkpoint, out, dtype="f32", force=True)
+        return out
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, rdir: Path) -> dict[str, Any]:
@@ -182,7 +214,7 @@ class _Run:
         pol = self.model_path(rdir, "policy")
         assert pol is not None
         ppm = self.model_path(rdir, "ppm")
-        policy = open_policy(pol, "cpu", self.recipe.threads, 2048)
+        policy = open_policy(pol, "cpu", self.recipe.threads, 2048, lora=self.lora_path(rdir))
         reward = open_reward(ppm, "cpu", self.recipe.threads, 2048) if ppm else None
         cfg = SearchConfig(width=ev.width, max_step_tokens=ev.max_step_tokens,
                            temperature=ev.temperature)  # fmt: skip
@@ -241,7 +273,8 @@ class _Run:
         def rollouts() -> dict[str, Any]:
             s = run_rollouts(self.read_problems(f"round{i}"), pol_prev, rdir / "rollouts", rcfg,
                              ppm_path=ppm_prev if rcfg.use_ppm else None,
-                             ray_address=self.ray, progress=self.progress)  # fmt: skip
+                             ray_address=self.ray, progress=self.progress,
+                             lora_path=self.lora_path(prev))  # fmt: skip
             return {"problems": s.problems, "solved": s.solved,
                     "solved_share": round(s.solved_share, 4),
                     "tokens_generated": s.tokens_generated, "tokens_evaluated": s.tokens_evaluated}  # fmt: skip
@@ -347,6 +380,11 @@ class _Run:
             if f"round{i}.{key}" in st:
                 rep[key] = st[f"round{i}.{key}"]
         params = param_count(rdir / "policy")
+        if _is_adapter(rdir / "policy"):  # the base runs every token; the adapter rides along
+            rep["adapter_params"] = _safetensors_params(
+                rdir / "policy" / "adapter_model.safetensors"
+            )
+            params = _gguf_params(self.base_gguf()) + rep["adapter_params"]
         gen = rep.get("rollouts", {}).get("tokens_generated", 0)
         trained = rep.get("sft", {}).get("tokens", 0) + rep.get("ppm", {}).get("tokens", 0)
         rep["compute"] = {
@@ -483,12 +521,41 @@ def _path_for(nodes: dict[int, dict[str, Any]], solution: str) -> list[dict[str,
     return path
 
 
+def _stable(x: Any) -> Any:
+    """The recipe dict without the LoRA-era keys (`lora`, `gguf`) where they are unset, so runs
+    started before those fields existed keep their recipe hash (and resume)."""
+    if isinstance(x, dict):
+        return {k: _stable(v) for k, v in x.items() if not (k in ("lora", "gguf") and v is None)}
+    if isinstance(x, list):
+        return [_stable(v) for v in x]
+    return x
+
+
 def _jsonable(x: Any) -> Any:
     if isinstance(x, dict):
         return {k: _jsonable(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
         return [_jsonable(v) for v in x]
     return x
+
+
+def _safetensors_params(path: Path) -> int:
+    import math
+
+    from safetensors import safe_open
+
+    with safe_open(str(path), "np") as sf:
+        return sum(math.prod(sf.get_slice(k).get_shape()) for k in sf.keys())  # noqa: SIM118
+
+
+def _gguf_params(path: Path) -> int:
+    import gguf
+
+    return int(sum(int(t.n_elements) for t in gguf.GGUFReader(path).tensors))
+
+
+def _is_adapter(folder: Path) -> bool:
+    return (folder / "adapter_config.json").is_file()
 
 
 def _write(path: Path, rows: list[dict[str, Any]]) -> None:

@@ -154,6 +154,10 @@ def train_ppm(
         raise InputError("no preference pairs")
     if not isinstance(cfg, TrainConfig):
         raise InputError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
+    if cfg.lora is not None:
+        raise InputError(
+            "TrainConfig.lora is for policy SFT only; PPM training trains full weights"
+        )
     if not (isinstance(score_scale, (int, float)) and score_scale > 0):
         raise InputError(f"score_scale must be positive, got {score_scale!r}")
     start = Path(policy_ckpt)

@@ -3,7 +3,10 @@
     name: edgestar-tiny
     seed: 0
     base: {preset: edgestar-tiny}          # a from-scratch tiny model (train/tiny.py), or
-                                           # {checkpoint: /path/to/hf-folder} for a real base
+                                           # {checkpoint: /path/to/hf-folder} for a real base,
+                                           # or {gguf: /path/to/model.gguf}; add
+                                           # lora: {r: 16, alpha: 32, target_modules: attention}
+                                           # to train LoRA adapters on a frozen real base
     test: {source: synthetic, n: 200, seed: 90001}
     bootstrap:                             # round 0: SFT on the generator's reference solutions
       problems: [{source: synthetic, n: 3000, seed: 1}]
@@ -27,6 +30,7 @@ from typing import Any
 
 from edgestar.types import InputError
 
+from .lora import LoraSpec
 from .rollouts import RolloutConfig
 from .trainer import TrainConfig
 
@@ -45,13 +49,31 @@ class SourceSpec:
 
 @dataclass(frozen=True)
 class BaseSpec:
-    preset: str | None = "edgestar-tiny"
+    """The base model: a from-scratch `preset`, an HF `checkpoint` folder or a `gguf` file
+    (transformers dequantises it for training). `lora`: train LoRA adapters on the frozen base
+    (train/lora.py) in every SFT stage; each round's adapter travels as a GGUF LoRA adapter
+    (`round{r}/policy.lora.gguf`) that llama.cpp applies to the base GGUF."""
+
+    preset: str | None = None
     checkpoint: str | None = None
+    gguf: str | None = None
     tokenizer_vocab: int | None = None
+    lora: LoraSpec | None = None
 
     def __post_init__(self) -> None:
-        if (self.preset is None) == (self.checkpoint is None):
-            raise InputError("base needs exactly one of preset or checkpoint")
+        given = [k for k in ("preset", "checkpoint", "gguf") if getattr(self, k) is not None]
+        if not given:
+            object.__setattr__(self, "preset", "edgestar-tiny")
+        elif len(given) > 1:
+            raise InputError(f"base needs exactly one of preset, checkpoint or gguf, got {given}")
+        if self.gguf is not None and not str(self.gguf).endswith(".gguf"):
+            raise InputError(f"base.gguf must name a .gguf file, got {self.gguf!r}")
+        if self.lora is not None:
+            object.__setattr__(self, "lora", LoraSpec.from_value(self.lora))
+            if self.preset is not None:
+                raise InputError(
+                    "base.lora adapts a pretrained base: give base.checkpoint or base.gguf"
+                )
 
 
 @dataclass(frozen=True)
@@ -135,6 +157,31 @@ class Recipe:
     def __post_init__(self) -> None:
         if self.backend not in ("gguf", "torch"):
             raise InputError("backend must be 'gguf' or 'torch'")
+        if self.base.gguf is not None and self.bootstrap is None:
+            raise InputError("a GGUF base needs a bootstrap round (round 0 is trained from it)")
+        lora = self.base.lora
+        if lora is None:
+            return
+        if self.backend != "gguf":
+            raise InputError("base.lora needs backend 'gguf' (llama.cpp applies the adapters)")
+        rounds = []
+        for i, rnd in enumerate(self.rounds, 1):
+            if rnd.sft_init != "base":
+                raise InputError(f"rounds[{i - 1}]: with base.lora every round's adapter is "
+                                 "trained from the base (sft_init 'base')")  # fmt: skip
+            if rnd.ppm is not None:
+                raise InputError(f"rounds[{i - 1}]: with base.lora set ppm: false (a PPM "
+                                 "cannot be trained from an adapter; use a head)")  # fmt: skip
+            rounds.append(dataclasses.replace(rnd, sft=_with_lora(rnd.sft, lora)))
+        object.__setattr__(self, "rounds", tuple(rounds))
+        if self.bootstrap is not None:
+            boot = dataclasses.replace(self.bootstrap, sft=_with_lora(self.bootstrap.sft, lora))
+            object.__setattr__(self, "bootstrap", boot)
+
+
+def _with_lora(cfg: TrainConfig, lora: LoraSpec) -> TrainConfig:
+    """A round's SFT settings with the base's LoRA (a round may set its own `lora`)."""
+    return cfg if cfg.lora is not None else cfg.replace(lora=lora)
 
 
 def _build(cls: type, data: Any, where: str) -> Any:

@@ -138,13 +138,18 @@ def search_problem(
 
 
 def _process_shard(
-    problems: list[dict[str, Any]], policy_path: str, ppm_path: str | None, cfg: RolloutConfig
+    problems: list[dict[str, Any]],
+    policy_path: str,
+    ppm_path: str | None,
+    cfg: RolloutConfig,
+    lora_path: str | None = None,
 ) -> list[dict[str, Any]]:
     from edgestar.backends.loader import open_policy, open_reward
     from edgestar.executor import Executor
     from edgestar.head import HeadReward, is_head_path
 
-    policy = open_policy(Path(policy_path), "cpu", cfg.threads, cfg.n_ctx)
+    lora = Path(lora_path) if lora_path else None
+    policy = open_policy(Path(policy_path), "cpu", cfg.threads, cfg.n_ctx, lora=lora)
     if ppm_path and is_head_path(ppm_path):  # a head on the policy's own hidden state
         reward: Any = HeadReward(policy, ppm_path, model_path=policy_path)
     else:
@@ -171,8 +176,10 @@ def run_rollouts(
     ppm_path: str | os.PathLike[str] | None = None,
     ray_address: str | None = None,
     progress: bool = False,
+    lora_path: str | os.PathLike[str] | None = None,
 ) -> RolloutSummary:
-    """Search every problem; write trees-*.jsonl shards into out_dir (resuming what exists)."""
+    """Search every problem; write trees-*.jsonl shards into out_dir (resuming what exists).
+    `lora_path`: a GGUF LoRA adapter applied to the `policy_path` GGUF."""
     if cfg.use_ppm and ppm_path is None:
         raise InputError("use_ppm needs a PPM (ppm_path)")
     out = Path(out_dir)
@@ -184,7 +191,8 @@ def run_rollouts(
     shards = [recs[i : i + cfg.shard_size] for i in range(0, len(recs), cfg.shard_size)]
     todo = [i for i in range(len(shards)) if not _shard_path(out, i).is_file()]
     t0 = time.perf_counter()
-    args = (str(policy_path), str(ppm_path) if ppm_path else None, cfg)
+    args = (str(policy_path), str(ppm_path) if ppm_path else None, cfg,
+            str(lora_path) if lora_path else None)  # fmt: skip
     if ray_address is not None and todo:
         _run_on_ray(ray_address, out, shards, todo, args)
     else:

@@ -39,6 +39,7 @@ from edgestar.checkpoint import CheckpointMeta, write_meta
 from edgestar.types import InputError
 
 from .datasets import PreferencePair, SFTExample
+from .lora import apply_lora, save_adapter
 from .trainer import (
     LoadedModel,
     RunDir,
@@ -174,6 +175,15 @@ def sequence_nll(
 
 def _save_policy(folder: Path, lm: LoadedModel, provenance: dict[str, Any], method: str) -> None:
     model = lm.model
+    if provenance.get("lora") is not None:  # a LoRA run: the checkpoint is the adapter
+        meta = CheckpointMeta(
+            role="policy",
+            step_format=lm.step_format,
+            special_tokens=lm.special_tokens,
+            provenance={"created_by": f"edgestar.train.sft.{method}", **provenance},
+        )
+        save_adapter(model, folder, meta)
+        return
     model.config.use_cache = True
     if lm.stored_dtype != torch.float32:
         model.to(lm.stored_dtype)
@@ -211,12 +221,17 @@ def train_policy(
     *,
     progress: bool = True,
     on_step: Callable[[StepInfo], None] | None = None,
+    step_format: str | None = None,
 ) -> TrainReport:
     """SFT the policy from `base_ckpt` on `examples`; write the checkpoint to `out_dir`.
 
     `resume=True` continues an interrupted run (or returns the stored report when `out_dir`
     is already finished); `force=True` deletes `out_dir` first. The held-out split is by
     problem_id (`cfg.eval_fraction`); its token NLL is evaluated each epoch.
+
+    With `cfg.lora` only LoRA adapters are trained on the frozen base (`base_ckpt` may then be
+    a GGUF file: train/lora.py) and `out_dir` is the adapter folder. `step_format` overrides
+    the base's (needed for a base without edgestar metadata, e.g. a third-party GGUF).
     """
     if not examples:
         raise InputError("no SFT examples")
@@ -228,13 +243,19 @@ def train_policy(
     if run_dir.status == "complete":
         return run_dir.stored_report()
     torch.manual_seed(cfg.seed)
-    lm = load_causal_lm(base, device, cfg.seed)
+    lm = load_causal_lm(
+        base, device, cfg.seed, step_format=step_format, add_tokens=cfg.lora is None
+    )
+    if cfg.lora is not None:
+        lm.model = apply_lora(lm.model, cfg.lora, cfg.seed)
     features, dropped = build_sft_features(lm.tokenizer, examples, cfg.max_len)
     if not features:
         raise InputError(f"every example's prompt is at least max_len={cfg.max_len} tokens")
     train_idx, eval_idx = split_eval([f.problem_id for f in features], cfg.eval_fraction, cfg.seed)
     data_hash = data_sha256(examples)
-    fp = run_fingerprint("sft", base, cfg, data_hash)
+    fp = run_fingerprint(
+        "sft", base, cfg, data_hash, **({"step_format": lm.step_format} if step_format else {})
+    )
     report = run_training(
         model=lm.model,
         params=[p for p in lm.model.parameters() if p.requires_grad],
@@ -260,6 +281,7 @@ def train_policy(
         "data_sha256": data_hash,
         "added_special_tokens": list(lm.added_tokens),
         "config": cfg.to_json(),
+        "lora": cfg.lora.to_json() if cfg.lora is not None else None,
     }
     return _finish(run_dir, lm, report, provenance, "train_policy")
 
@@ -409,6 +431,8 @@ def train_policy_dpo(
         raise InputError("no preference pairs")
     if not isinstance(cfg, TrainConfig):
         raise InputError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
+    if cfg.lora is not None:
+        raise InputError("TrainConfig.lora is for policy SFT only; DPO trains full weights")
     if not (isinstance(beta, (int, float)) and beta > 0):
         raise InputError(f"beta must be positive, got {beta!r}")
     start = Path(policy_ckpt)

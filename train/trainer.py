@@ -276,6 +276,15 @@ def run_training(
         "train_seconds": 0.0,
         "done": False,
     }
+    # Frozen weights (a LoRA run's base) never change: the state keeps only what trains, so a
+    # 135M-parameter base does not rewrite ~540 MB of float32 at every save.
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    partial = len(trainable) < sum(1 for _ in model.named_parameters())
+
+    def model_state() -> dict[str, Any]:
+        sd = model.state_dict()
+        return {k: v for k, v in sd.items() if k in trainable} if partial else sd
+
     resumed = run_dir.status == "resume"
     if resumed:
         saved = run_dir.load_state(device)
@@ -284,7 +293,12 @@ def run_training(
                 f"{run_dir.state_path}: the saved state belongs to a different run (other data, "
                 "base checkpoint or settings); pass force=True to start over"
             )
-        model.load_state_dict(saved["model"])
+        if partial:
+            if set(saved["model"]) != trainable:
+                raise ModelError(f"{run_dir.state_path}: saved weights do not match the model")
+            model.load_state_dict(saved["model"], strict=False)
+        else:
+            model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         _set_rng_state(saved["rng"])
@@ -297,7 +311,7 @@ def run_training(
             {
                 "version": STATE_VERSION,
                 "fingerprint": fp,
-                "model": model.state_dict(),
+                "model": model_state(),
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
                 "rng": _rng_state(),
@@ -453,36 +467,62 @@ class LoadedModel:
     added_tokens: tuple[str, ...]
 
 
-def load_causal_lm(ckpt: str | os.PathLike[str], device: torch.device, seed: int) -> LoadedModel:
-    """Load `ckpt` (an edgestar checkpoint or any HF causal-LM folder, local files only) for
-    training. Markers of the checkpoint's step format that the tokenizer lacks are added as
-    special tokens and the embeddings resized (seeded, so deterministic)."""
+def load_causal_lm(
+    ckpt: str | os.PathLike[str],
+    device: torch.device,
+    seed: int,
+    *,
+    step_format: str | None = None,
+    add_tokens: bool = True,
+) -> LoadedModel:
+    """Load `ckpt` (an edgestar checkpoint, any HF causal-LM folder, or a GGUF file, which
+    transformers dequantises to float32; local files only) for training. `step_format`
+    overrides the checkpoint's (default: its edgestar.json or GGUF edgestar.step_format, else
+    'rstar'). Markers of the step format that the tokenizer lacks are added as special tokens
+    and the embeddings resized (seeded, so deterministic); with `add_tokens=False` (LoRA: an
+    adapter cannot add tokens) such a base is refused instead."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     from edgestar.formats import get_format
 
     path = Path(ckpt)
-    if not (path / "config.json").is_file():
-        raise ModelError(f"{path}: not a model folder (no config.json)")
-    meta = read_meta(path) if (path / META_FILE).is_file() else None
-    step_format = meta.step_format if meta is not None else "rstar"
-    fmt_tokens = get_format(step_format).special_tokens
+    kw: dict[str, Any] = {"local_files_only": True}
+    meta = None
+    if path.is_file() and path.suffix == ".gguf":
+        from edgestar.backends._llama_raw import check_gguf
+
+        gmeta = check_gguf(path).metadata
+        fmt_name = step_format or str(gmeta.get("edgestar.step_format") or "rstar")
+        src, kw["gguf_file"] = path.parent, path.name
+    else:
+        if not (path / "config.json").is_file():
+            raise ModelError(f"{path}: not a model folder (no config.json) nor a .gguf file")
+        meta = read_meta(path) if (path / META_FILE).is_file() else None
+        fmt_name = step_format or (meta.step_format if meta is not None else "rstar")
+        src = path
+    fmt_tokens = get_format(fmt_name).special_tokens
     old = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
-        tok = AutoTokenizer.from_pretrained(path, local_files_only=True, use_fast=True)
-        model = AutoModelForCausalLM.from_pretrained(
-            path, local_files_only=True, dtype=torch.float32
-        )
+        tok = AutoTokenizer.from_pretrained(src, use_fast=True, **kw)
+        model = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32, **kw)
     except Exception as e:
         raise ModelError(f"{path}: cannot load for training ({type(e).__name__}: {e})") from e
     finally:
         hf_logging.set_verbosity(old)
     stored = getattr(model.config, "dtype", None)
     stored_dtype = stored if isinstance(stored, torch.dtype) and stored.is_floating_point else None
+    if "gguf_file" in kw:
+        stored_dtype = torch.float32  # dequantised; the base itself is never rewritten
+        _match_gguf_bos(tok, gmeta, path)
     vocab = set(tok.get_vocab())
     missing = [t for t in fmt_tokens if t not in vocab]
+    if missing and not add_tokens:
+        raise InputError(
+            f"{path}: step format {fmt_name!r} needs tokens the base lacks ({', '.join(missing)}); "
+            "a LoRA adapter cannot add tokens: use a format without special tokens (e.g. 'tir')"
+        )
     if missing:
         tok.add_special_tokens(
             {"additional_special_tokens": [*tok.additional_special_tokens, *missing]},
@@ -503,11 +543,26 @@ def load_causal_lm(ckpt: str | os.PathLike[str], device: torch.device, seed: int
     return LoadedModel(
         model=model,
         tokenizer=tok,
-        step_format=step_format,
+        step_format=fmt_name,
         special_tokens=specials,
         stored_dtype=stored_dtype or torch.float32,
         added_tokens=tuple(missing),
     )
+
+
+def _match_gguf_bos(tok: Any, gmeta: dict[str, Any], path: Path) -> None:
+    """transformers' tokenizer rebuilt from a GGUF may add a BOS that llama.cpp does not (e.g.
+    SmolLM2: tokenizer.ggml.add_bos_token = false, yet the rebuilt tokenizer adds
+    <|im_start|>); training must see the prompts exactly as the runtime encodes them."""
+    from edgestar.backends.torch_backend import tokenizer_adds_bos
+
+    want = gmeta.get("tokenizer.ggml.add_bos_token")
+    if want is None or tokenizer_adds_bos(tok) == bool(want):
+        return
+    if hasattr(tok, "add_bos_token"):
+        tok.add_bos_token = bool(want)
+    if tokenizer_adds_bos(tok) != bool(want):
+        raise ModelError(f"{path}: cannot make the tokenizer's BOS match llama.cpp's ({want})")
 
 
 def pad_id(tokenizer: Any) -> int:

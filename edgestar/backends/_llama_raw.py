@@ -9,8 +9,10 @@ Owns:
 - `llama_lib`: the llama_cpp module, imported on first use with its logging silenced.
 - `cpu_has_amx`: on CPUs with Intel AMX, llama.cpp's AMX kernels (an "extra buffer type") crash
   on quantized models; `extra_bufts=None` everywhere here means "off on such CPUs".
-- `_Model`, `_Context`, `_Batch`, `_Runtime`: small wrappers around the raw pointers, each with
-  an idempotent `close()`. `_Context` always has a unified KV cache (`kv_unified=True`: one pool
+- `_Model`, `_Adapter`, `_Context`, `_Batch`, `_Runtime`: small wrappers around the raw
+  pointers, each with an idempotent `close()`. `_Adapter` is a GGUF LoRA adapter loaded for a
+  model (before its context is made) and set on the context (`llama_set_adapters_lora`);
+  llama.cpp's reason for refusing one is read from its error log (`_capture_errors`). `_Context` always has a unified KV cache (`kv_unified=True`: one pool
   of n_ctx cells shared by all sequences, so `seq_cp` of a prefix is free), counts the time spent
   inside `llama_decode` and the rows it decoded, and hands out the logits of a decode as one
   [rows, vocab] view (and, with `set_hidden`, the final hidden states of those rows).
@@ -208,6 +210,27 @@ def _parse_header(mm: Any, p: Path, size: int) -> GGUFInfo:
 _lib_lock = threading.Lock()
 _lib: Any = None
 _log_cb: Any = None  # keep a reference: llama.cpp calls it for the life of the process
+_capture_lock = threading.Lock()
+_captured: list[str] | None = None  # while not None, llama.cpp's log lines are kept here
+_GGML_LOG_LEVEL_ERROR = 4
+
+
+def _on_log(level: int, text: bytes | None, data: Any) -> None:
+    if _captured is not None and level == _GGML_LOG_LEVEL_ERROR and text:
+        _captured.append(text.decode("utf-8", errors="replace"))
+
+
+@contextlib.contextmanager
+def _capture_errors() -> Any:
+    """Keep llama.cpp's error log lines (otherwise silenced) for the duration: the only place
+    llama.cpp says WHY it refused something (e.g. a LoRA adapter's shape)."""
+    global _captured
+    with _capture_lock:
+        _captured = []
+        try:
+            yield _captured
+        finally:
+            _captured = None
 
 
 def llama_lib() -> Any:
@@ -219,7 +242,7 @@ def llama_lib() -> Any:
                 import llama_cpp
             except ImportError as e:  # pragma: no cover - depends on the install
                 raise ModelError(f"llama-cpp-python is not installed ({e})") from None
-            _log_cb = llama_cpp.llama_log_callback(lambda level, text, data: None)
+            _log_cb = llama_cpp.llama_log_callback(_on_log)
             llama_cpp.llama_log_set(_log_cb, ctypes.c_void_p(0))
             llama_cpp.llama_backend_init()
             _lib = llama_cpp
@@ -328,6 +351,46 @@ class _Model:
             self.ptr = None
 
 
+class _Adapter:
+    """A GGUF LoRA adapter (quantize/lora_gguf.py; llama.cpp's convert_lora_to_gguf.py format)
+    loaded for one model. The file is checked in Python first (GGUF soundness, general.type,
+    adapter.type, architecture); what llama.cpp still refuses (a tensor the model lacks, a
+    shape of another width) becomes a one-line ModelError carrying llama.cpp's own reason."""
+
+    def __init__(self, model: _Model, path: str | os.PathLike[str], model_path: Path) -> None:
+        self.L = model.L
+        self.ptr: Any = None
+        if not Path(path).is_file():
+            raise ModelError(f"{path}: no such LoRA adapter file")
+        info = check_gguf(path)
+        self.path = info.path
+        meta = info.metadata
+        if meta.get("general.type") != "adapter" or meta.get("adapter.type") != "lora":
+            raise ModelError(
+                f"{self.path}: not a GGUF LoRA adapter (general.type="
+                f"{meta.get('general.type')!r}, adapter.type={meta.get('adapter.type')!r})"
+            )
+        arch, want = meta.get("general.architecture"), model.meta("general.architecture")
+        if arch != want:
+            raise ModelError(
+                f"{self.path}: a LoRA adapter for architecture {arch!r}; {model_path.name} is "
+                f"{want!r}"
+            )
+        with _capture_errors() as errors:
+            self.ptr = self.L.llama_adapter_lora_init(model.ptr, str(self.path).encode())
+        if not self.ptr:
+            why = " ".join(e.strip() for e in errors).split("failed to apply lora adapter: ")[-1]
+            raise ModelError(
+                f"{self.path}: does not fit {model_path.name}: {why or 'llama.cpp refused it'}"
+            )
+        self.alpha = float(meta.get("adapter.lora.alpha", 0.0))
+
+    def close(self) -> None:
+        if getattr(self, "ptr", None):
+            self.L.llama_adapter_lora_free(self.ptr)
+            self.ptr = None
+
+
 class _Context:
     """A llama_context with a unified KV cache, its memory handle, and decode counters."""
 
@@ -342,6 +405,8 @@ class _Context:
         kv_f32: bool,
         embeddings: bool = False,
         flash_attn: bool | None = None,
+        adapter: _Adapter | None = None,
+        adapter_scale: float = 1.0,
     ) -> None:
         L = model.L
         self.L = L
@@ -368,6 +433,13 @@ class _Context:
         self.ptr = L.llama_init_from_model(model.ptr, p)
         if not self.ptr:
             raise ModelError("llama.cpp could not create a context (out of memory?)")
+        if adapter is not None:
+            arr = (L.llama_adapter_lora_p_ctypes * 1)(adapter.ptr)
+            scales = (ctypes.c_float * 1)(float(adapter_scale))
+            if L.llama_set_adapters_lora(self.ptr, arr, 1, scales) != 0:
+                L.llama_free(self.ptr)
+                self.ptr = None
+                raise ModelError(f"{adapter.path}: llama.cpp could not apply the LoRA adapter")
         self.mem = L.llama_get_memory(self.ptr)
         self.n_ctx = int(L.llama_n_ctx(self.ptr))
         self.n_vocab = model.n_vocab
@@ -545,6 +617,8 @@ class _Runtime:
         extra_bufts: bool | None,
         n_batch: int = 512,
         flash_attn: bool | None = None,
+        lora: str | os.PathLike[str] | None = None,
+        lora_scale: float = 1.0,
     ) -> None:
         for name, v in (("n_ctx", n_ctx), ("n_seq_max", n_seq_max), ("n_batch", n_batch)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -553,14 +627,21 @@ class _Runtime:
             raise InputError(f"n_seq_max must be at most {_MAX_SEQ} (llama.cpp's limit)")
         if n_threads is not None and (not isinstance(n_threads, int) or n_threads < 1):
             raise InputError(f"n_threads must be a positive integer, got {n_threads!r}")
+        if isinstance(lora_scale, bool) or not isinstance(lora_scale, (int, float)):
+            raise InputError(f"lora_scale must be a number, got {lora_scale!r}")
+        if not math.isfinite(lora_scale):
+            raise InputError(f"lora_scale must be finite, got {lora_scale!r}")
         self.info = check_gguf(model_path)
         self.path = self.info.path
         self.lock = threading.RLock()
         self.model: _Model | None = None
+        self.adapter: _Adapter | None = None
         self.ctx: _Context | None = None
         self.batch: _Batch | None = None
         try:
             self.model = _Model(self.path, n_gpu_layers, extra_bufts)
+            if lora is not None:  # before the context: llama.cpp sizes graphs by its adapters
+                self.adapter = _Adapter(self.model, lora, self.path)
             # a batch holds prompt chunks and one token per live group of sequences
             n_batch = max(min(n_ctx, n_batch), min(n_seq_max, n_ctx))
             self.ctx = _Context(
@@ -572,6 +653,8 @@ class _Runtime:
                 kv_f32=kv_f32,
                 embeddings=embeddings,
                 flash_attn=flash_attn,
+                adapter=self.adapter,
+                adapter_scale=float(lora_scale),
             )
             self.batch = _Batch(self.model.L, n_batch, n_seq_max)
         except BaseException:
@@ -585,10 +668,11 @@ class _Runtime:
         return self.model, self.ctx, self.batch
 
     def close(self) -> None:
-        for part in (self.batch, self.ctx, self.model):
+        # the adapter after every context that uses it, before the model it belongs to
+        for part in (self.batch, self.ctx, self.adapter, self.model):
             if part is not None:
                 part.close()
-        self.batch = self.ctx = self.model = None
+        self.batch = self.ctx = self.adapter = self.model = None
 
     def __del__(self) -> None:  # a forgotten close(); never raise from a finalizer
         with contextlib.suppress(Exception):

@@ -59,6 +59,12 @@ bookkeeping in `kvtree`):
   score = tanh((w . h + b) / score_scale). All prefixes of a call are decoded together, each on
   its own sequence forked from its longest cached prefix (a parent's scored prefix, usually);
   scored prefixes stay cached under the same LRU policy.
+- LoRA (`lora=FILE`, `lora_scale`): a GGUF LoRA adapter (quantize/lora_gguf.py, llama.cpp's
+  own adapter format) is loaded with the model and set on the context at load time
+  (`llama_adapter_lora_init` + `llama_set_adapters_lora`); the base file is untouched. A file
+  that is not an adapter, one for another architecture, or one whose tensors do not fit the
+  model (another width or depth) is refused with one line (llama.cpp's own reason). Chosen over
+  merging and requantizing: see quantize/lora_gguf.py for the measured size, parity and speed.
 
 Thread-safety: one lock per instance around every public method. `close()` frees everything;
 methods called after it raise ModelError. CPU quirk: see `_llama_raw.cpu_has_amx` (extra_bufts).
@@ -218,6 +224,8 @@ class LlamaCppPolicy:
         flash_attn: bool = False,
         prefix_cache: bool = True,
         batch_candidates: bool = True,
+        lora: str | os.PathLike[str] | None = None,
+        lora_scale: float = 1.0,
     ) -> None:
         _check_seqs(n_seq_max)
         if isinstance(n_ctx, int) and n_ctx > 1:
@@ -233,12 +241,14 @@ class LlamaCppPolicy:
             extra_bufts=extra_bufts,
             n_batch=n_batch,
             flash_attn=flash_attn,
+            lora=lora,
+            lora_scale=lora_scale,
         )
         _, ctx, _ = self._rt.parts()
         self._tree = KVTree(ctx, ctx.n_ctx, n_seq_max)
         self.prefix_cache = bool(prefix_cache)
         self.batch_candidates = bool(batch_candidates)
-        self.name = f"llamacpp:{self._rt.path.name}"
+        self.name = f"llamacpp:{self._rt.path.name}" + _adapter_suffix(self._rt)
         self.metadata = self._rt.info.metadata
         self.stats = PolicyStats()
         self.recorded: dict[tuple[str, int, int], list[int]] | None = None
@@ -873,6 +883,8 @@ class LlamaCppReward:
         *,
         n_batch: int = 512,
         prefix_cache: bool = True,
+        lora: str | os.PathLike[str] | None = None,
+        lora_scale: float = 1.0,
     ) -> None:
         _check_seqs(n_seq_max)
         if isinstance(n_ctx, int) and n_ctx > 1:
@@ -888,6 +900,8 @@ class LlamaCppReward:
             extra_bufts=extra_bufts,
             n_batch=n_batch,
             flash_attn=False,
+            lora=lora,
+            lora_scale=lora_scale,
         )
         try:
             self.weight, self.bias, self.score_scale = self._read_head()
@@ -898,7 +912,7 @@ class LlamaCppReward:
         self._tree = KVTree(ctx, ctx.n_ctx, n_seq_max)
         self.prefix_cache = bool(prefix_cache)
         self.tokens_evaluated = 0
-        self.name = f"llamacpp-ppm:{self._rt.path.name}"
+        self.name = f"llamacpp-ppm:{self._rt.path.name}" + _adapter_suffix(self._rt)
 
     def _read_head(self) -> tuple[np.ndarray, float, float]:
         model, _, _ = self._rt.parts()
@@ -1005,3 +1019,7 @@ class LlamaCppReward:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _adapter_suffix(rt: _Runtime) -> str:
+    return f"+lora:{rt.adapter.path.name}" if rt.adapter is not None else ""

@@ -22,14 +22,24 @@ def _onnx_dir(path: Path) -> Path | None:
 
 
 def open_policy(
-    path: Path, device: str, threads: int | None, n_ctx: int, gpu_layers: int = -1
+    path: Path,
+    device: str,
+    threads: int | None,
+    n_ctx: int,
+    gpu_layers: int = -1,
+    lora: Path | None = None,
 ) -> Policy:
-    """`gpu_layers`: layers offloaded when `device` is cuda (-1: all)."""
+    """`gpu_layers`: layers offloaded when `device` is cuda (-1: all). `lora`: a GGUF LoRA
+    adapter applied at load time (llama.cpp only)."""
     if path.is_file() and path.suffix == ".gguf":
         from .llamacpp import LlamaCppPolicy
 
         ngl = gpu_layers if device == "cuda" else 0
-        return LlamaCppPolicy(str(path), n_ctx=n_ctx, n_threads=threads, n_gpu_layers=ngl)
+        return LlamaCppPolicy(
+            str(path), n_ctx=n_ctx, n_threads=threads, n_gpu_layers=ngl, lora=lora
+        )
+    if lora is not None:
+        raise ModelError(f"a LoRA adapter needs a .gguf base model (llama.cpp), not {path}")
     if (onnx_dir := _onnx_dir(path)) is not None:
         from .onnx import OnnxPolicy
 

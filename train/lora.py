@@ -1,0 +1,172 @@
+"""LoRA for policy training: `LoraSpec` (the `lora:` settings of a TrainConfig), wrapping a loaded
+base with peft adapters, saving the adapter folder, and merging an adapter back into a base.
+
+A LoRA run trains only the adapters (peft `LoraConfig`, biases frozen); the base stays as it
+was loaded (an HF folder, or a GGUF file that transformers dequantises to float32). What a
+finished run writes (`save_adapter`) is the ADAPTER, not a model:
+
+    adapter_config.json, adapter_model.safetensors   peft's own files
+    base_config.json                                 the base's HF config (for the GGUF export)
+    edgestar.json                                    role policy, step format, provenance
+                                                     (including `lora_base`: the base's path)
+
+`quantize/lora_gguf.py` turns that folder into a GGUF LoRA adapter that the llama.cpp backend
+applies at load time (`LlamaCppPolicy(..., lora=FILE)`, `edgestar solve --lora FILE`).
+
+A LoRA adapter cannot add tokens (llama.cpp's adapters change matrices, not the vocabulary), so
+a LoRA run refuses a base whose vocabulary lacks the step format's marker tokens instead of
+resizing the embeddings (use a format without special tokens, e.g. 'tir', on such a base).
+
+peft is checked at 0.21.0 with transformers 4.57 and torch 2.13 (the `[train]` extra pins it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgestar.types import InputError, ModelError
+
+__all__ = [
+    "LORA_TARGETS",
+    "LoraSpec",
+    "apply_lora",
+    "merge_adapter",
+    "save_adapter",
+]
+
+LORA_TARGETS: tuple[str, ...] = (
+    # the linear layers of the llama/qwen2 graphs that llama.cpp's adapters can change
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+)
+_ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
+
+
+def _num(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    """LoRA settings: rank `r`, `alpha` (peft scaling = alpha / r), `dropout` on the adapter
+    input, and the `target_modules` (names from `LORA_TARGETS`; 'attention' and 'all' are
+    shorthands)."""
+
+    r: int = 16
+    alpha: float = 32.0
+    dropout: float = 0.0
+    target_modules: tuple[str, ...] = _ATTENTION
+
+    def __post_init__(self) -> None:
+        if isinstance(self.r, bool) or not isinstance(self.r, int) or self.r < 1:
+            raise InputError(f"lora.r must be a positive whole number, got {self.r!r}")
+        if not _num(self.alpha) or self.alpha <= 0:
+            raise InputError(f"lora.alpha must be a positive number, got {self.alpha!r}")
+        if not _num(self.dropout) or not 0 <= self.dropout < 1:
+            raise InputError(f"lora.dropout must be in [0, 1), got {self.dropout!r}")
+        tm = self.target_modules
+        if isinstance(tm, str):
+            tm = {"attention": _ATTENTION, "all": LORA_TARGETS}.get(tm, (tm,))
+        if not isinstance(tm, (list, tuple)) or not tm:
+            raise InputError("lora.target_modules must be a non-empty list of module names")
+        bad = [m for m in tm if m not in LORA_TARGETS]
+        if bad:
+            raise InputError(
+                f"lora.target_modules: {', '.join(map(repr, bad))} not supported; choose from "
+                f"{', '.join(LORA_TARGETS)} (or 'attention', 'all')"
+            )
+        object.__setattr__(self, "alpha", float(self.alpha))
+        object.__setattr__(self, "dropout", float(self.dropout))
+        object.__setattr__(self, "target_modules", tuple(dict.fromkeys(tm)))
+
+    @classmethod
+    def from_value(cls, v: Any) -> LoraSpec:
+        """A LoraSpec from itself or a mapping (a recipe's `lora: {r: 16, ...}`)."""
+        if isinstance(v, LoraSpec):
+            return v
+        if not isinstance(v, dict):
+            raise InputError(f"lora must be a mapping of r/alpha/dropout/target_modules, got {v!r}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        extra = sorted(set(v) - known)
+        if extra:
+            raise InputError(f"lora: unknown keys {', '.join(extra)}; known: {', '.join(known)}")
+        return cls(**v)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "target_modules": list(self.target_modules)}
+
+    def peft_config(self) -> Any:
+        from peft import LoraConfig
+
+        return LoraConfig(
+            r=self.r,
+            lora_alpha=self.alpha,
+            lora_dropout=self.dropout,
+            target_modules=list(self.target_modules),
+            bias="none",
+            task_type="CAUSAL_LM",
+        )
+
+
+def _peft() -> Any:
+    try:
+        import peft
+    except ImportError as e:
+        raise InputError(
+            f"LoRA training needs peft ({e.name} is missing): pip install 'edgestar[train]'"
+        ) from None
+    return peft
+
+
+def apply_lora(model: Any, spec: LoraSpec, seed: int) -> Any:
+    """`model` wrapped with fresh LoRA adapters (peft's init: A random, seeded; B zero), base
+    weights frozen. Returns the PeftModel."""
+    import torch
+
+    peft = _peft()
+    torch.manual_seed(seed)
+    pm = peft.get_peft_model(model, spec.peft_config())
+    n = sum(p.numel() for p in pm.parameters() if p.requires_grad)
+    if n == 0:
+        raise ModelError("LoRA found none of its target modules in this model")
+    return pm
+
+
+def save_adapter(
+    peft_model: Any, folder: Path, meta: Any, base_config: dict[str, Any] | None = None
+) -> None:
+    """Write the adapter folder (see the module docstring); edgestar.json last, as it marks the
+    folder complete."""
+    from edgestar.checkpoint import write_meta
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():  # peft looks for the base's config.json to see whether the
+        # vocabulary changed; a GGUF base has none, and a LoRA run never changes the vocabulary
+        warnings.filterwarnings("ignore", message="Could not find a config file")
+        peft_model.save_pretrained(folder, safe_serialization=True)
+    cfg = base_config if base_config is not None else peft_model.get_base_model().config.to_dict()
+    (folder / "base_config.json").write_text(json.dumps(cfg, indent=2, default=str) + "\n")
+    write_meta(folder, meta)
+
+
+def merge_adapter(base_model: Any, adapter_dir: str | os.PathLike[str]) -> Any:
+    """`base_model` (a transformers causal LM, float32) with the adapter in `adapter_dir`
+    merged into its weights (W += scaling * B @ A); returns the plain merged model."""
+    peft = _peft()
+    path = Path(adapter_dir)
+    if not (path / "adapter_config.json").is_file():
+        raise ModelError(f"{path}: not a LoRA adapter folder (no adapter_config.json)")
+    pm = peft.PeftModel.from_pretrained(base_model, path)
+    return pm.merge_and_unload()
