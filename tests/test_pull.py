@@ -311,7 +311,12 @@ def test_ctrl_c_during_a_download_says_how_to_resume_and_the_rerun_does(hub, env
     hub.stall_after = DOWNLOAD_CHUNK_SIZE * 3 // 2
     partial = cache_of(env, "edgestar-test/Tiny-GGUF") / "blobs" / f"{sha(data)}.incomplete"
     cmd = [sys.executable, "-m", "edgestar", "pull", REF]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # The stall must outlast the test's polling on a loaded machine: without this the client's
+    # 10 s read timeout may end it first and resume the download (by design) before the SIGINT.
+    slow = {**env, "HF_HUB_DOWNLOAD_TIMEOUT": "300"}
+    proc = subprocess.Popen(
+        cmd, env=slow, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         deadline = time.monotonic() + 60
         while not (partial.is_file() and partial.stat().st_size == DOWNLOAD_CHUNK_SIZE):
@@ -323,7 +328,7 @@ def test_ctrl_c_during_a_download_says_how_to_resume_and_the_rerun_does(hub, env
         hub.release.set()
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 130 and out == ""
+    assert proc.returncode == 130 and out == "", (proc.returncode, out, err, hub.log)
     assert err.strip() == (
         f"edgestar: error: interrupted: rerun `edgestar pull {REF}` to resume the download"
     )
