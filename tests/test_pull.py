@@ -310,13 +310,14 @@ def test_ctrl_c_during_a_download_says_how_to_resume_and_the_rerun_does(hub, env
     hub.add("edgestar-test/Tiny-GGUF", "tiny-q4_k_m.gguf", data)
     hub.stall_after = DOWNLOAD_CHUNK_SIZE * 3 // 2
     partial = cache_of(env, "edgestar-test/Tiny-GGUF") / "blobs" / f"{sha(data)}.incomplete"
-    cmd = [sys.executable, "-m", "edgestar", "pull", REF]
-    # The stall must outlast the test's polling on a loaded machine: without this the client's
-    # 10 s read timeout may end it first and resume the download (by design) before the SIGINT.
-    slow = {**env, "HF_HUB_DOWNLOAD_TIMEOUT": "300"}
-    proc = subprocess.Popen(
-        cmd, env=slow, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    # A shell that starts pytest as a background job (CI runners, `cmd &`) passes SIGINT down as
+    # ignored, and Python then installs no KeyboardInterrupt handler: give the child Python's own
+    # handler back, as an interactive terminal would, then run the real `python -m edgestar`.
+    cmd = [sys.executable, "-c", "import runpy, signal, sys; "
+           "signal.signal(signal.SIGINT, signal.default_int_handler); "
+           f"sys.argv = ['edgestar', 'pull', {REF!r}]; "
+           "runpy.run_module('edgestar', run_name='__main__', alter_sys=True)"]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
         while not (partial.is_file() and partial.stat().st_size == DOWNLOAD_CHUNK_SIZE):
