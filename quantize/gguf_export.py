@@ -443,6 +443,31 @@ def _value_head(ckpt: Path, meta: CheckpointMeta, hidden: int) -> tuple[np.ndarr
 # the export
 
 
+@contextlib.contextmanager
+def gguf_writer(out: Path, arch_name: str) -> Iterator[gguf.GGUFWriter]:
+    """A GGUFWriter on a temporary file beside `out`. On a clean exit the file is written,
+    fsynced and renamed over `out`, so no reader ever sees a half-written GGUF; on any error the
+    temporary file is removed and `out` is left as it was."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        w = gguf.GGUFWriter(tmp, arch=arch_name)
+        yield w
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_tensors_to_file()
+        w.close()
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, out)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
 def export_gguf(
     ckpt_dir: str | os.PathLike[str],
     out_path: str | os.PathLike[str],
@@ -499,12 +524,7 @@ def export_gguf(
     head = _value_head(ckpt, meta, hidden) if meta.role == "ppm" else None
 
     arch_name = gguf.MODEL_ARCH_NAMES[spec.arch]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        w = gguf.GGUFWriter(tmp, arch=arch_name)
+    with gguf_writer(out, arch_name) as w:
         w.add_name(ckpt.resolve().name)
         w.add_file_type(DTYPES[dtype][1])
         w.add_context_length(int(cfg.get("max_position_embeddings", 2048)))
@@ -562,15 +582,4 @@ def export_gguf(
                 w.add_tensor(name, x, raw_dtype=qtype)
             else:
                 w.add_tensor(name, x)
-        w.write_header_to_file()
-        w.write_kv_data_to_file()
-        w.write_tensors_to_file()
-        w.close()
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
     return out

@@ -49,11 +49,9 @@ So: adapter at load time, exported in F32 by default (F16 on request: half the s
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +60,7 @@ import numpy as np
 
 from edgestar.types import InputError, ModelError
 
-from .gguf_export import DTYPES, _check_config, _permute, _read_safetensors, _to_f32
+from .gguf_export import DTYPES, _check_config, _permute, _read_safetensors, _to_f32, gguf_writer
 
 __all__ = ["ADAPTER_FILE", "ADAPTER_CONFIG", "BASE_CONFIG", "export_lora_gguf"]
 
@@ -194,12 +192,7 @@ def export_lora_gguf(
         tensors += [(new + ".lora_a", a), (new + ".lora_b", b)]
 
     arch_name = gguf.MODEL_ARCH_NAMES[spec.arch]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        w = gguf.GGUFWriter(tmp, arch=arch_name)
+    with gguf_writer(out, arch_name) as w:
         w.add_type(gguf.GGUFType.ADAPTER)
         w.add_string(gguf.Keys.Adapter.TYPE, "lora")
         w.add_float32(gguf.Keys.Adapter.LORA_ALPHA, float(scaling * r))
@@ -216,15 +209,4 @@ def export_lora_gguf(
                 w.add_tensor(name, gguf.quants.quantize(x, qtype), raw_dtype=qtype)
             else:
                 w.add_tensor(name, np.ascontiguousarray(x, dtype=np.float32))
-        w.write_header_to_file()
-        w.write_kv_data_to_file()
-        w.write_tensors_to_file()
-        w.close()
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
     return out
