@@ -443,6 +443,16 @@ def _value_head(ckpt: Path, meta: CheckpointMeta, hidden: int) -> tuple[np.ndarr
 # the export
 
 
+def check_export_target(out: Path, dtype: str, force: bool) -> None:
+    """InputError, before any work, for an unknown dtype or an `out` that must not be written."""
+    if dtype not in DTYPES:
+        raise InputError(f"unknown GGUF dtype {dtype!r}; choose from {', '.join(DTYPES)}")
+    if out.exists() and not force:
+        raise InputError(f"{out} exists; pass force=True to overwrite")
+    if out.is_dir():
+        raise InputError(f"{out} is a directory")
+
+
 @contextlib.contextmanager
 def gguf_writer(out: Path, arch_name: str) -> Iterator[gguf.GGUFWriter]:
     """A GGUFWriter on a temporary file beside `out`. On a clean exit the file is written,
@@ -492,12 +502,7 @@ def export_gguf(
     """
     ckpt = Path(ckpt_dir)
     out = Path(out_path)
-    if dtype not in DTYPES:
-        raise InputError(f"unknown GGUF dtype {dtype!r}; choose from {', '.join(DTYPES)}")
-    if out.exists() and not force:
-        raise InputError(f"{out} exists; pass force=True to overwrite")
-    if out.is_dir():
-        raise InputError(f"{out} is a directory")
+    check_export_target(out, dtype, force)
     if not ckpt.is_dir():
         raise ModelError(f"{ckpt}: no such checkpoint folder")
     meta = meta or read_meta(ckpt)

@@ -58,9 +58,17 @@ from typing import Any
 import gguf
 import numpy as np
 
-from edgestar.types import InputError, ModelError
+from edgestar.types import ModelError
 
-from .gguf_export import DTYPES, _check_config, _permute, _read_safetensors, _to_f32, gguf_writer
+from .gguf_export import (
+    DTYPES,
+    _check_config,
+    _permute,
+    _read_safetensors,
+    _to_f32,
+    check_export_target,
+    gguf_writer,
+)
 
 __all__ = ["ADAPTER_FILE", "ADAPTER_CONFIG", "BASE_CONFIG", "export_lora_gguf"]
 
@@ -153,12 +161,7 @@ def export_lora_gguf(
     be exported."""
     src = Path(adapter_dir)
     out = Path(out_path)
-    if dtype not in DTYPES:
-        raise InputError(f"unknown GGUF dtype {dtype!r}; choose from {', '.join(DTYPES)}")
-    if out.exists() and not force:
-        raise InputError(f"{out} exists; pass force=True to overwrite")
-    if out.is_dir():
-        raise InputError(f"{out} is a directory")
+    check_export_target(out, dtype, force)
     if not src.is_dir():
         raise ModelError(f"{src}: no such adapter folder")
     lc = _read_json(src / ADAPTER_CONFIG, "peft adapter config")
