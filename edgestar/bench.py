@@ -224,11 +224,14 @@ def _resolve_model(
         if b.policy.kind != "gguf":
             raise InputError(f"bundle {b.root}: its policy is {b.policy.kind}, bench needs a GGUF")
         return b.path(b.policy), b.step_format
+    from .pull import resolve_model
     from .solver import auto_format
 
-    p = Path(model)  # type: ignore[arg-type]
+    # The file and format `edgestar solve --model` would use: a pulled model by name, its
+    # registry format, else what the file declares (tir for a chat model).
+    p, spec = resolve_model(model)  # type: ignore[arg-type]
     check_gguf(p)
-    return p, auto_format(p)  # the format `edgestar solve --model` would use (tir for chat models)
+    return p, spec.step_format if spec else auto_format(p)
 
 
 def _resolve_onnx(onnx_dir: str | os.PathLike[str]) -> list[tuple[str, str, str]]:

@@ -414,6 +414,15 @@ def test_offline_the_cache_serves_pull_and_solve_by_name(hub, env):
     # No network at solve time even where offline mode is not set: the Hub is down here.
     assert run(env, "solve", "--model", "smollm2-360m-instruct", *q).returncode == 0
 
+    # So does `edgestar bench` (and `edgestar train head`, through the same resolve_model).
+    code = (
+        "from edgestar.bench import _resolve_model; "
+        "p, f = _resolve_model('smollm2-360m-instruct', None); print(p, f)"
+    )
+    res = subprocess.run([sys.executable, "-c", code], env={**env, "HF_HUB_OFFLINE": "1"},
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert res.stdout.split() == [str(path), "tir"], res.stderr
+
     # The library entry point resolves the name the same way.
     code = (
         "import edgestar, sys; s = edgestar.load('smollm2-360m-instruct'); "

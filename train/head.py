@@ -449,8 +449,11 @@ def train_head(
     progress: bool = False,
     ray_address: str | None = None,
 ) -> HeadReport:
-    """Collect, fit, evaluate; write head.npz + report.{json,md} into out_dir."""
-    mpath = Path(model)
+    """Collect, fit, evaluate; write head.npz + report.{json,md} into out_dir. `model` is a GGUF
+    path or a model fetched by `edgestar pull` (a registry name or OWNER/REPO/FILE.gguf)."""
+    from edgestar.pull import resolve_model
+
+    mpath, _ = resolve_model(model)
     if not (mpath.is_file() and mpath.suffix == ".gguf"):
         raise InputError(f"{mpath}: train head needs a .gguf model file")
     out = Path(out_dir)
