@@ -317,6 +317,13 @@ def test_export_refuses_what_llamacpp_cannot_represent(tmp_path: Path, tokenizer
 # ------------------------------------------------------------------------------------ evolve
 
 
+def _evolve(recipe: Path, out: Path, timeout: int) -> subprocess.CompletedProcess[str]:
+    """`edgestar train evolve --recipe RECIPE --out OUT`, as a user runs it."""
+    cmd = [sys.executable, "-m", "edgestar", "train", "evolve", "--recipe", str(recipe),
+           "--out", str(out)]  # fmt: skip
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
 @pytest.mark.slow
 def test_evolve_trains_adapters_on_a_gguf_base(tmp_path: Path, tokenizer) -> None:  # type: ignore[no-untyped-def]
     """`base: {gguf, lora}`: every round's SFT trains an adapter from the base; rollouts and
@@ -361,22 +368,7 @@ def test_evolve_trains_adapters_on_a_gguf_base(tmp_path: Path, tokenizer) -> Non
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump(recipe))
     out = tmp_path / "run"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "edgestar",
-            "train",
-            "evolve",
-            "--recipe",
-            str(path),
-            "--out",
-            str(out),
-        ],  # fmt: skip
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = _evolve(path, out, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     stages = json.loads((out / "manifest.json").read_text())["stages"]
     for r in (0, 1):
@@ -393,22 +385,7 @@ def test_evolve_trains_adapters_on_a_gguf_base(tmp_path: Path, tokenizer) -> Non
     # a LoRA recipe refuses what an adapter cannot do, in one line
     bad = {**recipe, "rounds": [{**recipe["rounds"][0], "ppm": {"preset": "cpu-tiny"}}]}
     path.write_text(yaml.safe_dump(bad))
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "edgestar",
-            "train",
-            "evolve",
-            "--recipe",
-            str(path),
-            "--out",
-            str(tmp_path / "run2"),
-        ],  # fmt: skip
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = _evolve(path, tmp_path / "run2", timeout=120)
     assert proc.returncode != 0 and "ppm: false" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
 
