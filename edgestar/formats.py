@@ -317,3 +317,74 @@ def rstar_solution(
     parts.append(RSTAR.render_output(output))
     parts.append(RSTAR.answer_step(answer))
     return "".join(parts)
+
+
+def tir_solution(
+    steps: Sequence[tuple[str, str]], final_code: str, output: str, answer: str
+) -> str:
+    """The same solution as `rstar_solution`, written in the `tir` format: the text that follows
+    `TIR.prompt()`. One ```` ```python ```` block carries the steps (each step's reasoning as
+    comments above its code) and the final print; the runtime's ```` ```output ```` follows it;
+    then the boxed answer. As steps: the block is one step (it ends at its closing fence, is
+    run, and gets its output appended), the answer sentence the next.
+
+    One block rather than one block per step: a block that does not print shows an empty
+    output, and a short solution is what a 135M model can learn to write (issue 14).
+    """
+    lines: list[str] = []
+    for reason, code in steps:
+        lines += [f"# {line}".rstrip() for line in reason.splitlines() or [""]]
+        lines.append(code.strip())
+    lines.append(final_code.strip())
+    block = "\n".join(line for line in "\n".join(lines).splitlines() if line.strip())
+    return (
+        f"```python\n{block}\n```\n"
+        + TIR.render_output(output)
+        + f"The answer is \\boxed{{{answer}}}."
+    )
+
+
+_RSTAR_STEP = re.compile(
+    rf"(.*?)(?:{re.escape(Marker.END_STEP)}|{re.escape(Marker.END_CODE)})\n?", re.DOTALL
+)
+_STEP_HEAD = re.compile(r"^# (?:Step \d+: )?")
+_RSTAR_OUTPUT = re.compile(
+    rf"{re.escape(Marker.OUTPUT)}(.*?){re.escape(Marker.END_OUTPUT)}", re.DOTALL
+)
+
+
+def rstar_parts(solution: str) -> tuple[list[tuple[str, str]], str, str, str]:
+    """Read a solution written by `rstar_solution` back into its parts (steps, final code,
+    output, answer), so it can be written in another format (`tir_solution`). Raises InputError
+    for text that is not such a solution."""
+    head, sep, tail = solution.partition(Marker.END_CODE)
+    ans = extract_boxed(tail)
+    out = _RSTAR_OUTPUT.search(tail)
+    if not sep or ans is None or out is None:
+        raise InputError("not a complete rstar solution (no final code, output or answer)")
+    chunks = [m.group(1) for m in _RSTAR_STEP.finditer(head + Marker.END_CODE)]
+    steps: list[tuple[str, str]] = []
+    for chunk in chunks[:-1]:
+        reason, code = [], []
+        for line in chunk.strip("\n").splitlines():
+            if line.startswith("#") and not code:
+                reason.append(_STEP_HEAD.sub("", line, count=1))
+            else:
+                code.append(line)
+        steps.append(("\n".join(reason), "\n".join(code)))
+    final = "\n".join(
+        line
+        for line in chunks[-1].strip("\n").splitlines()
+        if line != "# Now print the final answer"
+    )
+    return steps, final, out.group(1), ans
+
+
+def solution_in(fmt: StepFormat | str, rstar_text: str) -> str:
+    """A reference solution (as the generator stores it, in rstar) in step format `fmt`."""
+    name = fmt if isinstance(fmt, str) else fmt.name
+    if name == "rstar":
+        return rstar_text
+    if name == "tir":
+        return tir_solution(*rstar_parts(rstar_text))
+    raise InputError(f"reference solutions cannot be written in the {name!r} format")

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from edgestar.checkpoint import atomic_write_text, param_count
-from edgestar.formats import RSTAR
+from edgestar.formats import RSTAR, get_format, solution_in
 from edgestar.types import Budget, InputError, SearchConfig
 
 from .datasets import (
@@ -70,7 +70,10 @@ class _Run:
                  ray_address: str | None, log: Callable[[str], None]) -> None:  # fmt: skip
         self.recipe, self.out, self.progress, self.ray = recipe, out, progress, ray_address
         self.log = log
-        rec_json = json.dumps(_stable(_jsonable(dataclasses.asdict(recipe))), sort_keys=True)
+        rec = _stable(_jsonable(dataclasses.asdict(recipe)))
+        if rec.get("step_format") == "rstar":  # as before the key existed: runs keep resuming
+            del rec["step_format"]
+        rec_json = json.dumps(rec, sort_keys=True)
         self.recipe_hash = hashlib.sha256(rec_json.encode()).hexdigest()[:16]
         if out.exists() and any(out.iterdir()):
             if not resume:
@@ -82,6 +85,7 @@ class _Run:
         atomic_write_text(out / "recipe.json", rec_json + "\n")
         self.manifest = self._read_manifest() or {"recipe_hash": self.recipe_hash, "stages": {}}
         self.manifest["recipe_hash"] = self.recipe_hash
+        self.fmt = get_format(recipe.step_format)
 
     # ------------------------------------------------------------------ manifest
     def _read_manifest(self) -> dict[str, Any]:
@@ -144,7 +148,7 @@ class _Run:
         if r.base.gguf is not None:
             from edgestar.backends._llama_raw import check_gguf
 
-            return {"path": str(check_gguf(r.base.gguf).path.resolve())}
+            return {"path": str(check_gguf(r.base.gguf_path()).path.resolve())}
         from .tiny import TINY_PRESETS, build_tokenizer, default_texts, make_tiny_checkpoint
 
         cfg = TINY_PRESETS[r.base.preset] if isinstance(r.base.preset, str) else None
@@ -193,7 +197,7 @@ class _Run:
         """The GGUF the adapters apply to: base.gguf itself, or the HF base exported once."""
         b = self.recipe.base
         if b.gguf is not None:
-            return Path(b.gguf).resolve()
+            return b.gguf_path().resolve()
         out = self.out / "base.gguf"
         if not out.is_file():
             from edgestar.quantize.gguf_export import export_gguf
@@ -218,7 +222,7 @@ class _Run:
         reward = open_reward(ppm, "cpu", self.recipe.threads, 2048) if ppm else None
         cfg = SearchConfig(width=ev.width, max_step_tokens=ev.max_step_tokens,
                            temperature=ev.temperature)  # fmt: skip
-        with Solver(policy, reward, step_format="rstar", config=cfg) as solver:
+        with Solver(policy, reward, step_format=self.fmt.name, config=cfg) as solver:
             rep = evaluate(solver, test, ev.strategies, (Budget(rollouts=ev.rollouts),),
                            seed=self.recipe.seed, out_dir=rdir / "eval", force=True,
                            progress=self.progress)  # fmt: skip
@@ -239,7 +243,7 @@ class _Run:
         def sft() -> dict[str, Any]:
             exs = self.reference_examples()
             rep = train_policy(base, exs, rdir / "policy", rnd.sft, resume=True,
-                               progress=self.progress)  # fmt: skip
+                               progress=self.progress, step_format=self.sft_format)  # fmt: skip
             return {"examples": len(exs), "final_loss": rep.final_loss, "tokens": rep.tokens,
                     "train_seconds": rep.seconds}  # fmt: skip
 
@@ -249,11 +253,26 @@ class _Run:
         self.stage("round0.report", lambda: self.round_report(0, rdir))
 
     def reference_examples(self) -> list[SFTExample]:
-        out = []
-        for p in self.read_problems("bootstrap"):
-            if p.solution:
-                out.append(SFTExample(p.id, RSTAR.prompt(p.question), p.solution, 1.0))
-        return out
+        """The bootstrap problems' reference solutions, in the recipe's step format."""
+        probs = [p for p in self.read_problems("bootstrap") if p.solution]
+        prompts = self.prompts([p.question for p in probs])
+        return [SFTExample(p.id, q, solution_in(self.fmt, p.solution or ""), 1.0)
+                for p, q in zip(probs, prompts, strict=True)]  # fmt: skip
+
+    @property
+    def sft_format(self) -> str | None:
+        """The format to train in, when the base does not declare it (a third-party model)."""
+        return None if self.fmt.name == "rstar" else self.fmt.name
+
+    def prompts(self, questions: list[str]) -> list[str]:
+        """The questions as the policy sees them: the format's prompt, through the base's own
+        chat template rendered by the llama.cpp backend (as the rollouts render it)."""
+        if not self.fmt.chat or not questions:
+            return [self.fmt.prompt(q) for q in questions]
+        from edgestar.backends.loader import open_policy
+
+        with open_policy(self.base_gguf(), "cpu", 1, 512) as pol:
+            return [self.fmt.prompt(q, pol.chat_prompt) for q in questions]
 
     def evolve_round(self, i: int, rnd: RoundSpec, base: str) -> None:
         from .ppm_train import train_ppm
@@ -304,7 +323,7 @@ class _Run:
             exs = self.sft_data(i, rnd)
             start = base if rnd.sft_init == "base" else str(prev / "policy")
             rep = train_policy(start, exs, rdir / "policy", rnd.sft, resume=True,
-                               progress=self.progress)  # fmt: skip
+                               progress=self.progress, step_format=self.sft_format)  # fmt: skip
             return {"examples": len(exs), "final_loss": rep.final_loss, "tokens": rep.tokens,
                     "train_seconds": rep.seconds}  # fmt: skip
 
@@ -347,7 +366,7 @@ class _Run:
                     for e in _read(sft) if ans.get(e["problem_id"]) is not None]  # fmt: skip
 
         earlier: list[Solved] = []
-        if self.recipe.bootstrap is not None:
+        if self.recipe.bootstrap is not None:  # perturbed pairs are rstar-only (recipe.py)
             earlier += [Solved(p.id, RSTAR.prompt(p.question), p.solution, p.answer)
                         for p in self.read_problems("bootstrap") if p.solution]  # fmt: skip
         for j in range(1, i):

@@ -61,13 +61,18 @@ def _num(v: object) -> bool:
 @dataclass(frozen=True)
 class LoraSpec:
     """LoRA settings: rank `r`, `alpha` (peft scaling = alpha / r), `dropout` on the adapter
-    input, and the `target_modules` (names from `LORA_TARGETS`; 'attention' and 'all' are
-    shorthands)."""
+    input, the `target_modules` (names from `LORA_TARGETS`; 'attention' and 'all' are
+    shorthands), and `top_layers`: adapt only the last N transformer blocks (None: all).
+
+    `top_layers` is a CPU speed lever: backward then stops at the lowest adapted block. On
+    SmolLM2-135M (30 blocks), a training step with the top 10 blocks adapted took 13-16 s
+    against 23 s with all 30 (batch 8 x 160 tokens, 2 threads, shared machine)."""
 
     r: int = 16
     alpha: float = 32.0
     dropout: float = 0.0
     target_modules: tuple[str, ...] = _ATTENTION
+    top_layers: int | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.r, bool) or not isinstance(self.r, int) or self.r < 1:
@@ -87,6 +92,9 @@ class LoraSpec:
                 f"lora.target_modules: {', '.join(map(repr, bad))} not supported; choose from "
                 f"{', '.join(LORA_TARGETS)} (or 'attention', 'all')"
             )
+        n = self.top_layers
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+            raise InputError(f"lora.top_layers must be a positive whole number, got {n!r}")
         object.__setattr__(self, "alpha", float(self.alpha))
         object.__setattr__(self, "dropout", float(self.dropout))
         object.__setattr__(self, "target_modules", tuple(dict.fromkeys(tm)))
@@ -105,16 +113,29 @@ class LoraSpec:
         return cls(**v)
 
     def to_json(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "target_modules": list(self.target_modules)}
+        d = {**dataclasses.asdict(self), "target_modules": list(self.target_modules)}
+        if self.top_layers is None:
+            del d["top_layers"]  # runs from before the field keep their fingerprints
+        return d
 
-    def peft_config(self) -> Any:
+    def peft_config(self, n_layers: int | None = None) -> Any:
         from peft import LoraConfig
 
+        layers = None
+        if self.top_layers is not None:
+            if n_layers is None:
+                raise ModelError("lora.top_layers needs the model's number of layers")
+            if self.top_layers > n_layers:
+                raise InputError(
+                    f"lora.top_layers={self.top_layers} but the model has {n_layers} layers"
+                )
+            layers = list(range(n_layers - self.top_layers, n_layers))
         return LoraConfig(
             r=self.r,
             lora_alpha=self.alpha,
             lora_dropout=self.dropout,
             target_modules=list(self.target_modules),
+            layers_to_transform=layers,
             bias="none",
             task_type="CAUSAL_LM",
         )
@@ -137,7 +158,8 @@ def apply_lora(model: Any, spec: LoraSpec, seed: int) -> Any:
 
     peft = _peft()
     torch.manual_seed(seed)
-    pm = peft.get_peft_model(model, spec.peft_config())
+    n_layers = getattr(model.config, "num_hidden_layers", None)
+    pm = peft.get_peft_model(model, spec.peft_config(n_layers))
     n = sum(p.numel() for p in pm.parameters() if p.requires_grad)
     if n == 0:
         raise ModelError("LoRA found none of its target modules in this model")

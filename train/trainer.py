@@ -516,6 +516,7 @@ def load_causal_lm(
     if "gguf_file" in kw:
         stored_dtype = torch.float32  # dequantised; the base itself is never rewritten
         _match_gguf_bos(tok, gmeta, path)
+        _match_gguf_eos(tok, gmeta, path)
     vocab = set(tok.get_vocab())
     missing = [t for t in fmt_tokens if t not in vocab]
     if missing and not add_tokens:
@@ -563,6 +564,21 @@ def _match_gguf_bos(tok: Any, gmeta: dict[str, Any], path: Path) -> None:
         tok.add_bos_token = bool(want)
     if tokenizer_adds_bos(tok) != bool(want):
         raise ModelError(f"{path}: cannot make the tokenizer's BOS match llama.cpp's ({want})")
+
+
+def _match_gguf_eos(tok: Any, gmeta: dict[str, Any], path: Path) -> None:
+    """transformers' tokenizer rebuilt from a GGUF may name another EOS than llama.cpp's (e.g.
+    SmolLM2: <|im_start|> where the GGUF says <|im_end|>, the end of a chat turn). SFT ends
+    each solution with the EOS, so it must be the token that ends generation at run time."""
+    want = gmeta.get("tokenizer.ggml.eos_token_id")
+    if want is None or tok.eos_token_id == int(want):
+        return
+    text = tok.convert_ids_to_tokens(int(want))
+    if not isinstance(text, str):
+        raise ModelError(f"{path}: the GGUF's EOS id {want} is not in the tokenizer")
+    tok.eos_token = text
+    if tok.eos_token_id != int(want):
+        raise ModelError(f"{path}: cannot make the tokenizer's EOS match llama.cpp's ({want})")
 
 
 def pad_id(tokenizer: Any) -> int:
