@@ -35,6 +35,7 @@ from . import functions  # noqa: F401
 from . import word_money  # noqa: F401
 from . import word_stories  # noqa: F401
 from . import everyday  # noqa: F401
+from . import everyday_units  # noqa: F401
 
 # isort: on
 from ._common import DIFFICULTIES, SKILLS, GeneratedProblem, SkillFn, Step, skill
