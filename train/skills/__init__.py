@@ -36,6 +36,7 @@ from . import word_money  # noqa: F401
 from . import word_stories  # noqa: F401
 from . import everyday  # noqa: F401
 from . import everyday_units  # noqa: F401
+from . import everyday_word  # noqa: F401
 
 # isort: on
 from ._common import DIFFICULTIES, SKILLS, GeneratedProblem, SkillFn, Step, skill
