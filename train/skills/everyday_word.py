@@ -75,11 +75,10 @@ def _groups(rng: random.Random, d: int, n: str, m: str) -> _Story:
 def _cost(rng: random.Random, d: int, n: str, m: str) -> _Story:
     item, items, lo, hi = rng.choice(ITEMS)
     k = rng.randint(2, 9 if d < 3 else 24)
-    price = (
-        Fraction(rng.randint(1, 9 if d == 1 else 20))
-        if d < 3
-        else Fraction(rng.randint(lo // 5, hi // 5) * 5, 100)
-    )
+    if d < 3:  # whole dollars in the item's usual price range
+        price = Fraction(rng.randint(max(1, round(lo / 100)), max(2, round(hi / 100))))
+    else:
+        price = Fraction(rng.randint(lo // 5, hi // 5) * 5, 100)
     cost = k * price
     i, setup = pick(rng, [
         "{n} buys {k} {items} for {p} each.", "One {item} costs {p}, and {n} buys {k} of them.",
@@ -257,7 +256,7 @@ def _left(rng: random.Random, d: int, n: str, m: str) -> _Story:
     i, phr = pick(rng, [
         "{n} had {a} {t}, lost {b}, then found {c}. How many {t} does {n} have now?",
         "{n} has {a} {t}, gives {b} to {m} and then buys {c} more. How many {t} does {n} have?",
-        "A box holds {a} {t}. {n} takes {b} out and {m} puts {c} back in. How many {t} are in the box?",
+        "A box holds {a} {t}. {n} takes {b} out and {m} puts {c} more in. How many {t} are in the box?",
     ])  # fmt: skip
     steps = [
         ("Take away what is gone.", f"left = {a} - {b}"),
