@@ -138,16 +138,21 @@ def _convert(rng: random.Random, d: int) -> GeneratedProblem:
 
 
 def _percent_of(rng: random.Random, d: int) -> GeneratedProblem:
+    p = rng.choice(
+        [10, 20, 25, 50, 75, 100]
+        if d == 1
+        else [*range(5, 100, 5), 1, 2]
+        if d == 2
+        else [Fraction(25, 2), Fraction(5, 2), Fraction(15, 2), 8, 3, 15, 35, 120, 150]
+    )  # the percent first, then a base it fits: every percent stays as likely
     for _ in range(200):
-        if d == 1:
-            p, b = rng.choice([10, 20, 25, 50, 75, 100]), rng.randint(1, 20) * 4
-        elif d == 2:
-            p, b = rng.choice([*range(5, 100, 5), 1, 2]), rng.randint(2, 200)
-        else:
-            p = rng.choice(
-                [Fraction(25, 2), Fraction(5, 2), Fraction(15, 2), 8, 3, 15, 35, 120, 150]
-            )
-            b = rng.randint(10, 999)
+        b = (
+            rng.randint(2, 100)
+            if d == 1
+            else rng.randint(2, 200)
+            if d == 2
+            else rng.randint(10, 999)
+        )
         val = Fraction(p) * b / 100
         if terminates(val, 2) and (d > 1 or val.denominator == 1):
             break

@@ -260,7 +260,7 @@ def _left(rng: random.Random, d: int, n: str, m: str) -> _Story:
     ])  # fmt: skip
     steps = [
         ("Take away what is gone.", f"left = {a} - {b}"),
-        ("Add what came back.", f"now = left + {c}"),
+        ("Add the ones that came in.", f"now = left + {c}"),
     ]
     return phr.format(n=n, m=m, a=a, b=b, c=c, t=t), Fraction(a - b + c), steps, "now", f"left2:{i}"
 
