@@ -140,7 +140,8 @@ def test_percent_and_unit_forms(ex):
 def test_word_stories_vary_names_objects_and_kinds(ex):
     recs = P.generate(300, seed=4, skills="everyday_word", runner=ex)
     kinds = {r.template.split(":")[0] for r in recs}
-    assert kinds >= {"groups", "cost", "share", "ages", "speed", "average", "left", "per_day"}
+    assert kinds >= {"groups", "cost", "share", "ages", "speed", "average", "left", "per_day",
+                     "compare", "boxes", "left_over", "round_up"}  # fmt: skip
     assert len({r.template for r in recs}) >= 40
     names = {w for r in recs for w in re.findall(r"\b[A-Z][a-z]+\b", r.question)}
     assert len(names) >= 40  # names, objects, units

@@ -1,6 +1,7 @@
 """Everyday word problems: short one- or two-step stories with varied names, objects and
 units: bags of things, buying things (and the change), sharing equally, ages, speed and time,
-averages, what is left, and amounts per day.
+averages, what is left, amounts per day, how many more, and how many boxes (exactly, left
+over, or rounded up).
 
 Difficulty: 1 = one step with small whole numbers; 2 = two steps (change from a note, keep
 some and share the rest, the sum of two ages) or halves; 3 = larger numbers, prices in cents,
@@ -16,23 +17,8 @@ from collections.abc import Callable
 from fractions import Fraction
 
 from ._common import COUNTABLES, ITEMS, GeneratedProblem, Step, dec, gen, money, names, pick, skill
+from ._everyday_data import CONTAINERS, HOLDERS, MOVERS, PEOPLE, PER_DAY
 from ._words import casual
-
-_CONTAINERS = (
-    ("bag", "bags"), ("box", "boxes"), ("pack", "packs"), ("jar", "jars"),
-    ("basket", "baskets"), ("crate", "crates"), ("tray", "trays"), ("tin", "tins"),
-)  # fmt: skip
-_PEOPLE = ("friends", "children", "classmates", "cousins", "teammates", "neighbors")
-_MOVERS = (
-    ("car", "km/h", "kilometers"), ("bus", "km per hour", "kilometers"),
-    ("train", "kilometers an hour", "kilometers"), ("cyclist", "miles per hour", "miles"),
-    ("runner", "km/h", "kilometers"), ("truck", "miles per hour", "miles"),
-)  # fmt: skip
-_PER_DAY = (  # (what is done per day, the unit, the question's verb)
-    ("reads {p} pages", "pages", "read"), ("cycles {p} km", "kilometers", "cycle"),
-    ("saves ${p}", "dollars", "save"), ("writes {p} lines of code", "lines", "write"),
-    ("swims {p} laps", "laps", "swim"), ("bakes {p} cookies", "cookies", "bake"),
-)  # fmt: skip
 
 # Each story: (question, exact answer, steps, the printed variable, template).
 _Story = tuple[str, Fraction, list[Step], str, str]
@@ -43,7 +29,7 @@ def _listing(xs: list[int]) -> str:
 
 
 def _groups(rng: random.Random, d: int, n: str, m: str) -> _Story:
-    (c, cs), t = rng.choice(_CONTAINERS), rng.choice(COUNTABLES)
+    (c, cs), t = rng.choice(CONTAINERS), rng.choice(COUNTABLES)
     k, each = (
         (rng.randint(2, 9), rng.randint(2, 10))
         if d < 3
@@ -113,7 +99,7 @@ def _cost(rng: random.Random, d: int, n: str, m: str) -> _Story:
 
 
 def _share(rng: random.Random, d: int, n: str, m: str) -> _Story:
-    t, people = rng.choice(COUNTABLES), rng.choice(_PEOPLE)
+    t, people = rng.choice(COUNTABLES), rng.choice(PEOPLE)
     k, each = (
         (rng.randint(2, 10), rng.randint(1, 12))
         if d < 3
@@ -189,7 +175,7 @@ def _ages(rng: random.Random, d: int, n: str, m: str) -> _Story:
 
 
 def _speed(rng: random.Random, d: int, n: str, m: str) -> _Story:
-    mover, speed_unit, dist_unit = rng.choice(_MOVERS)
+    mover, speed_unit, dist_unit = rng.choice(MOVERS)
     fast = mover in ("car", "train", "bus", "truck")
     speed = (
         rng.randint(3, 20) * (5 if fast else 1) if d < 3 else rng.randint(1, 8 if fast else 2) * 12
@@ -266,7 +252,7 @@ def _left(rng: random.Random, d: int, n: str, m: str) -> _Story:
 
 
 def _per_day(rng: random.Random, d: int, n: str, m: str) -> _Story:
-    does, unit, verb = rng.choice(_PER_DAY)
+    does, unit, verb = rng.choice(PER_DAY)
     p = rng.randint(2, 12) if d == 1 else rng.randint(5, 60)
     if d < 3:
         days = rng.choice([2, 3, 4, 5, 6, 7]) if d == 1 else rng.randint(8, 30)
@@ -292,9 +278,95 @@ def _per_day(rng: random.Random, d: int, n: str, m: str) -> _Story:
     return q, Fraction(goal, p), steps, "days", f"days_to:{i}"
 
 
+def _compare(rng: random.Random, d: int, n: str, m: str) -> _Story:
+    t = rng.choice(COUNTABLES)
+    hi = {1: 20, 2: 99, 3: 999}[d]
+    a, b = sorted(rng.sample(range(1, hi + 1), 2), reverse=True)
+    if d == 1:
+        i, phr = pick(rng, [
+            "{n} has {a} {t} and {m} has {b}. How many more {t} does {n} have?",
+            "{m} has {b} {t}. {n} has {a}. How many fewer {t} does {m} have than {n}?",
+            "{n} has {a} {t} and {m} has {b}. What is the difference?",
+        ])  # fmt: skip
+        steps: list[Step] = [
+            ("Subtract the smaller amount from the bigger one.", f"more = {a} - {b}")
+        ]
+        return phr.format(n=n, m=m, a=a, b=b, t=t), Fraction(a - b), steps, "more", f"compare:{i}"
+    gap = a - b
+    i, phr = pick(rng, [
+        "{n} has {a} {t}, which is {g} more than {m}. How many {t} do they have together?",
+        "{m} has {g} fewer {t} than {n}, and {n} has {a}. How many {t} do they have in all?",
+        "{n} collected {a} {t}. {m} collected {g} less than {n}. How many did they collect altogether?",
+    ])  # fmt: skip
+    steps = [
+        (f"First find how many {m} has.", f"other = {a} - {gap}"),
+        ("Add the two amounts.", f"total = {a} + other"),
+    ]
+    return (
+        phr.format(n=n, m=m, a=a, g=gap, t=t),
+        Fraction(a + b),
+        steps,
+        "total",
+        f"compare_sum:{i}",
+    )
+
+
+def _boxes(rng: random.Random, d: int, n: str, m: str) -> _Story:
+    thing, holder, one_holder, verb = rng.choice(HOLDERS)
+    k = rng.randint(2, 12) if d < 3 else rng.randint(4, 25)
+    full = rng.randint(2, 12) if d == 1 else rng.randint(3, 40)
+    extra = 0 if d == 1 else rng.randint(1, k - 1)
+    total = k * full + extra
+    if d == 1:
+        i, phr = pick(rng, [
+            "{T} {th} go into {h} that {v} {k} each. How many {h} are filled?",
+            "{n} puts {T} {th} into groups of {k}. How many groups are there?",
+            "How many {h} that {v} {k} each are needed for {T} {th}?",
+        ])  # fmt: skip
+        steps: list[Step] = [
+            ("Divide the total by how many fit in each.", f"count = {total} // {k}")
+        ]
+        return (
+            phr.format(T=total, th=thing, h=holder, v=verb, k=k, n=n),
+            Fraction(full),
+            steps,
+            "count",
+            f"boxes:{i}",
+        )
+    if d == 2:
+        i, phr = pick(rng, [
+            "{T} {th} go into {h} that {v} {k} each. How many {th} are left over when every {h1} is full?",
+            "{n} puts {T} {th} into groups of {k}. How many {th} are left over?",
+        ])  # fmt: skip
+        steps = [("The ones left over are the remainder.", f"left_over = {total} % {k}")]
+        q = phr.format(
+            T=total,
+            th=thing,
+            h=holder,
+            h1=one_holder,
+            v=verb,
+            k=k,
+            n=n,
+        )
+        return q, Fraction(extra), steps, "left_over", f"left_over:{i}"
+    i, phr = pick(rng, [
+        "How many {h} that {v} {k} each are needed for {T} {th}?",
+        "{T} {th} need {h}, and each one can {v} {k}. How many {h} are needed for all of them?",
+        "{n} needs {h} for {T} {th}, and each can {v} {k}. What is the smallest number of {h} that is enough?",
+    ])  # fmt: skip
+    steps = [
+        (
+            "Divide and round up: a part-full one is still needed.",
+            f"import math\ncount = math.ceil({total} / {k})",
+        )
+    ]
+    q = phr.format(T=total, th=thing, h=holder, v=verb, k=k, n=n)
+    return q, Fraction(full + 1), steps, "count", f"round_up:{i}"
+
+
 _KINDS: dict[str, Callable[[random.Random, int, str, str], _Story]] = {
     "groups": _groups, "cost": _cost, "share": _share, "ages": _ages, "speed": _speed,
-    "average": _average, "left": _left, "per_day": _per_day,
+    "average": _average, "left": _left, "per_day": _per_day, "compare": _compare, "boxes": _boxes,
 }  # fmt: skip
 
 
