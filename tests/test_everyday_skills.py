@@ -1,0 +1,159 @@
+"""The everyday skills (train/skills/everyday*.py, _words.py): small arithmetic asked the ways
+people type it (symbols, operation words, phrases, number words), percents and unit
+conversions, short stories; every level verifies, the forms really appear, number-word
+questions compute with the digits, and the older skills' problems do not move."""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter
+
+import pytest
+
+from edgestar.executor import Executor
+from edgestar.train import problems as P
+from edgestar.train.skills import DIFFICULTIES, SKILLS
+from edgestar.train.skills._words import WORD_LIMIT, casual, number_words
+from edgestar.types import InputError
+
+EVERYDAY = ("everyday_arithmetic", "everyday_percent_units", "everyday_word")
+_WORDS_TO_INT = {number_words(i): i for i in range(WORD_LIMIT + 1)}
+# longest first, so "forty-two" is read before "forty" and "two"
+_WORD_RE = re.compile(
+    r"\b(" + "|".join(sorted(map(re.escape, _WORDS_TO_INT), key=len, reverse=True)) + r")\b"
+)
+_SYMBOL_RE = re.compile(r"\d\s*[-+*/x×X÷]\s*\d")
+
+
+@pytest.fixture(scope="module")
+def ex():
+    with Executor() as e:
+        yield e
+
+
+@pytest.fixture(scope="module")
+def arithmetic(ex):
+    return P.generate(400, seed=5, skills="everyday_arithmetic", runner=ex, with_solution=True)
+
+
+def test_number_words():
+    assert [number_words(i) for i in (0, 7, 13, 19, 20, 42, 70, 99, 100)] == [
+        "zero", "seven", "thirteen", "nineteen", "twenty", "forty-two", "seventy",
+        "ninety-nine", "one hundred",
+    ]  # fmt: skip
+    assert len(set(_WORDS_TO_INT)) == WORD_LIMIT + 1  # every number has its own words
+    for bad in (-1, 101, True, 2.5, "3"):
+        with pytest.raises(ValueError, match="0..100"):
+            number_words(bad)  # type: ignore[arg-type]
+
+
+def test_casual_changes_some_questions_and_keeps_the_words():
+    rng = random.Random(0)
+    outs = [casual(rng, "What is Seven times six?") for _ in range(300)]
+    kinds = Counter(outs)
+    assert set(kinds) == {
+        "What is Seven times six?", "what is seven times six?", "What is Seven times six",
+        "what is seven times six",
+    }  # fmt: skip
+    assert 0.5 < kinds["What is Seven times six?"] / 300 < 0.7
+
+
+def test_new_skills_are_registered_after_the_old_ones():
+    assert tuple(SKILLS)[-3:] == EVERYDAY
+    assert tuple(SKILLS)[:4] == (
+        "integer_arithmetic", "decimal_arithmetic", "fraction_arithmetic", "order_of_operations",
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("skill", EVERYDAY)
+def test_every_level_verifies_with_short_code(skill, ex):
+    for d in DIFFICULTIES:
+        st = P.GenerationStats()
+        recs = P.generate(60, seed=d, skills=skill, difficulty=d, runner=ex, stats=st)
+        assert len(recs) == 60 and st.failed == 0, st.examples
+        assert {r.difficulty for r in recs} == {d}
+    rng = random.Random(1)
+    for _ in range(300):
+        g = SKILLS[skill](rng, rng.choice(DIFFICULTIES))
+        assert 1 <= len(g.steps) <= 3 and g.final_code.startswith("print(")
+        assert all(code.count("\n") <= 1 for _, code in g.steps), g.steps
+
+
+def test_symbol_word_phrase_and_special_forms_all_appear(arithmetic):
+    qs = [r.question for r in arithmetic]
+    kinds = Counter(r.template.split(":")[0] for r in arithmetic)
+    assert set(kinds) == {"symbol", "opword", "phrase", "special"}
+    assert min(kinds.values()) >= 20, kinds
+    assert sum(bool(_SYMBOL_RE.search(q)) for q in qs) >= 100
+    wordy = [q for q in qs if not re.search(r"\d", q)]
+    assert len(wordy) >= 40  # questions with no digit at all: numbers written as words
+    for marker in ("×", "÷", " x ", "plus", "times", "minus", "divided by", "sum of",
+                   "product of", "difference between", "twice", "half of", "dozen"):  # fmt: skip
+        assert any(marker in q.lower() for q in qs), marker
+    assert any(re.search(r"\d[+*/x×÷-]\d", q) for q in qs)  # no spaces: "12+30"
+    assert any(q[0].islower() for q in qs) and any(q[-1].isalnum() for q in qs)  # casual
+    assert len({r.template for r in arithmetic}) >= 150
+
+
+def test_number_word_questions_compute_with_the_digits(arithmetic):
+    checked = 0
+    for r in arithmetic:
+        if not r.template.endswith(":words"):
+            continue
+        named = sorted(_WORDS_TO_INT[w] for w in _WORD_RE.findall(r.question.lower()))
+        assert named and not re.search(r"\d", r.question), r.question
+        code = r.solution.split("# Now print")[0] if r.solution else ""
+        in_code = re.findall(r"= (\d+) (?:[-+*]|//?) (\d+)\n", code)
+        assert in_code, code
+        assert sorted(map(int, in_code[0])) == named, (r.question, code)
+        checked += 1
+    assert checked >= 30
+
+
+def test_numbers_grow_with_the_level():
+    rng = random.Random(3)
+    biggest: dict[int, list[int]] = {d: [] for d in DIFFICULTIES}
+    for _ in range(600):
+        d = rng.choice(DIFFICULTIES)
+        g = SKILLS["everyday_arithmetic"](rng, d)
+        m = re.fullmatch(r"\w+ = (\d+) ([-+*]) (\d+)", g.steps[0][1])
+        if m and not g.template.startswith("special"):
+            biggest[d].append(max(int(m[1]), int(m[3])))
+    assert max(biggest[1]) <= 20 and max(biggest[2]) <= 99
+    assert min(biggest[3]) >= 11 and max(biggest[3]) >= 500
+    assert min(biggest[2]) >= 10
+
+
+def test_percent_and_unit_forms(ex):
+    recs = P.generate(300, seed=2, skills="everyday_percent_units", runner=ex)
+    qs = [r.question.lower() for r in recs]
+    kinds = Counter(r.template.split(":")[0] for r in recs)
+    assert set(kinds) == {"of", "what_percent", "to_small", "to_big", "mixed"}, kinds
+    assert any("%" in q for q in qs) and any("percent" in q for q in qs)
+    units = {r.template.rsplit(":", 1)[1] for r in recs if r.template.startswith("to_")}
+    assert units >= {"hour", "minute", "day", "week", "kilometer", "kilogram", "liter", "dollar"}
+    assert any(re.search(r"\d+\.\d+ hours", q) for q in qs)  # "2.5 hours"
+    assert any(q.endswith("?") is False for q in qs)
+
+
+def test_word_stories_vary_names_objects_and_kinds(ex):
+    recs = P.generate(300, seed=4, skills="everyday_word", runner=ex)
+    kinds = {r.template.split(":")[0] for r in recs}
+    assert kinds >= {"groups", "cost", "share", "ages", "speed", "average", "left", "per_day",
+                     "compare", "boxes", "left_over", "round_up"}  # fmt: skip
+    assert len({r.template for r in recs}) >= 40
+    names = {w for r in recs for w in re.findall(r"\b[A-Z][a-z]+\b", r.question)}
+    assert len(names) >= 40  # names, objects, units
+    assert any("$" in r.question for r in recs) and any("minutes" in r.question for r in recs)
+
+
+def test_old_recipes_draw_the_same_problems_with_or_without_the_new_skills(ex, monkeypatch):
+    old = "integer_arithmetic,decimal_arithmetic,fraction_arithmetic,word_shopping,word_rates"
+    now = P.generate(60, seed=1, skills=old, runner=ex, with_solution=True)
+    # a new dict, not delitem: putting keys back would reorder the shared registry
+    without = {k: fn for k, fn in P.SKILLS.items() if k not in EVERYDAY}
+    monkeypatch.setattr(P, "SKILLS", without)
+    with pytest.raises(InputError, match="unknown skill everyday_word"):
+        P.generate(1, seed=1, skills="everyday_word", runner=ex)
+    assert P.generate(60, seed=1, skills=old, runner=ex, with_solution=True) == now
