@@ -29,6 +29,7 @@ from .types import ModelError
 
 _DIST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+_VERSION = re.compile(r"[0-9A-Za-z][0-9A-Za-z.+!_-]*")
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class PackageFile:
         p = PurePosixPath(self.path)
         if not self.path or p.is_absolute() or ".." in p.parts or "\\" in self.path:
             raise ModelError(f"package path {self.path!r} must be relative, inside the package")
-        if not self.version or any(c.isspace() for c in self.version):
+        if not _VERSION.fullmatch(self.version):
             raise ModelError(f"package version {self.version!r} must be one exact version")
         if isinstance(self.bytes, bool) or not isinstance(self.bytes, int) or self.bytes < 1:
             raise ModelError(f"package file bytes must be a positive integer, not {self.bytes!r}")
