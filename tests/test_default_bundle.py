@@ -437,6 +437,43 @@ def test_a_tampered_or_missing_base_is_refused(
     )
 
 
+@pytest.mark.llama
+@pytest.mark.torch
+@pytest.mark.slow
+def test_train_head_with_the_adapter_binds_it(
+    tmp_path: Path, smollm2_gguf: Path, smol_parts
+) -> None:  # type: ignore[no-untyped-def]
+    """`train_head(..., lora=)` (`edgestar train head --lora`) searches with the adapter applied
+    and binds the head to base + adapter: make_smol_bundle takes it, the bare base refuses it,
+    and resuming the collection with another adapter is refused."""
+    pytest.importorskip("torch")
+    from edgestar.backends.llamacpp import LlamaCppPolicy
+    from edgestar.head import HeadReward, load_head
+    from edgestar.train.head import HeadTrainConfig, collect_states, train_head
+
+    adapter, other = smol_parts[0], smol_parts[1]
+    cfg = HeadTrainConfig(
+        problems=("synthetic:integer_arithmetic",), n=4, step_format="tir", rollouts=2,
+        width=2, max_step_tokens=32, max_depth=3, shard_size=4, heldout_share=0.5, epochs=20,
+    )  # fmt: skip
+    out = tmp_path / "head"
+    train_head(smollm2_gguf, out, cfg, lora=adapter)
+    h = load_head(out / "head.npz")
+    assert h.model_sha256 == SMOLLM2_BASE.sha256
+    assert h.adapter_sha256 == file_sha256(adapter) and h.meta["adapter_name"] == adapter.name
+    b = make_smol_bundle(adapter, tmp_path / "b", out / "head.npz", smoke=False)
+    assert b.ppm is not None and b.ppm.kind == "head"
+    with LlamaCppPolicy(smollm2_gguf, n_ctx=512, n_threads=1) as pol:
+        with pytest.raises(ModelError, match="trained with a LoRA adapter applied"):
+            HeadReward(pol, h, model_path=smollm2_gguf)
+        with pytest.raises(ModelError, match="belongs to LoRA adapter"):
+            HeadReward(pol, h, model_path=smollm2_gguf, adapter_path=other)
+    with pytest.raises(InputError, match="another model or adapter"):
+        collect_states(smollm2_gguf, out, cfg, lora=other)
+    with pytest.raises(InputError, match="another model or adapter"):
+        collect_states(smollm2_gguf, out, cfg)
+
+
 def test_script_refuses_bad_input_in_one_line(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     assert main([str(tmp_path / "nope.gguf"), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
