@@ -365,6 +365,14 @@ def test_make_smol_bundle_end_to_end(tmp_path: Path, smollm2_gguf: Path, smol_pa
         base = bare_pol.logits("The answer to 12 + 30 is")
     np.testing.assert_allclose(got, same, rtol=0, atol=1e-4)  # exactly this adapter, applied
     assert np.abs(got - base).mean() > 100 * max(np.abs(got - same).mean(), 1e-6)
+    # the same parts named one by one (`solve --model BASE --lora A --ppm HEAD`): the head's
+    # adapter binding is checked there too
+    with edgestar.load(model=smollm2_gguf, lora=adapter, ppm=head, threads=1, n_ctx=512) as s2:
+        assert s2.reward is not None
+    with pytest.raises(ModelError, match="trained with a LoRA adapter applied"):
+        edgestar.load(model=smollm2_gguf, ppm=head, threads=1, n_ctx=512)
+    with pytest.raises(ModelError, match="trained on the bare model, not with the adapter"):
+        edgestar.load(model=smollm2_gguf, lora=adapter, ppm=bare, threads=1, n_ctx=512)
 
     # the command line: the default search of the bundle, one thread, a few tokens
     proc = _cli(
