@@ -82,7 +82,8 @@ def model_options(fn: F) -> F:
         click.option(
             "--bundle",
             type=click.Path(path_type=Path),
-            help="Bundle folder (default: the shipped model).",
+            help="Bundle folder, or a shipped bundle's name: edgestar-smol, edgestar-tiny "
+            "(default: the shipped default model).",
         ),
         click.option(
             "--model",
@@ -834,10 +835,15 @@ def train_evolve(recipe: Path, out: Path, resume: bool, ray_address: str | None)
     "--ray-address",
     help="Fan the search out on Ray ('local' starts one here, 'auto' joins a cluster).",
 )
+@click.option(
+    "--lora",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="A GGUF LoRA adapter applied to --model throughout; the head is bound to both.",
+)
 @friendly
 def train_head_cmd(
     model, problems, holdout, n, out, step_format, rollouts, width, max_step_tokens, loss, mlp,
-    threads, seed, max_collect_minutes, ray_address,
+    threads, seed, max_collect_minutes, ray_address, lora,
 ) -> None:  # fmt: skip
     """Train a process reward head on MODEL's own hidden states (search, record, fit)."""
     from edgestar.solver import auto_format
@@ -850,7 +856,11 @@ def train_head_cmd(
         hidden=(mlp,) if mlp else (), threads=threads, shard_size=2,
         max_collect_seconds=None if max_collect_minutes is None else 60 * max_collect_minutes,
     )  # fmt: skip
-    report = train_head(model, out, cfg, progress=sys.stderr.isatty(), ray_address=ray_address)
+    if lora is not None and not lora.is_file():
+        raise InputError(f"adapter {lora} does not exist")
+    report = train_head(
+        model, out, cfg, progress=sys.stderr.isatty(), ray_address=ray_address, lora=lora
+    )
     click.echo(report.to_markdown())
     click.echo(f"head written to {out / 'head.npz'}", err=True)
 

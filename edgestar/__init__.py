@@ -13,7 +13,7 @@ Importing edgestar loads no model runtime (no torch, no llama.cpp) until a model
 """
 
 from .backends.base import Candidate, Policy, Proposal, Reward, StepRequest
-from .bundle import Bundle, read_bundle
+from .bundle import Bundle, read_bundle, shipped_bundles
 from .formats import FORMATS, StepFormat
 from .head import Head, HeadReward, load_head
 from .prm import PRM_FAMILIES, PrmFamily, PrmReward
@@ -73,4 +73,5 @@ __all__ = [
     "load_head",
     "pull_model",
     "read_bundle",
+    "shipped_bundles",
 ]

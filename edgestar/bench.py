@@ -223,6 +223,11 @@ def _resolve_model(
         b = read_bundle(bundle)
         if b.policy.kind != "gguf":
             raise InputError(f"bundle {b.root}: its policy is {b.policy.kind}, bench needs a GGUF")
+        if b.policy.lora is not None:  # the bench's raw-decode workers run bare GGUFs
+            raise InputError(
+                f"bundle {b.name} runs its policy with a LoRA adapter, which this bench does not "
+                "apply: use `edgestar bench --solve --bundle` (times edgestar solve on it)"
+            )
         return b.path(b.policy), b.step_format
     from .pull import resolve_model
     from .solver import auto_format

@@ -16,7 +16,11 @@ second model in memory.
   no safetensors or gguf package. A head for a 896-wide model is ~4 kB (linear) to ~0.5 MB (MLP).
 - Binding: `meta.model_sha256` is the sha256 of the GGUF file it was trained on; a head is
   refused, with one line, by any other file (another quantization of the same weights included:
-  whether those score alike has not been measured, so they are not accepted).
+  whether those score alike has not been measured, so they are not accepted). A head trained on
+  a base GGUF with a LoRA adapter applied (a bundle whose base comes from a package) also names
+  the adapter file's sha256, `meta.adapter_sha256`: the adapter changes the hidden states the
+  head reads, so such a head needs that base AND that adapter, and a head without one is refused
+  on an adapted policy (and one with it on the bare base).
 
 `HeadReward` puts a head on a policy as a `Reward`: nodes whose candidate carried a hidden state
 are scored from it (`score_hidden`); any other prefix (a step the runtime wrote, a backend that
@@ -73,6 +77,9 @@ class Head:
     model_sha256: str
     model_name: str = ""
     meta: dict[str, Any] = field(default_factory=dict, compare=False)
+    adapter_sha256: str | None = None
+    """The sha256 of the GGUF LoRA adapter that was applied to the model when the head was
+    trained; None: trained on the bare model file."""
     """Training provenance (problems, loss, held-out figures); free-form JSON."""
 
     def __post_init__(self) -> None:
@@ -93,6 +100,8 @@ class Head:
             raise ModelError("head: non-finite weights")
         if len(self.model_sha256) != 64:
             raise ModelError("head: model_sha256 must be a 64-digit sha256")
+        if self.adapter_sha256 is not None and len(self.adapter_sha256) != 64:
+            raise ModelError("head: adapter_sha256 must be a 64-digit sha256")
 
     @property
     def n_embd(self) -> int:
@@ -126,6 +135,9 @@ class Head:
 # ------------------------------------------------------------------------------ file format
 
 
+_BOUND = ("format", "model_sha256", "adapter_sha256")
+
+
 def save_head(head: Head, path: str | os.PathLike[str]) -> Path:
     """Write `head` as an .npz file (atomically); returns the path."""
     p = Path(path)
@@ -136,8 +148,10 @@ def save_head(head: Head, path: str | os.PathLike[str]) -> Path:
         "model_name": head.model_name,
         "n_embd": head.n_embd,
         "kind": head.kind,
-        **{k: v for k, v in head.meta.items() if k not in ("format", "model_sha256")},
+        **{k: v for k, v in head.meta.items() if k not in _BOUND},
     }
+    if head.adapter_sha256 is not None:
+        meta["adapter_sha256"] = head.adapter_sha256
     arrays: dict[str, np.ndarray] = {
         "meta": np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8),
         "mean": head.mean.astype("<f4"),
@@ -185,7 +199,8 @@ def load_head(path: str | os.PathLike[str]) -> Head:
         mean, scale = arrays["mean"].astype(np.float64), arrays["scale"].astype(np.float64)
     except KeyError as e:
         raise ModelError(f"{p}: head file lacks array {e}") from None
-    known = ("format", "model_sha256", "model_name", "n_embd", "kind")
+    known = ("format", "model_sha256", "adapter_sha256", "model_name", "n_embd", "kind")
+    adapter = meta.get("adapter_sha256")
     try:
         return Head(
             weights,
@@ -195,6 +210,7 @@ def load_head(path: str | os.PathLike[str]) -> Head:
             model_sha256=str(meta.get("model_sha256", "")),
             model_name=str(meta.get("model_name", "")),
             meta={k: v for k, v in meta.items() if k not in known},
+            adapter_sha256=None if adapter is None else str(adapter),
         )
     except ModelError as e:
         raise ModelError(f"{p}: {e}") from None
@@ -234,6 +250,8 @@ def find_head(model_path: str | os.PathLike[str], dirs: Sequence[Path]) -> Path 
             continue
         if h.meta.get("feature", FEATURE) != FEATURE:
             continue  # an off-the-shelf PRM's head (edgestar.prm): not a head on a policy
+        if h.adapter_sha256 is not None:
+            continue  # trained with an adapter applied: not a head for the bare file
         if h.meta.get("model_bytes", size) == size:  # a cheap filter before hashing
             heads.append((f, h))
     if not heads:
@@ -245,12 +263,37 @@ def find_head(model_path: str | os.PathLike[str], dirs: Sequence[Path]) -> Path 
 # ------------------------------------------------------------------------------ as a Reward
 
 
+def _check_adapter(head: Head, where: str, adapter: str | os.PathLike[str] | None) -> None:
+    """A head reads hidden states of the model AS RUN: with the adapter it was trained with."""
+    want = head.adapter_sha256
+    if adapter is None:
+        if want is not None:
+            raise ModelError(
+                f"{where}: this head was trained with a LoRA adapter applied (sha256 "
+                f"{want[:16]}...); load the model with that adapter"
+            )
+        return
+    got = file_sha256(adapter)
+    if want is None:
+        raise ModelError(
+            f"{where}: this head was trained on the bare model, not with the adapter "
+            f"{Path(adapter).name} (it changes the hidden states the head reads)"
+        )
+    if got != want:
+        raise ModelError(
+            f"{where}: this head belongs to LoRA adapter sha256 {want[:16]}..., not "
+            f"{Path(adapter).name} (sha256 {got[:16]}...)"
+        )
+
+
 class HeadReward:
     """A head on a policy's hidden states, as a `Reward`.
 
     `model_path`: the policy's model file; the head must be bound to its sha256 (else one-line
-    ModelError). `check=False` skips that (a torch checkpoint of the same weights, in tests).
-    The policy stays owned by its caller: `close()` leaves it open.
+    ModelError). `adapter_path`: the GGUF LoRA adapter applied to that model, if any; the head
+    must name the same adapter's sha256, or none when there is none. `check=False` skips both
+    (a torch checkpoint of the same weights, in tests). The policy stays owned by its caller:
+    `close()` leaves it open.
     """
 
     def __init__(
@@ -259,6 +302,7 @@ class HeadReward:
         head: Head | str | os.PathLike[str],
         *,
         model_path: str | os.PathLike[str] | None = None,
+        adapter_path: str | os.PathLike[str] | None = None,
         check: bool = True,
     ) -> None:
         where = "" if isinstance(head, Head) else str(head)
@@ -281,6 +325,7 @@ class HeadReward:
                     f"{Path(model_path).name} (sha256 {got[:16]}...); train one for it with "
                     "`edgestar train head`"
                 )
+            _check_adapter(self.head, where or "head", adapter_path)
         n = int(getattr(policy, "n_embd", self.head.n_embd))
         if n != self.head.n_embd:
             raise ModelError(f"head is {self.head.n_embd} wide, the model's hidden size is {n}")

@@ -24,7 +24,7 @@ from typing import Any
 
 from .backends.base import Policy, Reward
 from .backends.loader import open_policy, open_reward
-from .bundle import Bundle, default_bundle_path, read_bundle
+from .bundle import Bundle, default_bundle_path, read_bundle, shipped_bundles
 from .formats import StepFormat, get_format
 from .head import HeadReward, find_head, is_head_path
 from .profiles import PROFILES
@@ -209,7 +209,12 @@ def load(
     if threads is not None and (not isinstance(threads, int) or threads < 1):
         raise InputError(f"threads must be a positive integer, got {threads!r}")
     dev = _resolve_device(device)
-    if model is None and isinstance(bundle, (str, os.PathLike)) and is_model_name(str(bundle)):
+    if (
+        model is None
+        and isinstance(bundle, (str, os.PathLike))
+        and str(bundle) not in shipped_bundles()
+        and is_model_name(str(bundle))
+    ):
         model, bundle = bundle, None  # edgestar.load("qwen2.5-0.5b-instruct"): a pulled model
     if lora is not None and model is None:
         raise InputError("a LoRA adapter needs a base model (--model FILE.gguf)")
@@ -226,9 +231,10 @@ def load(
         if ppm is None and lora is None and mpath.suffix == ".gguf" and mpath.is_file():
             # a shipped head made for this very file (not for it with an adapter applied)
             ppm = find_head(mpath, _head_dirs())
-        policy = open_policy(mpath, dev, threads, ctx, lora=Path(lora) if lora else None)
+        adapter = Path(lora) if lora else None
+        policy = open_policy(mpath, dev, threads, ctx, lora=adapter)
         try:
-            reward = _open_ppm(ppm, policy, mpath, dev, threads, ctx)
+            reward = _open_ppm(ppm, policy, mpath, dev, threads, ctx, adapter=adapter)
         except BaseException:
             policy.close()
             raise
@@ -261,23 +267,30 @@ def _open_ppm(
     threads: int | None,
     n_ctx: int,
     ngl: int = -1,
+    adapter: Path | None = None,
 ) -> Reward | None:
     """The reward for `policy`: a PPM model, an off-the-shelf PRM (edgestar.prm), or a head on
     the policy's own hidden state (an .npz head file, or a folder holding head.npz), which must
-    be bound to this model file."""
+    be bound to this model file and to the LoRA `adapter` applied to it (or to none)."""
     if ppm is None:
         return None
     from .prm import open_prm
 
+    # a policy running with an adapter is not the PRM's file as it is: share no context then
     prm = open_prm(
-        ppm, policy, model, threads=threads, n_ctx=n_ctx, gpu_layers=ngl if dev == "cuda" else 0
+        ppm,
+        policy,
+        model if adapter is None else None,
+        threads=threads,
+        n_ctx=n_ctx,
+        gpu_layers=ngl if dev == "cuda" else 0,
     )
     if prm is not None:  # an off-the-shelf PRM (its GGUF says so, or FAMILY:FILE.gguf)
         return prm
     if is_head_path(ppm):
         if not (model.is_file() and model.suffix == ".gguf"):
             raise ModelError(f"{ppm}: a head is bound to a GGUF model file, not {model}")
-        return HeadReward(policy, ppm, model_path=model)
+        return HeadReward(policy, ppm, model_path=model, adapter_path=adapter)
     return open_reward(Path(ppm), dev, threads, n_ctx, ngl)
 
 
@@ -300,10 +313,11 @@ def _load_bundle(
     threads = threads or rt.get("threads") or (prof.threads if prof else None)
     n_ctx = n_ctx or rt.get("n_ctx") or (prof.n_ctx if prof else 4096)
     ngl = rt.get("gpu_layers", prof.gpu_layers if prof else -1)
-    policy = open_policy(b.path(pol_e), dev, threads, n_ctx, ngl)
+    base, adapter = b.path(pol_e), b.lora_path(pol_e)
+    policy = open_policy(base, dev, threads, n_ctx, ngl, lora=adapter)
     try:
         ppm_path = b.path(ppm_e) if ppm_e else None
-        reward = _open_ppm(ppm_path, policy, b.path(pol_e), dev, threads, n_ctx, ngl)
+        reward = _open_ppm(ppm_path, policy, base, dev, threads, n_ctx, ngl, adapter=adapter)
     except BaseException:
         policy.close()
         raise

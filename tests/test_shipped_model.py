@@ -1,4 +1,5 @@
-"""The shipped default bundle (models/edgestar-tiny): it is found without being named, its
+"""The shipped edgestar-tiny bundle (models/edgestar-tiny): it is found by name, and is the
+default until models/edgestar-smol ships (tests/test_default_bundle.py tests that one), its
 checksums verify (and a tampered copy is refused), it solves the 20 pinned test-split problems at
 the default budget with about the accuracy its model card states, and `edgestar solve` with no
 model argument answers the README's first question."""
@@ -15,7 +16,7 @@ import pytest
 
 import edgestar
 from edgestar.answer import equivalent
-from edgestar.bundle import default_bundle_path, read_bundle
+from edgestar.bundle import MANIFEST, default_bundle_path, read_bundle, shipped_bundles
 from edgestar.types import ModelError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,9 +48,12 @@ def _pinned_problems() -> list:
 
 
 def test_default_bundle_is_found_and_verifies() -> None:
+    smol = ROOT / "models" / "edgestar-smol"
     found = default_bundle_path()
-    assert found is not None and found.resolve() == BUNDLE.resolve()
-    b = read_bundle(found)
+    assert found is not None
+    assert found.resolve() == (smol if (smol / MANIFEST).is_file() else BUNDLE).resolve()
+    assert shipped_bundles()["edgestar-tiny"].resolve() == BUNDLE.resolve()
+    b = read_bundle("edgestar-tiny")
     assert b.step_format == "rstar" and b.policy.kind == "gguf" and b.ppm is not None
     assert b.policy.quant == "q4_k_m" and b.ppm.quant == "q8_0"
     assert "onnx" in b.alternates
@@ -73,7 +77,7 @@ def test_pinned_problems_at_the_default_budget(capsys: pytest.CaptureFixture[str
     problems = _pinned_problems()
     assert len(problems) == PINNED
     right = 0
-    with edgestar.load(threads=1) as solver:
+    with edgestar.load("edgestar-tiny", threads=1) as solver:
         for p in problems:
             r = solver.solve(p.question, seed=0)
             right += r.answer is not None and equivalent(r.answer, p.answer)

@@ -158,7 +158,10 @@ def _node_records(tree: Any) -> list[dict[str, Any]]:
 
 
 def _collect_shard(
-    model: Path, items: list[tuple[ProblemRecord, bool]], cfg: HeadTrainConfig
+    model: Path,
+    items: list[tuple[ProblemRecord, bool]],
+    cfg: HeadTrainConfig,
+    lora: Path | None = None,
 ) -> tuple[np.ndarray, list[dict[str, Any]]]:
     from edgestar.backends.llamacpp import LlamaCppPolicy
     from edgestar.executor import Executor
@@ -175,7 +178,7 @@ def _collect_shard(
     )  # fmt: skip
     states: list[np.ndarray] = []
     recs: list[dict[str, Any]] = []
-    pol = LlamaCppPolicy(model, n_ctx=cfg.n_ctx, n_threads=cfg.threads)
+    pol = LlamaCppPolicy(model, n_ctx=cfg.n_ctx, n_threads=cfg.threads, lora=lora)
     try:
         pol.enable_hidden()
         with Executor() as runner:
@@ -220,37 +223,39 @@ def collect_states(
     cfg: HeadTrainConfig,
     progress: bool = False,
     ray_address: str | None = None,
+    lora: str | os.PathLike[str] | None = None,
 ) -> tuple[np.ndarray, list[dict[str, Any]], float]:
     """Search every problem, record states; returns (states, node records, seconds spent now).
     Resumes: shards already written are read back, not searched again. `ray_address` ('local',
     'auto' or a cluster) searches the missing shards as Ray tasks (as rollouts do); a problem's
-    seed depends only on its id, so the states do not depend on where a shard ran."""
+    seed depends only on its id, so the states do not depend on where a shard ran. `lora`: a
+    GGUF LoRA adapter applied to `model` while searching (the states are the adapted model's)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    adapter = Path(lora) if lora is not None else None
     keyed = json.loads(json.dumps({k: v for k, v in asdict(cfg).items() if k in _COLLECT_KEYS}))
     cfg_path = out / "config.json"
+    made = {"collect": keyed, "model_sha256": file_sha256(model)}
+    if adapter is not None:
+        made["adapter_sha256"] = file_sha256(adapter)
     if cfg_path.is_file():
         old = json.loads(cfg_path.read_text())
-        if old.get("collect") != keyed or old.get("model_sha256") != file_sha256(model):
+        if {k: old.get(k) for k in ("collect", "model_sha256", "adapter_sha256")} != {
+            "adapter_sha256": None,
+            **made,
+        }:
             raise InputError(
-                f"{out} holds states collected with other settings or another model; "
-                "use a new --out folder"
+                f"{out} holds states collected with other settings or another model or "
+                "adapter; use a new --out folder"
             )
     else:
-        atomic_write_text(
-            cfg_path,
-            json.dumps(
-                {"collect": keyed, "model_sha256": file_sha256(model), "model_path": str(model)},
-                indent=1,
-            )
-            + "\n",
-        )
+        atomic_write_text(cfg_path, json.dumps({**made, "model_path": str(model)}, indent=1) + "\n")
     items = _problems(cfg)
     shards = [items[i : i + cfg.shard_size] for i in range(0, len(items), cfg.shard_size)]
     t0 = time.perf_counter()
     todo = [i for i in range(len(shards)) if not _shard_path(out, i).is_file()]
     if ray_address is not None and todo:
-        _collect_on_ray(ray_address, Path(model), out, shards, todo, cfg)
+        _collect_on_ray(ray_address, Path(model), out, shards, todo, cfg, adapter)
     done = []
     for i, shard in enumerate(shards):
         path = _shard_path(out, i)
@@ -258,7 +263,7 @@ def collect_states(
             spent = time.perf_counter() - t0
             if cfg.max_collect_seconds is not None and spent > cfg.max_collect_seconds:
                 continue
-            h, recs = _collect_shard(Path(model), shard, cfg)
+            h, recs = _collect_shard(Path(model), shard, cfg, adapter)
             _write_states(path, h, recs)
             if progress:
                 print(f"shard {i + 1}/{len(shards)}: {len(recs)} nodes", flush=True)
@@ -278,12 +283,18 @@ def collect_states(
 
 
 def _collect_on_ray(
-    address: str, model: Path, out: Path, shards: list, todo: list[int], cfg: HeadTrainConfig
+    address: str,
+    model: Path,
+    out: Path,
+    shards: list,
+    todo: list[int],
+    cfg: HeadTrainConfig,
+    lora: Path | None = None,
 ) -> None:
     from .rollouts import ray_map
 
     ray_map(
-        address, _collect_shard, {i: (model, shards[i], cfg) for i in todo},
+        address, _collect_shard, {i: (model, shards[i], cfg, lora) for i in todo},
         lambda i, res: _write_states(_shard_path(out, i), *res),
     )  # fmt: skip
 
@@ -448,16 +459,19 @@ def train_head(
     cfg: HeadTrainConfig,
     progress: bool = False,
     ray_address: str | None = None,
+    lora: str | os.PathLike[str] | None = None,
 ) -> HeadReport:
     """Collect, fit, evaluate; write head.npz + report.{json,md} into out_dir. `model` is a GGUF
-    path or a model fetched by `edgestar pull` (a registry name or OWNER/REPO/FILE.gguf)."""
+    path or a model fetched by `edgestar pull` (a registry name or OWNER/REPO/FILE.gguf).
+    `lora`: a GGUF LoRA adapter applied to it throughout; the head is then bound to the model
+    file AND the adapter (edgestar.head), as a bundle with that base + adapter needs."""
     from edgestar.pull import resolve_model
 
     mpath, _ = resolve_model(model)
     if not (mpath.is_file() and mpath.suffix == ".gguf"):
         raise InputError(f"{mpath}: train head needs a .gguf model file")
     out = Path(out_dir)
-    states, recs, collect_s = collect_states(mpath, out, cfg, progress, ray_address)
+    states, recs, collect_s = collect_states(mpath, out, cfg, progress, ray_address, lora)
     ok = training_rows(recs, cfg)
     tr = [i for i, t in enumerate(ok) if t]
     te = [i for i, t in enumerate(ok) if not t]
@@ -484,7 +498,9 @@ def train_head(
         model_name=mpath.name,
         meta={**head.meta, "model_bytes": mpath.stat().st_size,
               "heldout": asdict(overall), "problems": list(cfg.problems),
-              "holdout_sources": list(cfg.holdout)},
+              "holdout_sources": list(cfg.holdout),
+              **({"adapter_name": Path(lora).name} if lora is not None else {})},
+        adapter_sha256=file_sha256(lora) if lora is not None else None,
     )  # fmt: skip
     save_head(head, out / "head.npz")
     atomic_write_text(out / "report.json", json.dumps(report.to_json(), indent=1) + "\n")
