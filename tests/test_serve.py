@@ -83,6 +83,7 @@ def server(tmp_path_factory: pytest.TempPathFactory):
     log = tmp_path_factory.mktemp("serve") / "server.log"
     cmd = [
         *_edgestar(), *_ARGS, "--threads", "1", "--port", str(port),  # as the README says,
+        "--bundle", MODEL,  # edgestar-tiny: fast and pinned (the default is edgestar-smol)
         "--max-queue", "3", "--max-wait", "2.5", "--max-seconds", "30",
         "--max-body", str(MAX_BODY),
     ]  # fmt: skip
@@ -568,7 +569,12 @@ def test_gate_refuses_when_full_or_late_and_frees_the_model_only_when_done():
 def test_served_model_names(tmp_path):
     from edgestar.serve import model_id_for
 
-    assert model_id_for(None, None) == "edgestar-tiny"
+    from edgestar.bundle import default_bundle_path, read_bundle
+
+    default = default_bundle_path()
+    assert default is not None
+    assert model_id_for(None, None) == read_bundle(default).name  # edgestar-smol
+    assert model_id_for("edgestar-tiny", None) == "edgestar-tiny"
     assert model_id_for(None, "qwen2.5-coder-0.5b-instruct") == "qwen2.5-coder-0.5b-instruct"
     assert model_id_for(None, "owner/repo/Model-Q4_K_M.gguf") == "Model-Q4_K_M"
     (tmp_path / "ckpt.v2").mkdir()
