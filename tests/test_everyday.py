@@ -289,3 +289,21 @@ def test_main_on_the_shipped_model(tmp_path: Path, capsys: pytest.CaptureFixture
     assert run.main(["--data", str(tmp_path / "none.jsonl"), "--out", str(tmp_path / "o3")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("everyday: question set") and err.count("\n") == 1
+
+
+def test_resume_reruns_edited_questions(tmp_path: Path) -> None:
+    data, out = tmp_path / "q.jsonl", tmp_path / "out"
+    lines = run.DATA.read_text(encoding="utf-8").splitlines()[:3]
+    data.write_text("\n".join(lines) + "\n")
+    args = ["--data", str(data), "--strategy", "greedy", "--threads", "1", "--out", str(out)]
+    assert run.main(args) == 0
+    first = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    rec = json.loads(lines[1])
+    rec["question"] = "What is 40 + 2?"
+    rec["answer"] = "42"
+    data.write_text("\n".join([lines[0], json.dumps(rec), lines[2]]) + "\n")
+    assert run.main(args) == 0
+    again = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    assert len(again) == 3 and again[0] == first[0] and again[1] == first[2]
+    assert again[2]["id"] == rec["id"] and again[2]["question"] == "What is 40 + 2?"
+    assert again[2]["gold"] == "42"

@@ -226,8 +226,11 @@ def _settings(a: argparse.Namespace) -> dict[str, Any]:
     return {k: getattr(a, k) for k in keys}
 
 
-def _resume(out: Path, settings: dict[str, Any], force: bool) -> dict[str, Scored]:
-    """Rows already in out/results.jsonl from a run with the same settings."""
+def _resume(
+    out: Path, settings: dict[str, Any], force: bool, items: Sequence[Item]
+) -> dict[str, Scored]:
+    """Rows already in out/results.jsonl from a run with the same settings, for questions that
+    are still the same (a row whose question or gold answer was edited since is run again)."""
     res, cfg = out / "results.jsonl", out / "settings.json"
     if force or not res.exists():
         return {}
@@ -238,9 +241,18 @@ def _resume(out: Path, settings: dict[str, Any], force: bool) -> dict[str, Score
     if not same:
         raise InputError(f"{out} holds a run with other settings; pass --force to start over")
     try:
-        return {r.id: r for r in _read_results(res)}
+        rows = _read_results(res)
     except (ValueError, TypeError, KeyError) as e:
         raise InputError(f"{res} is damaged ({e}); pass --force to start over") from None
+    now = {it.id: (it.question, it.answer, it.category) for it in items}
+    kept = [
+        r
+        for r in rows
+        if now.get(r.id, (r.question, r.gold, r.category)) == (r.question, r.gold, r.category)
+    ]
+    if len(kept) < len(rows):
+        res.write_text("".join(json.dumps(asdict(r), ensure_ascii=False) + "\n" for r in kept))
+    return {r.id: r for r in kept}
 
 
 def _read_results(path: Path) -> list[Scored]:
@@ -258,7 +270,7 @@ def _run(a: argparse.Namespace, argv: Sequence[str]) -> int:
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file, not a folder")
     settings = _settings(a)
-    done = _resume(out, settings, a.force)
+    done = _resume(out, settings, a.force, items)
     out.mkdir(parents=True, exist_ok=True)
     (out / "settings.json").write_text(json.dumps(settings, indent=1) + "\n", encoding="utf-8")
     todo = [it for it in items if it.id not in done]
