@@ -286,6 +286,8 @@ def test_main_on_the_shipped_model(tmp_path: Path, capsys: pytest.CaptureFixture
     assert capsys.readouterr().err.strip().endswith("pass --force to start over")
     assert run.main(["--limit", "0", "--out", str(tmp_path / "o2")]) == 2
     assert capsys.readouterr().err == "everyday: --limit must be a positive number, got 0\n"
+    assert run.main(["--seconds", "0", "--out", str(tmp_path / "o4")]) == 2
+    assert capsys.readouterr().err == "everyday: budget seconds must be positive, got 0.0\n"
     assert run.main(["--data", str(tmp_path / "none.jsonl"), "--out", str(tmp_path / "o3")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("everyday: question set") and err.count("\n") == 1

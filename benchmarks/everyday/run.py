@@ -210,6 +210,7 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--strategy", choices=["greedy", "best_of_n", "beam", "mcts"],
                     help="Search strategy (default: the model's, as `edgestar solve`).")  # fmt: skip
     ap.add_argument("--rollouts", type=int, help="Budget: rollouts (default: the model's).")
+    ap.add_argument("--seconds", type=float, help="Budget: wall-clock seconds per question.")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, help="CPU threads for the model.")
     ap.add_argument(
@@ -222,7 +223,18 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _settings(a: argparse.Namespace) -> dict[str, Any]:
-    keys = ("model", "bundle", "lora", "ppm", "format", "strategy", "rollouts", "seed", "data")
+    keys = (
+        "model",
+        "bundle",
+        "lora",
+        "ppm",
+        "format",
+        "strategy",
+        "rollouts",
+        "seconds",
+        "seed",
+        "data",
+    )
     return {k: getattr(a, k) for k in keys}
 
 
@@ -260,11 +272,20 @@ def _read_results(path: Path) -> list[Scored]:
     return [Scored(**json.loads(x)) for x in lines if x.strip()]
 
 
+def _budget(rollouts: int | None, seconds: float | None) -> Budget | None:
+    """The budget the flags give (they replace the model's whole budget, as in `edgestar
+    solve`), or None for the model's own."""
+    if rollouts is None and seconds is None:
+        return None
+    if rollouts is not None and rollouts < 1:
+        raise InputError(f"--rollouts must be a positive number, got {rollouts}")
+    return Budget(rollouts=rollouts, seconds=seconds)
+
+
 def _run(a: argparse.Namespace, argv: Sequence[str]) -> int:
     import edgestar
 
-    if a.rollouts is not None and a.rollouts < 1:
-        raise InputError(f"--rollouts must be a positive number, got {a.rollouts}")
+    budget = _budget(a.rollouts, a.seconds)
     items = read_set(a.data, a.limit)
     out = Path(a.out)
     if out.exists() and not out.is_dir():
@@ -274,7 +295,6 @@ def _run(a: argparse.Namespace, argv: Sequence[str]) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "settings.json").write_text(json.dumps(settings, indent=1) + "\n", encoding="utf-8")
     todo = [it for it in items if it.id not in done]
-    budget = Budget(rollouts=a.rollouts) if a.rollouts is not None else None
     t0 = time.perf_counter()
     solver = edgestar.load(a.bundle, model=a.model, ppm=a.ppm, step_format=a.format,
                            threads=a.threads, lora=a.lora)  # fmt: skip
@@ -291,7 +311,7 @@ def _run(a: argparse.Namespace, argv: Sequence[str]) -> int:
 
         score(solver, todo, strategy=a.strategy, budget=budget, seed=a.seed, on_row=write)
         strategy = a.strategy or solver.strategy
-        rollouts = a.rollouts if a.rollouts is not None else solver.budget.rollouts
+        b = budget or solver.budget
         fmt = solver.format.name
     by_id = {r.id: r for r in _read_results(out / "results.jsonl")}
     rows = [by_id[it.id] for it in items if it.id in by_id]
@@ -300,7 +320,8 @@ def _run(a: argparse.Namespace, argv: Sequence[str]) -> int:
         f"model: {what}"
         + (f" + LoRA {a.lora}" if a.lora else "")
         + (f", PPM {a.ppm}" if a.ppm else ""),
-        f"format {fmt}, strategy {strategy}, rollouts {rollouts}, seed {a.seed}, "
+        f"format {fmt}, strategy {strategy}, budget rollouts={b.rollouts} "
+        f"seconds={b.seconds}, seed {a.seed}, "
         f"threads {a.threads or 'default'}",
         f"questions: {_shown(a.data)} ({len(rows)} scored{f', --limit {a.limit}' if a.limit else ''})",
         f"model load: {load_s:.1f} s (this invocation)",
