@@ -309,3 +309,14 @@ def test_resume_reruns_edited_questions(tmp_path: Path) -> None:
     assert len(again) == 3 and again[0] == first[0] and again[1] == first[2]
     assert again[2]["id"] == rec["id"] and again[2]["question"] == "What is 40 + 2?"
     assert again[2]["gold"] == "42"
+
+
+def test_score_clears_the_prefix_cache_before_each_question() -> None:
+    items = run.read_set(limit=4)
+    solver = _scripted({i.question: i.answer for i in items})
+    cleared: list[int] = []
+    solver.policy.clear_cache = lambda: cleared.append(solver.policy.calls)  # type: ignore[attr-defined]
+    assert run.score(solver, items, strategy="greedy")[0] == 4
+    assert len(cleared) == 4 and cleared == sorted(set(cleared))  # once before each question
+    run.score(solver, items, strategy="greedy", fresh_cache=False)
+    assert len(cleared) == 4

@@ -134,14 +134,24 @@ def score(
     budget: Budget | None = None,
     seed: int = 0,
     on_row: Callable[[Scored], None] | None = None,
+    fresh_cache: bool = True,
 ) -> tuple[int, int, list[Scored]]:
     """Run `model` (an `edgestar.Solver`, or a callable question -> answer string) over `items`
     and score each answer against the gold one with `edgestar.answer.equivalent`. A question
     the model fails on with an EdgestarError counts as wrong (its message is kept). `strategy`
-    and `budget` default to the solver's own. Returns (right, total, scored rows)."""
+    and `budget` default to the solver's own. Returns (right, total, scored rows).
+
+    `fresh_cache`: drop the llama.cpp prefix cache before each question, so that every answer
+    is the one `edgestar solve "QUESTION"` gives and does not depend on the questions before it
+    (with the cache kept, a prompt decoded on top of a cached prefix gets slightly different
+    logits, which can flip a greedy choice: measured on SmolLM2-135M, see README.md)."""
     rows: list[Scored] = []
     for it in items:
         err = None
+        if fresh_cache:
+            for part in (getattr(model, "policy", None), getattr(model, "reward", None)):
+                if hasattr(part, "clear_cache"):
+                    part.clear_cache()
         try:
             got, secs, toks, stopped = _answer(model, it.question, strategy, budget, seed)
         except EdgestarError as e:
