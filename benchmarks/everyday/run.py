@@ -245,7 +245,7 @@ def _settings(a: argparse.Namespace) -> dict[str, Any]:
         "seed",
         "data",
     )
-    return {k: getattr(a, k) for k in keys}
+    return {k: _shown(getattr(a, k)) if k == "data" else getattr(a, k) for k in keys}
 
 
 def _resume(
