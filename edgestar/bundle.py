@@ -254,3 +254,19 @@ def default_bundle_path() -> Path | None:
         return bundle_path(env)
     shipped = shipped_bundles()
     return next((shipped[n] for n in DEFAULT_BUNDLES if n in shipped), None)
+
+
+def versions_of(dists: dict[str, str]) -> dict[str, str]:
+    """The `versions` a manifest records: edgestar's and Python's, and each installed
+    distribution of `dists` ({key: distribution name}; missing ones are left out)."""
+    import contextlib
+    import sys
+    from importlib import metadata
+
+    from . import __version__
+
+    v = {"edgestar": __version__, "python": sys.version.split()[0]}
+    for key, dist in dists.items():
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            v[key] = metadata.version(dist)
+    return v

@@ -36,7 +36,7 @@ from typing import Any
 import edgestar
 from edgestar._packaged import PackageFile
 from edgestar._packaged import verify as verify_package
-from edgestar.bundle import Bundle, read_bundle, write_manifest
+from edgestar.bundle import Bundle, read_bundle, versions_of, write_manifest
 from edgestar.gguf_meta import read_kv
 from edgestar.head import file_sha256, load_head
 from edgestar.types import Budget, EdgestarError, InputError, ModelError
@@ -85,16 +85,6 @@ def _check_head(head: Path, base: Path, base_sha: str, adapter: Path) -> None:
         )
     if h.adapter_sha256 != file_sha256(adapter):
         raise ModelError(f"{head}: bound to another adapter (sha256 {h.adapter_sha256[:16]}...)")
-
-
-def _versions() -> dict[str, str]:
-    from importlib import metadata
-
-    v = {"edgestar": edgestar.__version__, "python": sys.version.split()[0]}
-    for key, dist in _VERSION_DISTS.items():
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            v[key] = metadata.version(dist)
-    return v
 
 
 @contextlib.contextmanager
@@ -157,7 +147,7 @@ def make_smol_bundle(
         "files": {f: {} for f in files},
         "search": search,
         "runtime": {"n_ctx": 4096},
-        "versions": _versions(),
+        "versions": versions_of(_VERSION_DISTS),
         "sources": {
             "base": base.pin,
             "adapter": {"file": adapter.name, "sha256": file_sha256(adapter)},

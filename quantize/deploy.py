@@ -48,7 +48,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from edgestar.bundle import MANIFEST, read_bundle, sha256_file, write_manifest
+from edgestar.bundle import MANIFEST, read_bundle, sha256_file, versions_of, write_manifest
 from edgestar.checkpoint import CheckpointMeta, read_meta
 from edgestar.profiles import DeviceProfile, get_profile
 from edgestar.types import Budget, EdgestarError, InputError, ModelError
@@ -303,7 +303,7 @@ def deploy(
                 f"GGUF models are {model_bytes / 1e6:.0f} MB; profile {prof.name} allows "
                 f"{prof.memory_mb} MB for models and KV cache"
             )
-        versions = _versions()
+        versions = versions_of(_VERSION_DISTS)
         select, why_select = _select(ppm_meta)
         if why_select is not None:
             warnings.append(why_select)
@@ -512,18 +512,6 @@ def _threads(threads: int | None, prof: DeviceProfile | None = None) -> int:
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise InputError(f"threads must be a positive whole number, got {threads!r}")
     return threads
-
-
-def _versions() -> dict[str, str]:
-    from importlib import metadata
-
-    import edgestar
-
-    v = {"edgestar": edgestar.__version__, "python": sys.version.split()[0]}
-    for key, dist in _VERSION_DISTS.items():
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            v[key] = metadata.version(dist)
-    return v
 
 
 # --------------------------------------------------------------------------------------------
