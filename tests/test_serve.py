@@ -567,9 +567,8 @@ def test_gate_refuses_when_full_or_late_and_frees_the_model_only_when_done():
 
 
 def test_served_model_names(tmp_path):
-    from edgestar.serve import model_id_for
-
     from edgestar.bundle import default_bundle_path, read_bundle
+    from edgestar.serve import model_id_for
 
     default = default_bundle_path()
     assert default is not None
