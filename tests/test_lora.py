@@ -333,6 +333,32 @@ def test_export_refuses_what_llamacpp_cannot_represent(tmp_path: Path, tokenizer
 # ------------------------------------------------------------------------------------ evolve
 
 
+def test_lora_sft_continues_a_previous_adapter(tmp_path: Path, tokenizer) -> None:  # type: ignore[no-untyped-def]
+    """`init_adapter` starts the adapters from a finished adapter folder (a round continuing
+    the previous round's adapter): with a vanishing learning rate the result is that adapter;
+    an adapter of another rank is refused in one line."""
+    from safetensors.torch import load_file
+
+    base = _base(tmp_path, tokenizer)
+    first = tmp_path / "first"
+    train_policy(base, _examples(8), first, _lora_cfg(epochs=1), progress=False)
+    again = tmp_path / "again"
+    rep = train_policy(base, _examples(8), again, _lora_cfg(epochs=1, lr=1e-12),
+                       progress=False, init_adapter=first)  # fmt: skip
+    assert rep.steps == 1
+    a = load_file(str(first / "adapter_model.safetensors"))
+    b = load_file(str(again / "adapter_model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-7) for k in a)
+    assert read_meta(again).provenance["init_adapter"] == str(first.resolve())
+    fresh = tmp_path / "fresh"  # without init_adapter, peft's B is zero: a different adapter
+    train_policy(base, _examples(8), fresh, _lora_cfg(epochs=1, lr=1e-12), progress=False)
+    c = load_file(str(fresh / "adapter_model.safetensors"))
+    assert any(not torch.allclose(a[k], c[k], atol=1e-3) for k in a)
+    with pytest.raises(ModelError, match="adapter r is 8, this run's is 4"):
+        train_policy(base, _examples(8), tmp_path / "bad", _lora_cfg(lora={"r": 4, "alpha": 8}),
+                     progress=False, init_adapter=first)  # fmt: skip
+
+
 def _evolve(recipe: Path, out: Path, timeout: int) -> subprocess.CompletedProcess[str]:
     """`edgestar train evolve --recipe RECIPE --out OUT`, as a user runs it."""
     cmd = [sys.executable, "-m", "edgestar", "train", "evolve", "--recipe", str(recipe),
@@ -362,6 +388,7 @@ def _lora_recipe(base_gguf: Path) -> dict:  # type: ignore[type-arg]
                     "shard_size": 2,
                 },  # fmt: skip
                 "sft": {**sft, "max_steps": 4},
+                "sft_init": "previous",  # continues round 0's adapter on the same base
                 "ppm": False,
             }
         ],
@@ -378,7 +405,8 @@ def _lora_recipe(base_gguf: Path) -> dict:  # type: ignore[type-arg]
 
 @pytest.mark.slow
 def test_evolve_trains_adapters_on_a_gguf_base(tmp_path: Path, tokenizer) -> None:  # type: ignore[no-untyped-def]
-    """`base: {gguf, lora}`: every round's SFT trains an adapter from the base; rollouts and
+    """`base: {gguf, lora}`: every round's SFT trains an adapter on the base (round 1 continues
+    round 0's adapter: sft_init 'previous'); rollouts and
     evaluation run llama.cpp on the untouched base GGUF with that round's adapter applied."""
     import hashlib
 
@@ -400,6 +428,8 @@ def test_evolve_trains_adapters_on_a_gguf_base(tmp_path: Path, tokenizer) -> Non
         assert not (out / f"round{r}" / "policy.gguf").exists()
         assert f"round{r}.eval" in stages
     assert stages["round1.rollouts"]["problems"] == 4
+    prov = json.loads((out / "round1" / "policy" / "edgestar.json").read_text())["provenance"]
+    assert prov["init_adapter"] == str((out / "round0" / "policy").resolve())
     report = json.loads((out / "round1" / "report.json").read_text())
     assert 0 < report["adapter_params"] < report["compute"]["policy_params"]
     assert hashlib.sha256(base_gguf.read_bytes()).hexdigest() == digest  # base untouched

@@ -321,9 +321,12 @@ class _Run:
 
         def sft() -> dict[str, Any]:
             exs = self.sft_data(i, rnd)
-            start = base if rnd.sft_init == "base" else str(prev / "policy")
+            start, init = base, None
+            if rnd.sft_init == "previous":  # a LoRA round keeps the base, continues the adapter
+                start, init = (base, prev / "policy") if rnd.sft.lora else (prev / "policy", None)
             rep = train_policy(start, exs, rdir / "policy", rnd.sft, resume=True,
-                               progress=self.progress, step_format=self.sft_format)  # fmt: skip
+                               progress=self.progress, step_format=self.sft_format,
+                               init_adapter=init)  # fmt: skip
             return {"examples": len(exs), "final_loss": rep.final_loss, "tokens": rep.tokens,
                     "train_seconds": rep.seconds}  # fmt: skip
 

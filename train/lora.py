@@ -37,6 +37,7 @@ __all__ = [
     "LORA_TARGETS",
     "LoraSpec",
     "apply_lora",
+    "load_adapter_weights",
     "merge_adapter",
     "save_adapter",
 ]
@@ -164,6 +165,31 @@ def apply_lora(model: Any, spec: LoraSpec, seed: int) -> Any:
     if n == 0:
         raise ModelError("LoRA found none of its target modules in this model")
     return pm
+
+
+def load_adapter_weights(peft_model: Any, adapter_dir: str | os.PathLike[str]) -> None:
+    """Start `peft_model`'s adapters from a finished adapter folder (a previous round's policy):
+    its rank, alpha and targets must equal this run's, else a clear ModelError."""
+    peft = _peft()
+    from safetensors.torch import load_file
+
+    path = Path(adapter_dir)
+    cfg_file, weights = path / "adapter_config.json", path / "adapter_model.safetensors"
+    if not (cfg_file.is_file() and weights.is_file()):
+        raise ModelError(f"{path}: not a LoRA adapter folder (no adapter_config.json/weights)")
+    theirs = json.loads(cfg_file.read_text("utf-8"))
+    ours = peft_model.peft_config["default"]
+    for key in ("r", "lora_alpha", "target_modules", "layers_to_transform"):
+        a, b = theirs.get(key), getattr(ours, key, None)
+        if isinstance(a, list) or isinstance(b, (set, list, tuple)):
+            a, b = sorted(a or []), sorted(b or [])
+        if a != b:
+            raise ModelError(f"{path}: adapter {key} is {a!r}, this run's is {b!r}")
+    state = load_file(str(weights))
+    res = peft.set_peft_model_state_dict(peft_model, state)
+    unexpected = list(getattr(res, "unexpected_keys", []) or [])
+    if unexpected:
+        raise ModelError(f"{path}: adapter tensors this model lacks: {unexpected[:3]}")
 
 
 def save_adapter(

@@ -108,7 +108,9 @@ class RoundSpec:
     pair_margin: float = 0.5
     sft_init: str = "base"
     """'base': SFT starts from the base model each round (rStar-Math); 'previous': it continues
-    from the previous round's policy (cheaper on a CPU; pair it with sft_data 'round')."""
+    from the previous round's policy (cheaper on a CPU; pair it with sft_data 'round'). With
+    base.lora, 'previous' keeps the frozen base and starts the adapters from the previous
+    round's adapter."""
     replay: int = 0
     """With sft_data 'round': also mix in this many examples drawn (seeded) from the earlier
     data, the bootstrap references and earlier rounds' trajectories, so a policy fine-tuned from
@@ -210,9 +212,6 @@ class Recipe:
             raise InputError("base.lora needs backend 'gguf' (llama.cpp applies the adapters)")
         rounds = []
         for i, rnd in enumerate(self.rounds, 1):
-            if rnd.sft_init != "base":
-                raise InputError(f"rounds[{i - 1}]: with base.lora every round's adapter is "
-                                 "trained from the base (sft_init 'base')")  # fmt: skip
             if rnd.ppm is not None:
                 raise InputError(f"rounds[{i - 1}]: with base.lora set ppm: false (a PPM "
                                  "cannot be trained from an adapter; use a head)")  # fmt: skip

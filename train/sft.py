@@ -38,8 +38,9 @@ from edgestar.backends.torch_backend import encode_prefix, tokenizer_adds_bos
 from edgestar.checkpoint import CheckpointMeta, write_meta
 from edgestar.types import InputError
 
+from ._rundir import checkpoint_identity
 from .datasets import PreferencePair, SFTExample
-from .lora import apply_lora, save_adapter
+from .lora import apply_lora, load_adapter_weights, save_adapter
 from .trainer import (
     LoadedModel,
     RunDir,
@@ -222,6 +223,7 @@ def train_policy(
     progress: bool = True,
     on_step: Callable[[StepInfo], None] | None = None,
     step_format: str | None = None,
+    init_adapter: str | os.PathLike[str] | None = None,
 ) -> TrainReport:
     """SFT the policy from `base_ckpt` on `examples`; write the checkpoint to `out_dir`.
 
@@ -232,6 +234,8 @@ def train_policy(
     With `cfg.lora` only LoRA adapters are trained on the frozen base (`base_ckpt` may then be
     a GGUF file: train/lora.py) and `out_dir` is the adapter folder. `step_format` overrides
     the base's (needed for a base without edgestar metadata, e.g. a third-party GGUF).
+    `init_adapter` (with `cfg.lora`): start the adapters from that finished adapter folder
+    instead of peft's fresh init (a round continuing the previous round's adapter).
     """
     if not examples:
         raise InputError("no SFT examples")
@@ -246,16 +250,21 @@ def train_policy(
     lm = load_causal_lm(
         base, device, cfg.seed, step_format=step_format, add_tokens=cfg.lora is None
     )
+    if init_adapter is not None and cfg.lora is None:
+        raise InputError("init_adapter continues a LoRA adapter: cfg.lora must be set")
     if cfg.lora is not None:
         lm.model = apply_lora(lm.model, cfg.lora, cfg.seed)
+        if init_adapter is not None:
+            load_adapter_weights(lm.model, init_adapter)
     features, dropped = build_sft_features(lm.tokenizer, examples, cfg.max_len)
     if not features:
         raise InputError(f"every example's prompt is at least max_len={cfg.max_len} tokens")
     train_idx, eval_idx = split_eval([f.problem_id for f in features], cfg.eval_fraction, cfg.seed)
     data_hash = data_sha256(examples)
-    fp = run_fingerprint(
-        "sft", base, cfg, data_hash, **({"step_format": lm.step_format} if step_format else {})
-    )
+    extra: dict[str, Any] = {"step_format": lm.step_format} if step_format else {}
+    if init_adapter is not None:
+        extra["init_adapter"] = checkpoint_identity(Path(init_adapter))
+    fp = run_fingerprint("sft", base, cfg, data_hash, **extra)
     report = run_training(
         model=lm.model,
         params=[p for p in lm.model.parameters() if p.requires_grad],
@@ -282,6 +291,7 @@ def train_policy(
         "added_special_tokens": list(lm.added_tokens),
         "config": cfg.to_json(),
         "lora": cfg.lora.to_json() if cfg.lora is not None else None,
+        **({"init_adapter": str(Path(init_adapter).resolve())} if init_adapter else {}),
     }
     return _finish(run_dir, lm, report, provenance, "train_policy")
 
