@@ -103,6 +103,9 @@ EQ_DIV = (
     "What number divided by {a} gives {b}?",
 )  # fmt: skip
 
+# percent rates by level
+TIP_RATES = {1: (10, 20), 2: (15, 18, 20, 25), 3: (12, 15, 18, 22)}
+TAX_RATES = {1: (5, 10), 2: (5, 6, 8, 10), 3: (6, 7, 8, 9, 12)}
 TIP = (
     "What is a {p}% tip on a {bill} bill?", "how much is a {p}% tip on {bill}",
     "{p} percent tip on {bill}?", "The meal costs {bill}. How much is a {p}% tip?",

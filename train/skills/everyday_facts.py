@@ -29,9 +29,13 @@ from ._words import casual, number_words
 _Fact = tuple[str, Fraction, list[Step], str, str]
 
 
-def _say(rng: random.Random, d: int, x: int) -> str:
-    """A small number as people type it: at level 1, as a word about a third of the time."""
-    return number_words(x) if d == 1 and 0 <= x <= 20 and rng.random() < 0.35 else str(x)
+def _say(rng: random.Random, d: int, phr: str, *xs: int) -> list[str]:
+    """The numbers as people type them: at level 1 all as words about a third of the time,
+    when they are all small and the phrasing has no symbols (no "two^five", "lcm(four, six)")."""
+    words = d == 1 and all(0 <= x <= 20 for x in xs) and not any(c in phr for c in "^*()=/+")
+    if words and rng.random() < 0.35:
+        return [number_words(x) for x in xs]
+    return [str(x) for x in xs]
 
 
 def _power(rng: random.Random, d: int) -> _Fact:
@@ -44,9 +48,8 @@ def _power(rng: random.Random, d: int) -> _Fact:
     if b in (2, 3) and rng.random() < 0.6:
         name, table = ("squared", T.SQUARED) if b == 2 else ("cubed", T.CUBED)
     i, phr = pick(rng, table)
-    words = not any(c in phr for c in "^*")  # no "two^five"
-    q = phr.format(a=_say(rng, d, a) if words else a, b=_say(rng, d, b) if words else b,
-                   bo=ordinal(b))  # fmt: skip
+    sa, sb = _say(rng, d, phr, a, b)
+    q = phr.format(a=sa, b=sb, bo=ordinal(b))
     steps: list[Step] = [(f"Multiply {a} by itself {b} times: use **.", f"value = {a} ** {b}")]
     return q, Fraction(a**b), steps, "value", f"power:{name}:{i}"
 
@@ -125,9 +128,7 @@ def _gcd_lcm(rng: random.Random, d: int) -> _Fact:
         val = math.lcm(*nums)
     table = {("gcd", False): T.GCD, ("gcd", True): T.GCD3, ("lcm", False): T.LCM}
     i, phr = pick(rng, table.get((fn, three), T.LCM3))
-    words = "(" not in phr  # no "lcm(four, six)"
-    a, b = (_say(rng, d, n) if words else str(n) for n in nums[:2])
-    q = phr.format(a=a, b=b, c=nums[-1])
+    q = phr.format(**dict(zip("abc", _say(rng, d, phr, *nums), strict=False)))
     what = "largest number dividing all of them" if fn == "gcd" else "smallest common multiple"
     args = ", ".join(map(str, nums))
     steps: list[Step] = [(f"The {what}: math.{fn}.", f"import math\nvalue = math.{fn}({args})")]
@@ -178,15 +179,15 @@ def _equation(rng: random.Random, d: int) -> _Fact:
             "div": f"x = {b} * {a}"}[op]  # fmt: skip
     why = {"add": "Undo adding: subtract.", "sub": "Undo subtracting: add.",
            "mul": "Undo multiplying: divide.", "div": "Undo dividing: multiply."}[op]  # fmt: skip
-    words = "x" not in phr and "=" not in phr
-    q = phr.format(a=_say(rng, d, a) if words else a, b=_say(rng, d, b) if words else b)
-    if b < 0:
-        q = q.replace(f"{b}", f"({b})") if "=" in phr else q
+    sa, sb = _say(rng, d, phr.replace("x", "="), a, b)  # no "six x = ..."
+    q = phr.format(a=sa, b=sb)
     return q, Fraction(x), [(why, code)], "x", f"equation:{op}:{i}"
 
 
 def _tip(rng: random.Random, d: int) -> _Fact:
-    p = rng.choice({1: [10, 20], 2: [15, 18, 20, 25], 3: [8, 12, 15, 18, 22]}[d])
+    table, name = rng.choice([(T.TIP, "tip"), (T.TIP_TOTAL, "total"), (T.TAX_TOTAL, "tax")])
+    rates = T.TAX_RATES if name == "tax" else T.TIP_RATES
+    p = rng.choice(rates[d])
     while True:
         cents = rng.randint(*{1: (1, 9), 2: (20, 300), 3: (5000, 80000)}[d]) * (
             1000 if d == 1 else 100 if d == 2 else 1
@@ -195,9 +196,9 @@ def _tip(rng: random.Random, d: int) -> _Fact:
         if ((bill * p / 100) * 100).denominator == 1:
             break
     tip = bill * p / 100
-    table, name = rng.choice([(T.TIP, "tip"), (T.TIP_TOTAL, "total"), (T.TAX_TOTAL, "tax")])
     i, phr = pick(rng, table)
     q = phr.format(p=p, bill=money(bill))
+    q = q.replace(f"a {p}%", f"an {p}%") if p in (8, 18) else q  # "an 18% tip"
     steps: list[Step] = [(f"{p}% of the bill.", f"extra = {dec(bill)} * {p} / 100")]
     if name == "tip":
         return q, tip, steps, "extra", f"tip:{name}:{i}"
