@@ -1,6 +1,7 @@
 """The everyday skills (train/skills/everyday*.py, _words.py): small arithmetic asked the ways
 people type it (symbols, operation words, phrases, number words), percents and unit
-conversions, short stories; every level verifies, the forms really appear, number-word
+conversions, short stories, number facts (powers, roots, digits, primes, gcd/lcm, shapes,
+one-step equations, tips, time); every level verifies, the forms really appear, number-word
 questions compute with the digits, and the older skills' problems do not move."""
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from edgestar.train.skills import DIFFICULTIES, SKILLS
 from edgestar.train.skills._words import WORD_LIMIT, casual, number_words
 from edgestar.types import InputError
 
-EVERYDAY = ("everyday_arithmetic", "everyday_percent_units", "everyday_word")
+EVERYDAY = ("everyday_arithmetic", "everyday_percent_units", "everyday_word", "everyday_facts")
 _WORDS_TO_INT = {number_words(i): i for i in range(WORD_LIMIT + 1)}
 # longest first, so "forty-two" is read before "forty" and "two"
 _WORD_RE = re.compile(
@@ -60,7 +61,7 @@ def test_casual_changes_some_questions_and_keeps_the_words():
 
 
 def test_new_skills_are_registered_after_the_old_ones():
-    assert tuple(SKILLS)[-3:] == EVERYDAY
+    assert tuple(SKILLS)[-4:] == EVERYDAY
     assert tuple(SKILLS)[:4] == (
         "integer_arithmetic", "decimal_arithmetic", "fraction_arithmetic", "order_of_operations",
     )  # fmt: skip
@@ -157,3 +158,76 @@ def test_old_recipes_draw_the_same_problems_with_or_without_the_new_skills(ex, m
     with pytest.raises(InputError, match="unknown skill everyday_word"):
         P.generate(1, seed=1, skills="everyday_word", runner=ex)
     assert P.generate(60, seed=1, skills=old, runner=ex, with_solution=True) == now
+
+
+FACT_KINDS = ("power", "root", "digits", "prime", "gcd_lcm", "shape", "equation", "tip", "time")
+
+
+@pytest.fixture(scope="module")
+def facts():
+    rng = random.Random(11)
+    return {d: [SKILLS["everyday_facts"](rng, d) for _ in range(900)] for d in DIFFICULTIES}
+
+
+def _size(g) -> int:
+    """The largest whole number in the question, the reference code or the answer."""
+    text = " ".join(code for _, code in g.steps) + " " + g.question + " " + g.answer
+    return max(int(n) for n in re.findall(r"\d+", text))
+
+
+@pytest.mark.parametrize("kind", FACT_KINDS)
+def test_every_fact_kind_varies_its_phrasing_and_grows_with_the_level(kind, facts):
+    medians = []
+    for d in DIFFICULTIES:
+        made = [g for g in facts[d] if g.template.split(":")[0] == kind]
+        assert len(made) >= 50, (kind, d, len(made))
+        assert len({g.template for g in made}) >= 4, {g.template for g in made}
+        distinct = {g.question.lower().rstrip(".?!") for g in made}
+        assert len(distinct) >= (0.4 if d == 1 else 0.6) * len(made), (kind, d, len(distinct))
+        sizes = sorted(_size(g) for g in made)
+        medians.append(sizes[len(sizes) // 2])
+    assert medians[0] < medians[1] < medians[2], (kind, medians)
+
+
+def test_fact_forms_appear(ex):
+    recs = P.generate(600, seed=7, skills="everyday_facts", runner=ex)
+    assert {r.template.split(":")[0] for r in recs} == set(FACT_KINDS)
+    qs = [r.question.lower() for r in recs]
+    for marker in ("^", "**", "to the power", "squared", "cubed", "cube of", "√", "∛", "sqrt(",
+                   "square root", "cube root", "digits", "prime", "lcm(", "gcd(", "both",
+                   "area", "perimeter", "right triangle", " cm", " m ", "what number", "x/",
+                   "solve for y", "tip", "tax", "a day", "a week", "seconds", " am", " pm"):  # fmt: skip
+        assert any(marker in q for q in qs), marker
+    assert any(w in q for q in qs for w in (" two ", " three ", " five ", " seven "))
+    templates = {r.template.split(":")[1] for r in recs}
+    assert templates >= {"squared", "cubed", "power", "sqrt", "cbrt", "sum", "count", "below",
+                         "factor", "gcd2", "gcd3", "lcm2", "lcm3", "rect_area", "rect_perimeter",
+                         "square_area", "square_perimeter", "tri_area", "add", "sub", "mul",
+                         "div", "tip", "total", "tax", "clock"}  # fmt: skip
+
+
+def test_fact_answers_are_right():
+    """Spot checks against facts computed here, independently of the reference code."""
+    rng = random.Random(12)
+    checked = Counter()
+    for _ in range(1500):
+        g = SKILLS["everyday_facts"](rng, rng.choice(DIFFICULTIES))
+        q, kind = g.question.lower(), g.template.split(":")[1]
+        nums = [int(n) for n in re.findall(r"\d+", q)]
+        if kind == "sqrt":
+            assert int(g.answer) ** 2 == nums[-1], q
+        elif kind == "cbrt":
+            assert int(g.answer) ** 3 == nums[-1], q
+        elif kind == "count":
+            assert int(g.answer) == len(str(nums[0])), q
+        elif kind == "factor":
+            n, p = nums[0], int(g.answer)
+            assert n % p == 0 and p < n and all(n % k for k in range(2, p)), q
+        elif kind == "clock":
+            (h1, m1, h2, m2), (a1, a2) = nums, re.findall(r"[ap]m", q)
+            t1, t2 = (h % 12 * 60 + (720 if ap == "pm" else 0) for h, ap in ((h1, a1), (h2, a2)))
+            assert int(g.answer) == t2 + m2 - t1 - m1 > 0, q
+        else:
+            continue
+        checked[kind] += 1
+    assert min(checked.values()) >= 20 and len(checked) == 5, checked

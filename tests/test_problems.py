@@ -25,7 +25,7 @@ REQUIRED_SKILLS = (
     "linear_equation", "linear_system", "gcd_lcm", "remainders", "primes_factors",
     "rounding_place_value", "comparison", "unit_conversion", "time_elapsed", "polynomial_eval",
     "sequences", "percentages", "word_shopping", "word_rates", "word_ages", "word_sharing",
-    "everyday_arithmetic", "everyday_percent_units", "everyday_word",
+    "everyday_arithmetic", "everyday_percent_units", "everyday_word", "everyday_facts",
 )  # fmt: skip
 
 

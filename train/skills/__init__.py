@@ -16,8 +16,9 @@ without trailing zeros ("3.75"); names of days as words; times of day as 24-hour
 One module per family: arithmetic, algebra, number_theory, numbers, measures, functions,
 word_money, word_stories, and the everyday questions people type (everyday: "2+2", "seven
 times six", "half of 36"; everyday_units: percents and unit conversions; everyday_word: short
-stories); what they share (the record, the registry, names and formatting helpers) is in
-_common, and number words and casual rewrites in _words.
+stories; everyday_facts: powers, roots, digits, primes, gcd/lcm, shapes, one-step equations,
+tips and time facts); what they share (the record, the registry, names and formatting helpers)
+is in _common, and number words and casual rewrites in _words.
 
 `template` names the phrasing used ("sum:2"), so tests and reports can measure diversity.
 """
@@ -39,6 +40,7 @@ from . import word_stories  # noqa: F401
 from . import everyday  # noqa: F401
 from . import everyday_units  # noqa: F401
 from . import everyday_word  # noqa: F401
+from . import everyday_facts  # noqa: F401
 
 # isort: on
 from ._common import DIFFICULTIES, SKILLS, GeneratedProblem, SkillFn, Step, skill
