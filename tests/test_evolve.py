@@ -112,6 +112,10 @@ def test_recipe_validation(tmp_path: Path):
         recipe_from_dict({**chat, "rounds": [{**rnd, "perturbed": 10}]})
     with pytest.raises(InputError, match="differs"):
         recipe_from_dict({**MICRO, "rounds": [{**rnd, "rollouts": {"step_format": "tir"}}]})
+    r = recipe_from_dict({**MICRO, "exclude": ["tests/data/everyday.jsonl"]})
+    assert r.exclude == ("tests/data/everyday.jsonl",)
+    with pytest.raises(InputError, match="exclude"):
+        recipe_from_dict({**MICRO, "exclude": ["everyday.txt"]})
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: [unclosed")
     with pytest.raises(InputError, match="not valid YAML"):

@@ -207,6 +207,21 @@ def test_dedup_against_and_dedup():
     assert [p.id for p in P.dedup(train)] == ["p0", "p2"]
 
 
+def test_evaluation_files_are_kept_out_of_training(tmp_path):
+    """A recipe's `exclude` files: their questions are dropped from training like test ones."""
+    ev = tmp_path / "eval.jsonl"
+    ev.write_text(json.dumps({"id": "e1", "question": "what is 2 + 2", "gold": "4"}) + "\n\n")
+    train = [_rec(0, "What is 2 + 2?"), _rec(1, "What is 3 + 3?")]
+    held = P.questions_in(ev)
+    assert held == ["what is 2 + 2"]
+    assert [p.id for p in P.dedup_against(train, [], held)] == ["p1"]
+    with pytest.raises(InputError, match="no such evaluation file"):
+        P.questions_in(tmp_path / "missing.jsonl")
+    ev.write_text('{"id": "e1"}\n')
+    with pytest.raises(InputError, match=r"eval.jsonl:1: expected a JSON object"):
+        P.questions_in(ev)
+
+
 # ----------------------------------------------------------------------------- JSONL
 
 

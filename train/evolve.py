@@ -117,23 +117,31 @@ class _Run:
                            with_solution=with_solution)  # fmt: skip
 
     def problems(self) -> dict[str, Any]:
-        from .problems import dedup_against, write_jsonl
+        from .problems import dedup_against, questions_in, write_jsonl
 
         r = self.recipe
         pdir = self.out / "problems"
         test = self._load(r.test, False)
+        held = [q for f in r.exclude for q in questions_in(f)]  # evaluation sets: never trained
         sets: dict[str, list[ProblemRecord]] = {"test": test}
+        drawn = 0
         if r.bootstrap is not None:
             boot = [p for s in r.bootstrap.problems for p in self._load(s, True)]
-            sets["bootstrap"] = dedup_against(boot, test)
+            drawn += len(boot)
+            sets["bootstrap"] = dedup_against(boot, test, held)
         for i, rnd in enumerate(r.rounds, 1):
             probs = [p for s in rnd.problems for p in self._load(s, False)]
             # Answer-only: whatever the source wrote as a solution is not given to the run.
             probs = [dataclasses.replace(p, solution=None) for p in probs]
-            sets[f"round{i}"] = dedup_against(probs, test)
+            drawn += len(probs)
+            sets[f"round{i}"] = dedup_against(probs, test, held)
         for name, ps in sets.items():
             write_jsonl(pdir / f"{name}.jsonl", ps)
-        return {k: len(v) for k, v in sets.items()}
+        out: dict[str, Any] = {k: len(v) for k, v in sets.items()}
+        out["dropped_as_test_or_excluded"] = drawn - sum(
+            len(v) for k, v in sets.items() if k != "test"
+        )
+        return out
 
     def read_problems(self, name: str) -> list[ProblemRecord]:
         from .problems import read_jsonl

@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import random
 import re
 import time
@@ -63,6 +64,7 @@ __all__ = [
     "generate",
     "load_source",
     "normalize_question",
+    "questions_in",
     "read_jsonl",
     "read_jsonl_problems",
     "reasoning_gym_source",
@@ -608,10 +610,12 @@ def dedup(problems: Iterable[ProblemRecord]) -> list[ProblemRecord]:
 
 
 def dedup_against(
-    train: Iterable[ProblemRecord], test: Iterable[ProblemRecord]
+    train: Iterable[ProblemRecord], test: Iterable[ProblemRecord], also: Iterable[str] = ()
 ) -> list[ProblemRecord]:
-    """`train` without any problem whose normalised question is also in `test`."""
+    """`train` without any problem whose normalised question is also in `test` or among the
+    questions `also` (evaluation sets kept outside the recipe)."""
     banned = {normalize_question(p.question) for p in test}
+    banned |= {normalize_question(q) for q in also}
     kept, dropped = [], 0
     for p in train:
         if normalize_question(p.question) in banned:
@@ -621,6 +625,26 @@ def dedup_against(
     if dropped:
         log.info("dropped %d training problems that are also test questions", dropped)
     return kept
+
+
+def questions_in(path: str | os.PathLike[str]) -> list[str]:
+    """The `question` of every row of a JSONL evaluation file (any other fields ignored), for
+    keeping its questions out of training data; a missing or malformed file: one InputError."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p}: no such evaluation file")
+    out = []
+    for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            q = json.loads(line).get("question")
+        except (json.JSONDecodeError, AttributeError):
+            q = None
+        if not isinstance(q, str):
+            raise InputError(f"{p}:{n}: expected a JSON object with a 'question' string")
+        out.append(q)
+    return out
 
 
 def split(

@@ -180,8 +180,14 @@ class Recipe:
     (a pretrained chat base: its chat template, fenced Python blocks; no new tokens, so LoRA
     can train it). Reference solutions are written in it (edgestar.formats.solution_in), and
     the rollouts and evaluation search in it."""
+    exclude: tuple[str, ...] = ()
+    """JSONL evaluation files (a `question` per row; paths as given, relative to the working
+    directory) whose questions are kept out of every training set, like the test split's: a
+    generated question that happens to equal an evaluation question is dropped."""
 
     def __post_init__(self) -> None:
+        if not all(isinstance(x, str) and x.endswith(".jsonl") for x in self.exclude):
+            raise InputError("exclude: a list of .jsonl evaluation files")
         if self.backend not in ("gguf", "torch"):
             raise InputError("backend must be 'gguf' or 'torch'")
         if self.step_format not in ("rstar", "tir"):
@@ -291,7 +297,7 @@ def _round(data: Any, where: str) -> RoundSpec:
 
 def recipe_from_dict(d: dict[str, Any]) -> Recipe:
     known = {"name", "base", "test", "bootstrap", "rounds", "eval", "seed", "backend", "threads",
-             "step_format"}  # fmt: skip
+             "step_format", "exclude"}  # fmt: skip
     if not isinstance(d, dict):
         raise InputError("recipe: expected a mapping at the top level")
     unknown = set(d) - known
@@ -313,7 +319,18 @@ def recipe_from_dict(d: dict[str, Any]) -> Recipe:
         backend=str(d.get("backend", "gguf")),
         threads=int(d.get("threads", 1)),
         step_format=str(d.get("step_format", "rstar")),
+        exclude=_excludes(d.get("exclude")),
     )
+
+
+def _excludes(v: Any) -> tuple[str, ...]:
+    if v is None:
+        return ()
+    if isinstance(v, str):
+        v = [v]
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        raise InputError("exclude: a list of .jsonl evaluation files")
+    return tuple(v)
 
 
 def load_recipe(path: str | Path) -> Recipe:
