@@ -18,7 +18,13 @@ from edgestar.train.skills import DIFFICULTIES, SKILLS
 from edgestar.train.skills._words import WORD_LIMIT, casual, number_words
 from edgestar.types import InputError
 
-EVERYDAY = ("everyday_arithmetic", "everyday_percent_units", "everyday_word", "everyday_facts")
+EVERYDAY = (
+    "everyday_arithmetic",
+    "everyday_percent_units",
+    "everyday_word",
+    "everyday_facts",
+    "everyday_expressions",
+)
 _WORDS_TO_INT = {number_words(i): i for i in range(WORD_LIMIT + 1)}
 # longest first, so "forty-two" is read before "forty" and "two"
 _WORD_RE = re.compile(
@@ -61,7 +67,7 @@ def test_casual_changes_some_questions_and_keeps_the_words():
 
 
 def test_new_skills_are_registered_after_the_old_ones():
-    assert tuple(SKILLS)[-4:] == EVERYDAY
+    assert tuple(SKILLS)[-len(EVERYDAY) :] == EVERYDAY
     assert tuple(SKILLS)[:4] == (
         "integer_arithmetic", "decimal_arithmetic", "fraction_arithmetic", "order_of_operations",
     )  # fmt: skip
@@ -231,3 +237,24 @@ def test_fact_answers_are_right():
             continue
         checked[kind] += 1
     assert min(checked.values()) >= 20 and len(checked) == 5, checked
+
+
+def test_expressions_are_solved_by_writing_them_as_python():
+    """everyday_expressions: the typed expression, its signs mapped to Python's, is the code
+    (one line, nothing computed by hand); every sign form and structure appears."""
+    rng = random.Random(11)
+    seen: Counter[str] = Counter()
+    for _ in range(600):
+        d = rng.choice(DIFFICULTIES)
+        g = SKILLS["everyday_expressions"](rng, d)
+        assert len(g.steps) == 1 and g.final_code == "print(result)"
+        code = g.steps[0][1].removeprefix("result = ")
+        code = code.removeprefix("round(").removesuffix(", 6)")
+        typed = g.question
+        for s in ("×", "X", "÷", "^", "**", "(", "-", "."):
+            seen[s] += s in typed
+        py = typed.replace("**", "^").replace("^", "**").replace("×", "*").replace("÷", "/")
+        py = re.sub(r"(?<=[\d)]) ?[xX] ?(?=[\d(-])", " * ", py)
+        norm = lambda s: re.sub(r"\s+", "", s)  # noqa: E731
+        assert norm(code) in norm(py), (typed, code)
+    assert all(seen[s] >= 10 for s in ("×", "X", "÷", "^", "**", "(", "-", ".")), seen
