@@ -185,6 +185,12 @@ def test_no_question_comes_from_the_generator() -> None:
     generated |= {normalize_question(q) for q, _ in TIR_EXEMPLARS}  # the few-shot examples
     assert len(generated) > 2000
     assert not [mine[q] for q in mine if q in generated]
+    # a short everyday question can coincide with a generated one ("What is 2 to the power of
+    # 10?"): the default's recipe drops any such question from every training set
+    from train.recipe import load_recipe
+
+    recipe = load_recipe(ROOT / "train" / "recipes" / "edgestar-smol.yaml")
+    assert "tests/data/everyday.jsonl" in recipe.exclude
 
 
 def _scripted(answers: dict[str, str]) -> Solver:
