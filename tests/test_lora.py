@@ -379,7 +379,10 @@ def _lora_recipe(base_gguf: Path) -> dict:  # type: ignore[type-arg]
         },
         "rounds": [
             {
-                "problems": [{"source": "synthetic:integer_arithmetic", "n": 4, "seed": 2}],
+                "problems": [  # the same source twice: the round keeps each question once
+                    {"source": "synthetic:integer_arithmetic", "n": 4, "seed": 2},
+                    {"source": "synthetic:integer_arithmetic", "n": 4, "seed": 2},
+                ],
                 "rollouts": {
                     "width": 2,
                     "rollouts": 2,

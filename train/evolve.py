@@ -117,7 +117,7 @@ class _Run:
                            with_solution=with_solution)  # fmt: skip
 
     def problems(self) -> dict[str, Any]:
-        from .problems import dedup_against, questions_in, write_jsonl
+        from .problems import dedup, dedup_against, questions_in, write_jsonl
 
         r = self.recipe
         pdir = self.out / "problems"
@@ -134,7 +134,8 @@ class _Run:
             # Answer-only: whatever the source wrote as a solution is not given to the run.
             probs = [dataclasses.replace(p, solution=None) for p in probs]
             drawn += len(probs)
-            sets[f"round{i}"] = dedup_against(probs, test, held)
+            # two sources may draw the same question (same id): rollouts need each once
+            sets[f"round{i}"] = dedup_against(dedup(probs), test, held)
         for name, ps in sets.items():
             write_jsonl(pdir / f"{name}.jsonl", ps)
         out: dict[str, Any] = {k: len(v) for k, v in sets.items()}
