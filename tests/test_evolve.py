@@ -112,6 +112,15 @@ def test_recipe_validation(tmp_path: Path):
         recipe_from_dict({**chat, "rounds": [{**rnd, "perturbed": 10}]})
     with pytest.raises(InputError, match="differs"):
         recipe_from_dict({**MICRO, "rounds": [{**rnd, "rollouts": {"step_format": "tir"}}]})
+    head = {"problems": ["synthetic:integer_arithmetic"], "n": 4, "rollouts": 2}
+    r = recipe_from_dict({**MICRO, "rounds": [{**rnd, "head": head}]})
+    assert r.rounds[0].head is not None and r.rounds[0].head.problems == (
+        "synthetic:integer_arithmetic",
+    )
+    with pytest.raises(InputError, match="come from the recipe"):
+        recipe_from_dict({**MICRO, "rounds": [{**rnd, "head": {**head, "threads": 2}}]})
+    with pytest.raises(InputError, match="unknown key"):
+        recipe_from_dict({**MICRO, "rounds": [{**rnd, "head": {**head, "rollout": 2}}]})
     r = recipe_from_dict({**MICRO, "exclude": ["tests/data/everyday.jsonl"]})
     assert r.exclude == ("tests/data/everyday.jsonl",)
     with pytest.raises(InputError, match="exclude"):

@@ -393,6 +393,15 @@ def _lora_recipe(base_gguf: Path) -> dict:  # type: ignore[type-arg]
                 "sft": {**sft, "max_steps": 4},
                 "sft_init": "previous",  # continues round 0's adapter on the same base
                 "ppm": False,
+                "head": {  # a reward head on this round's adapted policy ranks its evaluation
+                    "problems": ["synthetic:integer_arithmetic"],
+                    "n": 4,
+                    "rollouts": 2,
+                    "width": 2,
+                    "max_step_tokens": 24,
+                    "shard_size": 2,
+                    "epochs": 20,
+                },
             }
         ],
         "eval": {
@@ -431,6 +440,13 @@ def test_evolve_trains_adapters_on_a_gguf_base(tmp_path: Path, tokenizer) -> Non
         assert not (out / f"round{r}" / "policy.gguf").exists()
         assert f"round{r}.eval" in stages
     assert stages["round1.rollouts"]["problems"] == 4
+    from edgestar.head import file_sha256, load_head
+
+    head = load_head(out / "round1" / "head" / "head.npz")  # bound to the base and the adapter
+    assert head.model_sha256 == digest
+    assert head.adapter_sha256 == file_sha256(out / "round1" / "policy.lora.gguf")
+    assert stages["round1.head"]["train_nodes"] > 0 and "round0.head" not in stages
+    assert "PPM (head) pairwise acc" in (out / "report.md").read_text()
     prov = json.loads((out / "round1" / "policy" / "edgestar.json").read_text())["provenance"]
     assert prov["init_adapter"] == str((out / "round0" / "policy").resolve())
     report = json.loads((out / "round1" / "report.json").read_text())

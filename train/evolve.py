@@ -216,8 +216,27 @@ class _Run:
         return out
 
     # ------------------------------------------------------------------ evaluation
+    def head(self, i: int, rnd: RoundSpec, rdir: Path) -> dict[str, Any]:
+        """Round i's reward head on its own policy's hidden states (train/head.py)."""
+        from .head import train_head
+
+        assert rnd.head is not None
+        pol = self.model_path(rdir, "policy")
+        if pol is None or pol.suffix != ".gguf":
+            raise InputError("a round's head reads a GGUF policy's hidden states: backend gguf")
+        cfg = dataclasses.replace(rnd.head, step_format=self.recipe.step_format,
+                                  threads=self.recipe.threads, seed=self.recipe.seed * 1000 + i)  # fmt: skip
+        rep = train_head(pol, rdir / "head", cfg, progress=self.progress, ray_address=self.ray,
+                         lora=self.lora_path(rdir))  # fmt: skip
+        o = rep.overall
+        return {"train_nodes": rep.train_nodes, "train_pairs": rep.train_pairs,
+                "heldout_pairs": o.pairs, "pairwise_accuracy": o.pairwise_accuracy,
+                "auroc": o.auroc, "solved_share": rep.solved_share,
+                "collect_seconds": rep.collect_seconds}  # fmt: skip
+
     def evaluate(self, rdir: Path) -> dict[str, Any]:
         from edgestar.backends.loader import open_policy, open_reward
+        from edgestar.head import HeadReward
         from edgestar.solver import Solver
 
         from .evaluate import evaluate
@@ -228,7 +247,10 @@ class _Run:
         assert pol is not None
         ppm = self.model_path(rdir, "ppm")
         policy = open_policy(pol, "cpu", self.recipe.threads, 2048, lora=self.lora_path(rdir))
-        reward = open_reward(ppm, "cpu", self.recipe.threads, 2048) if ppm else None
+        reward: Any = open_reward(ppm, "cpu", self.recipe.threads, 2048) if ppm else None
+        head = rdir / "head" / "head.npz"
+        if reward is None and head.is_file():  # the round's head ranks the search
+            reward = HeadReward(policy, head, model_path=pol, adapter_path=self.lora_path(rdir))
         cfg = SearchConfig(width=ev.width, max_step_tokens=ev.max_step_tokens,
                            temperature=ev.temperature)  # fmt: skip
         with Solver(policy, reward, step_format=self.fmt.name, config=cfg) as solver:
@@ -258,6 +280,8 @@ class _Run:
 
         self.stage("round0.sft", sft)
         self.stage("round0.export", lambda: self.export(rdir))
+        if rnd.head is not None:
+            self.stage("round0.head", lambda: self.head(0, rnd, rdir))
         self.stage("round0.eval", lambda: self.evaluate(rdir))
         self.stage("round0.report", lambda: self.round_report(0, rdir))
 
@@ -364,6 +388,8 @@ class _Run:
 
             self.stage(f"round{i}.ppm", ppm)
         self.stage(f"round{i}.export", lambda: self.export(rdir))
+        if rnd.head is not None:
+            self.stage(f"round{i}.head", lambda: self.head(i, rnd, rdir))
         self.stage(f"round{i}.eval", lambda: self.evaluate(rdir))
         self.stage(f"round{i}.report", lambda: self.round_report(i, rdir))
 
@@ -407,7 +433,7 @@ class _Run:
     def round_report(self, i: int, rdir: Path) -> dict[str, Any]:
         st = self.manifest["stages"]
         rep: dict[str, Any] = {"round": i}
-        for key in ("rollouts", "datasets", "perturbed", "sft", "ppm", "eval", "export"):
+        for key in ("rollouts", "datasets", "perturbed", "sft", "ppm", "head", "eval", "export"):
             if f"round{i}.{key}" in st:
                 rep[key] = st[f"round{i}.{key}"]
         params = param_count(rdir / "policy")
@@ -444,7 +470,7 @@ def run_report_markdown(name: str, rows: list[dict[str, Any]]) -> str:
     lines = [
         f"# {name}: rounds",
         "",
-        "| round | problems solved | greedy acc | mcts acc | PPM pairwise acc | SFT examples | "
+        "| round | problems solved | greedy acc | mcts acc | PPM (head) pairwise acc | SFT examples | "
         "PPM pairs | coverage | diversity | FPR (est.) | tokens generated | wall s |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -458,7 +484,7 @@ def run_report_markdown(name: str, rows: list[dict[str, Any]]) -> str:
         ro, ds, ev = r.get("rollouts", {}), r.get("datasets", {}), r.get("eval", {})
         lines.append(
             f"| {r['round']} | {f(ro.get('solved_share'), True)} | {f(ev.get('greedy'), True)} | "
-            f"{f(ev.get('mcts'), True)} | {f(_ppm_acc(r.get('ppm', {})), True)} | "
+            f"{f(ev.get('mcts'), True)} | {_reward_acc(r)} | "
             f"{f(ds.get('sft_examples') or r.get('sft', {}).get('examples'))} | "
             f"{_pairs(ds, r.get('perturbed', {}))} | {f(ds.get('coverage'), True)} | "
             f"{f(ds.get('diversity'))} | {f(ds.get('false_positive_rate'), True)} | "
@@ -472,6 +498,15 @@ def run_report_markdown(name: str, rows: list[dict[str, Any]]) -> str:
         "PPM pairs: from the MCTS trees (+ execution-verified perturbed steps, when the recipe asks).",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _reward_acc(r: dict[str, Any]) -> str:
+    """The round's PPM pairwise accuracy, else its head's in parentheses, else '-'."""
+    ppm = _ppm_acc(r.get("ppm", {}))
+    if ppm is not None:
+        return f"{ppm:.1%}"
+    head = r.get("head", {}).get("pairwise_accuracy")
+    return "-" if head is None else f"({head:.1%})"
 
 
 def _ppm_acc(ppm: dict[str, Any]) -> float | None:
@@ -553,10 +588,15 @@ def _path_for(nodes: dict[int, dict[str, Any]], solution: str) -> list[dict[str,
 
 
 def _stable(x: Any) -> Any:
-    """The recipe dict without the LoRA-era keys (`lora`, `gguf`) where they are unset, so runs
-    started before those fields existed keep their recipe hash (and resume)."""
+    """The recipe dict without the later keys (`lora`, `gguf`, a round's `head`, `exclude`)
+    where they are unset, so runs started before those fields existed keep their recipe hash
+    (and resume)."""
     if isinstance(x, dict):
-        return {k: _stable(v) for k, v in x.items() if not (k in ("lora", "gguf") and v is None)}
+        return {
+            k: _stable(v)
+            for k, v in x.items()
+            if not (k in ("lora", "gguf", "head") and v is None) and not (k == "exclude" and not v)
+        }
     if isinstance(x, list):
         return [_stable(v) for v in x]
     return x

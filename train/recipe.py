@@ -31,6 +31,7 @@ from typing import Any
 
 from edgestar.types import InputError
 
+from .head import HeadTrainConfig
 from .lora import LoraSpec
 from .rollouts import RolloutConfig
 from .trainer import TrainConfig
@@ -116,6 +117,11 @@ class RoundSpec:
     data, the bootstrap references and earlier rounds' trajectories, so a policy fine-tuned from
     the previous round keeps what it knew. A CPU-budget stand-in for rStar-Math's retraining from
     the base on everything."""
+    head: HeadTrainConfig | None = None
+    """Also train a reward head on the round's own policy (after its export; train/head.py:
+    search these problems with known answers, record every node's hidden state, fit on sibling
+    pairs and +-1 terminals). The round's evaluation then ranks MCTS with it. Its step format,
+    threads and seed come from the recipe."""
     perturbed: int = 0
     """Also train the PPM on up to this many execution-verified perturbed steps (seeded): a
     number in a correct step of this round's trajectories (then of the replayed earlier data)
@@ -278,7 +284,7 @@ def _round(data: Any, where: str) -> RoundSpec:
         raise InputError(f"recipe {where}: expected a mapping")
     d = dict(data)
     known = {"problems", "rollouts", "sft", "ppm", "sft_data", "pair_margin", "sft_init", "replay",
-             "perturbed"}  # fmt: skip
+             "perturbed", "head"}  # fmt: skip
     unknown = set(d) - known
     if unknown:
         raise InputError(f"recipe {where}: unknown key(s) {', '.join(sorted(unknown))}")
@@ -292,7 +298,24 @@ def _round(data: Any, where: str) -> RoundSpec:
     for k in ("sft_data", "pair_margin", "sft_init", "replay", "perturbed"):
         if k in d:
             kw[k] = d[k]
+    if d.get("head"):
+        kw["head"] = _head(d["head"], f"{where}.head")
     return RoundSpec(**kw)
+
+
+def _head(data: Any, where: str) -> HeadTrainConfig:
+    """A round's `head:` settings (HeadTrainConfig's fields but the recipe's own three)."""
+    if not isinstance(data, dict):
+        raise InputError(f"recipe {where}: expected a mapping")
+    d = dict(data)
+    taken = {"step_format", "threads", "seed"} & set(d)
+    if taken:
+        raise InputError(f"recipe {where}: {', '.join(sorted(taken))} come from the recipe")
+    for k in ("problems", "holdout", "hidden"):
+        if k in d:
+            v = d[k]
+            d[k] = tuple(v) if isinstance(v, list) else (v,) if v is not None else ()
+    return _build(HeadTrainConfig, d, where)
 
 
 def recipe_from_dict(d: dict[str, Any]) -> Recipe:
