@@ -80,3 +80,34 @@ def test_coverage_and_diversity():
     }
     m = coverage_diversity([TREE, unsolved])
     assert m == {"problems": 2, "coverage": 0.5, "diversity": pytest.approx(1.0)}
+
+
+def _tir_tree(code: str) -> dict:
+    """One tir trajectory: the code block, then the boxed answer (right)."""
+    node = {"output": None, "stdout": None, "error": None, "answer": None, "n_tokens": 1,
+            "logprob": 0.0, "prior": None, "reward": None, "correct": None, "N": 1, "Q": 1.0}  # fmt: skip
+    return {
+        "question": "q",
+        "prompt": "p",
+        "nodes": [
+            {**node, "id": 0, "parent": None, "depth": 0, "kind": "root", "text": "",
+             "code": None, "children": [1]},
+            {**node, "id": 1, "parent": 0, "depth": 1, "kind": "code",
+             "text": f"```python\n{code}\n```\n", "code": code, "children": [2]},
+            {**node, "id": 2, "parent": 1, "depth": 2, "kind": "answer",
+             "text": "The answer is \\boxed{56}.", "code": None, "answer": "56",
+             "correct": True, "children": []},
+        ],
+    }  # fmt: skip
+
+
+def test_false_positive_rate_judges_the_answer_block_of_tir():
+    """In tir the one code block prints the answer: an assignment it never reads (a right
+    answer reached around a wasted line) is flagged; a block that uses all it assigns is not."""
+    from edgestar.train.evolve import false_positive_rate
+
+    clean = _tir_tree("total = 345 + 289 - 100\nprint(total)")
+    wasted = _tir_tree("total = 345 + 289\ndifference = 345 - 289\nprint(difference)")
+    assert false_positive_rate([{"tree": clean, "id": "a"}]) == 0.0
+    assert false_positive_rate([{"tree": wasted, "id": "b"}]) == 1.0
+    assert false_positive_rate([{"tree": clean, "id": "a"}, {"tree": wasted, "id": "b"}]) == 0.5

@@ -549,8 +549,9 @@ def plot_rounds(rows: list[dict[str, Any]], path: Path) -> None:
 
 def false_positive_rate(trees: list[dict[str, Any]]) -> float:
     """Estimated share of correct trajectories reached through a flawed step: a step whose code
-    assigns names that no later code reads (an irrelevant step), or a step the PPM scored below
-    0 (when the tree was PPM-scored). Only the SFT-selected trajectories are judged."""
+    assigns names that no later code reads (an irrelevant step), a name the answer-printing
+    code step (tir's one block) assigns and never reads, or a step the PPM scored below 0 (when
+    the tree was PPM-scored). Only the SFT-selected trajectories are judged."""
     import ast
 
     flagged = total = 0
@@ -559,20 +560,31 @@ def false_positive_rate(trees: list[dict[str, Any]]) -> float:
             total += 1
             nodes = {n["id"]: n for n in t["tree"]["nodes"]}
             path = _path_for(nodes, ex.solution)
-            codes = [n.get("code") or "" for n in path]
             bad = any(n.get("prior") is not None and n["prior"] < 0 for n in path)
-            for k, code in enumerate(codes[:-1]):
+            codes = [c for c in (n.get("code") or "" for n in path) if c.strip()]
+            for k, code in enumerate(codes):
                 try:
-                    stored = {x.id for x in ast.walk(ast.parse(code)) if isinstance(x, ast.Name)
-                              and isinstance(x.ctx, ast.Store)}  # fmt: skip
-                    later = {x.id for c in codes[k + 1 :] for x in ast.walk(ast.parse(c))
-                             if isinstance(x, ast.Name) and isinstance(x.ctx, ast.Load)}  # fmt: skip
+                    stored = _names(code, ast.Store)
+                    later = {x for c in codes[k + 1 :] for x in _names(c, ast.Load)}
+                    own = _names(code, ast.Load)
                 except SyntaxError:
                     continue
-                if stored and not stored & later:
-                    bad = True
+                if k < len(codes) - 1:  # an earlier step: nothing it assigns is read later
+                    bad = bad or bool(stored and not stored & later)
+                else:  # the step that prints the answer (tir's one block): an unread name
+                    bad = bad or bool(stored - own)
             flagged += bad
     return flagged / total if total else 0.0
+
+
+def _names(code: str, ctx: type) -> set[str]:
+    import ast
+
+    return {
+        x.id
+        for x in ast.walk(ast.parse(code))
+        if isinstance(x, ast.Name) and isinstance(x.ctx, ctx)
+    }
 
 
 def _path_for(nodes: dict[int, dict[str, Any]], solution: str) -> list[dict[str, Any]]:
