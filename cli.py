@@ -188,6 +188,13 @@ def _open_solver(
     )
 
 
+lora_option = click.option(
+    "--lora",
+    type=click.Path(path_type=Path),
+    help="A GGUF LoRA adapter applied to the --model GGUF at load time (llama.cpp).",
+)
+
+
 def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
     """(line number, record or None, error or None) for each non-blank line."""
     with open(path, "rb") as f:
@@ -236,11 +243,7 @@ def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str | 
     is_flag=True,
     help="Run model code even where the kernel lacks Landlock or namespaces (see `edgestar doctor`).",
 )
-@click.option(
-    "--lora",
-    type=click.Path(path_type=Path),
-    help="A GGUF LoRA adapter applied to the --model GGUF at load time (llama.cpp).",
-)
+@lora_option
 @friendly
 def solve(
     question,
@@ -692,6 +695,7 @@ def _int_list(text: str | None, what: str) -> list[int]:
     help="Folder for results.jsonl, report.{json,md}, accuracy_vs_budget.png.",
 )
 @click.option("--force", is_flag=True, help="Overwrite results in --out.")
+@lora_option
 @friendly
 def eval_cmd(
     suite,
@@ -712,6 +716,7 @@ def eval_cmd(
     seed,
     out,
     force,
+    lora,
 ) -> None:
     """Evaluate strategies and budgets on a suite; write per-item results and accuracy tables."""
     from edgestar.train.evaluate import evaluate
@@ -719,7 +724,7 @@ def eval_cmd(
     budgets = [Budget(rollouts=None, tokens=t) for t in _int_list(tokens, "--tokens")]
     budgets += [Budget(rollouts=r) for r in _int_list(rollouts, "--rollouts")]
     problems = _suite(suite, n, suite_seed)
-    solver = _open_solver(bundle, model, ppm, step_format, device, threads)
+    solver = _open_solver(bundle, model, ppm, step_format, device, threads, lora)
     with solver:
         config = _config(solver.config, width=width, temperature=temperature, select=select)
         report = evaluate(

@@ -220,6 +220,13 @@ def test_lora_sft_lowers_loss_and_runs_on_llamacpp(tmp_path: Path, tokenizer) ->
     assert rep.passed, rep.summary()
     with LlamaCppPolicy(base_gguf, n_ctx=256, n_threads=1, lora=lora) as pol:
         assert pol.name.endswith("+lora:adapter.gguf")
+    # `edgestar eval --lora`: the same adapter through the CLI, as `solve --lora` takes it
+    cmd = [sys.executable, "-m", "edgestar", "eval", "--suite", "synthetic:integer_arithmetic",
+           "-n", "2", "--model", str(base_gguf), "--lora", str(lora), "--strategy", "greedy",
+           "--threads", "1", "--out", str(tmp_path / "ev")]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-1000:]
+    assert (tmp_path / "ev" / "results.jsonl").read_text().count("\n") == 2
 
 
 def test_lora_sft_on_a_gguf_base(tmp_path: Path, tokenizer) -> None:  # type: ignore[no-untyped-def]
