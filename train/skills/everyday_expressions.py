@@ -45,10 +45,7 @@ class _Expr:
         self.tokens: list[object] = []
 
     def python(self) -> str:
-        out = []
-        for t in self.tokens:
-            out.append(_num_src(t) if isinstance(t, Fraction) else str(t))
-        return _join(out)
+        return self.shown("*", "/", "**")
 
     def shown(self, times: str, divide: str, power: str) -> str:
         sub = {"*": times, "/": divide, "**": power}
