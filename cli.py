@@ -1,5 +1,6 @@
 """The `edgestar` command line: each command parses options, builds a config, calls ONE library
-function, and prints. Installed as `edgestar.cli` (edgestar/cli.py links here).
+function, and prints. Installed as `edgestar.cli` (edgestar/cli.py links here). The shared
+option sets and error contract are edgestar/_cli_common.py; `train` and `data` are train/_cli.py.
 
 Every failure a user can cause (bad question, missing model, malformed input) ends with one
 readable line on stderr and a non-zero exit; set EDGESTAR_DEBUG=1 to see tracebacks.
@@ -7,53 +8,32 @@ readable line on stderr and a non-zero exit; set EDGESTAR_DEBUG=1 to see traceba
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 from click import get_current_context
 from click.core import ParameterSource
 
+from edgestar._cli_common import (
+    EXIT_FAILED,
+    _budget,
+    _config,
+    _int_list,
+    _open_solver,
+    _read_jsonl,
+    _suite,
+    fail,
+    friendly,
+    lora_option,
+    model_options,
+    search_options,
+)
+from edgestar.train._cli import data, train
 from edgestar.types import Budget, EdgestarError, InputError, SearchConfig
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-EXIT_USAGE = 2
-EXIT_FAILED = 1
-
-
-def fail(msg: str, code: int = EXIT_USAGE) -> None:
-    click.echo(f"edgestar: error: {msg}", err=True)
-    sys.exit(code)
-
-
-def friendly(fn: F) -> F:
-    """Turn any exception into one readable line and a non-zero exit (no traceback)."""
-
-    @functools.wraps(fn)
-    def wrapper(*a: Any, **kw: Any) -> Any:
-        try:
-            return fn(*a, **kw)
-        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
-            raise
-        except EdgestarError as e:
-            fail(str(e))
-        except KeyboardInterrupt:
-            fail("interrupted", 130)
-        except OSError as e:
-            where = f": {e.filename}" if getattr(e, "filename", None) else ""
-            fail(f"{e.strerror or e}{where}", EXIT_FAILED)
-        except Exception as e:  # noqa: BLE001 - the CLI must never print a traceback
-            if os.environ.get("EDGESTAR_DEBUG"):
-                raise
-            fail(f"internal error: {type(e).__name__}: {e} (EDGESTAR_DEBUG=1 shows more)", 70)
-
-    return wrapper  # type: ignore[return-value]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -77,144 +57,6 @@ def doctor() -> None:
 
 
 # --------------------------------------------------------------------------- solve
-def model_options(fn: F) -> F:
-    opts = [
-        click.option(
-            "--bundle",
-            type=click.Path(path_type=Path),
-            help="Bundle folder, or a shipped bundle's name: edgestar-smol, edgestar-tiny "
-            "(default: the shipped default model).",
-        ),
-        click.option(
-            "--model",
-            type=click.Path(path_type=Path),
-            help="A bare policy model: .gguf file or checkpoint folder.",
-        ),
-        click.option(
-            "--ppm",
-            type=click.Path(path_type=Path),
-            help="Reward for --model: a PPM (.gguf or checkpoint folder), an off-the-shelf PRM "
-            "GGUF (`edgestar quantize`; FAMILY:FILE.gguf when its metadata does not name the "
-            "family) or a head file bound to the --model GGUF (`edgestar train head`).",
-        ),
-        click.option(
-            "--format",
-            "step_format",
-            type=click.Choice(["auto", "tir", "rstar", "plain"]),
-            help="Step format. auto (default): what the model declares (edgestar's own: "
-            "rstar), else tir (code-executing steps) for a chat model, else plain.",
-        ),
-        click.option(
-            "--device",
-            type=click.Choice(["auto", "cpu", "cuda"]),
-            default="auto",
-            show_default=True,
-        ),
-        click.option("--threads", type=click.IntRange(min=1), help="CPU threads for the model."),
-    ]
-    for o in reversed(opts):
-        fn = o(fn)
-    return fn
-
-
-def search_options(fn: F) -> F:
-    opts = [
-        click.option(
-            "--strategy",
-            type=click.Choice(["greedy", "best_of_n", "beam", "mcts"]),
-            help="Search strategy (default: the bundle's, else mcts).",
-        ),
-        click.option("--rollouts", type=int, help="Budget: rollouts (complete trajectories)."),
-        click.option("--tokens", type=int, help="Budget: generated tokens."),
-        click.option("--seconds", type=float, help="Budget: wall-clock seconds."),
-        click.option("--nodes", type=int, help="Budget: tree nodes."),
-        click.option("--width", type=int, help="Candidate steps per expansion."),
-        click.option("-n", "--samples", "n", type=int, help="best_of_n: number of samples."),
-        click.option("--beam-width", type=int, help="beam: beams kept per step."),
-        click.option("--temperature", type=float, help="Sampling temperature."),
-        click.option(
-            "--select",
-            type=click.Choice(["majority", "weighted", "max"]),
-            help="How the final answer is chosen among finished answers.",
-        ),
-        click.option("--seed", type=int, default=0, show_default=True),
-    ]
-    for o in reversed(opts):
-        fn = o(fn)
-    return fn
-
-
-def _budget(base: Budget, rollouts: Any, tokens: Any, seconds: Any, nodes: Any) -> Budget:
-    given = {
-        k: v
-        for k, v in dict(rollouts=rollouts, tokens=tokens, seconds=seconds, nodes=nodes).items()
-        if v is not None
-    }
-    if not given:
-        return base
-    # Limits given on the command line replace the default ones.
-    return Budget(**{"rollouts": None, **given})
-
-
-def _config(base: SearchConfig, **over: Any) -> SearchConfig:
-    from dataclasses import replace
-
-    return replace(base, **{k: v for k, v in over.items() if v is not None})
-
-
-def _open_solver(
-    bundle: Any,
-    model: Any,
-    ppm: Any,
-    step_format: Any,
-    device: str,
-    threads: Any,
-    lora: Any = None,
-):
-    import edgestar
-
-    if ppm is not None and model is None:
-        raise InputError("--ppm needs --model (a bundle brings its own PPM)")
-    if lora is not None and model is None:
-        raise InputError("--lora needs --model FILE.gguf (the base the adapter was trained on)")
-    return edgestar.load(
-        bundle,
-        model=model,
-        ppm=ppm,
-        step_format=step_format,
-        device=device,
-        threads=threads,
-        lora=lora,
-    )
-
-
-lora_option = click.option(
-    "--lora",
-    type=click.Path(path_type=Path),
-    help="A GGUF LoRA adapter applied to the --model GGUF at load time (llama.cpp).",
-)
-
-
-def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
-    """(line number, record or None, error or None) for each non-blank line."""
-    with open(path, "rb") as f:
-        for i, raw in enumerate(f, 1):
-            if not raw.strip():
-                continue
-            try:
-                rec = json.loads(raw.decode("utf-8"))
-            except UnicodeDecodeError:
-                yield i, None, "not valid UTF-8"
-                continue
-            except json.JSONDecodeError as e:
-                yield i, None, f"malformed JSON ({e.msg})"
-                continue
-            if not isinstance(rec, dict) or not isinstance(rec.get("question"), str):
-                yield i, None, 'expected an object with a "question" string'
-                continue
-            yield i, rec, None
-
-
 @main.command()
 @click.argument("question", required=False)
 @model_options
@@ -624,29 +466,6 @@ def bench(
 
 
 # --------------------------------------------------------------------------- eval
-def _suite(spec: str, n: int | None, seed: int) -> list[Any]:
-    from edgestar.train.problems import load_source
-
-    problems = load_source(spec, n, seed)
-    if not problems:
-        raise InputError(f"suite {spec} has no problems")
-    return problems
-
-
-def _int_list(text: str | None, what: str) -> list[int]:
-    if not text:
-        return []
-    try:
-        vals = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise InputError(
-            f"{what} must be whole numbers separated by commas, got {text!r}"
-        ) from None
-    if any(v < 1 for v in vals):
-        raise InputError(f"{what} must be positive, got {text!r}")
-    return vals
-
-
 @main.command("eval")
 @click.option(
     "--suite", required=True, help="A .jsonl file, 'synthetic[:skill,...]' or 'reasoning-gym:NAME'."
@@ -742,193 +561,8 @@ def eval_cmd(
 
 
 # --------------------------------------------------------------------------- train / data
-@main.group()
-def train() -> None:
-    """Self-evolution of the policy and the PPM (needs the [train] extra)."""
-
-
-@train.command("evolve")
-@click.option("--recipe", type=click.Path(path_type=Path, dir_okay=False), required=True)
-@click.option(
-    "--out",
-    "out",
-    type=click.Path(path_type=Path),
-    required=True,
-    help="Run folder, e.g. runs/NAME.",
-)
-@click.option("--resume", is_flag=True, help="Continue an interrupted run in --out.")
-@click.option(
-    "--ray-address",
-    help="Fan rollouts out on Ray ('local' starts one here, 'auto' joins a cluster).",
-)
-@friendly
-def train_evolve(recipe: Path, out: Path, resume: bool, ray_address: str | None) -> None:
-    """Run a recipe's rounds: problems -> rollouts -> datasets -> SFT + PPM -> round report."""
-    from edgestar.train.evolve import evolve
-    from edgestar.train.recipe import load_recipe
-
-    report = evolve(
-        load_recipe(recipe),
-        out,
-        resume=resume,
-        ray_address=ray_address,
-        progress=sys.stderr.isatty(),
-    )
-    click.echo((out / "report.md").read_text())
-    click.echo(
-        f"{len(report.rounds)} round(s) in {report.seconds:.0f}s; run folder {out}", err=True
-    )
-
-
-@train.command("head")
-@click.option(
-    "--model",
-    type=click.Path(path_type=Path, dir_okay=False),
-    required=True,
-    help="The GGUF model whose own hidden states the head reads.",
-)
-@click.option(
-    "--problems",
-    "problems",
-    multiple=True,
-    required=True,
-    help="Problem source with known answers (repeat): synthetic[:skills], "
-    "reasoning-gym:NAME, or a .jsonl file.",
-)
-@click.option(
-    "--holdout",
-    "holdout",
-    multiple=True,
-    help="Source used only for evaluation (repeat): a generator never trained on.",
-)
-@click.option("-n", "n", type=int, default=48, show_default=True, help="Problems per source.")
-@click.option(
-    "--out",
-    "out",
-    type=click.Path(path_type=Path),
-    required=True,
-    help="Run folder (resumed when it exists): head.npz, report.{json,md}, states.",
-)
-@click.option(
-    "--format",
-    "step_format",
-    type=click.Choice(["auto", "tir", "rstar", "plain"]),
-    default="auto",
-    show_default=True,
-    help="Step format; auto: what the model declares, else tir for a chat model, else plain.",
-)
-@click.option("--rollouts", type=int, default=8, show_default=True)
-@click.option("--width", type=int, default=4, show_default=True)
-@click.option("--max-step-tokens", type=int, default=256, show_default=True)
-@click.option(
-    "--loss",
-    type=click.Choice(["pairwise", "regression", "both"]),
-    default="both",
-    show_default=True,
-)
-@click.option(
-    "--mlp", type=int, default=0, show_default=True, help="Hidden width of an MLP head (0: linear)."
-)
-@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option(
-    "--max-collect-minutes",
-    type=float,
-    help="Stop searching new shards after this long and fit on those done.",
-)
-@click.option(
-    "--ray-address",
-    help="Fan the search out on Ray ('local' starts one here, 'auto' joins a cluster).",
-)
-@click.option(
-    "--lora",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="A GGUF LoRA adapter applied to --model throughout; the head is bound to both.",
-)
-@friendly
-def train_head_cmd(
-    model, problems, holdout, n, out, step_format, rollouts, width, max_step_tokens, loss, mlp,
-    threads, seed, max_collect_minutes, ray_address, lora,
-) -> None:  # fmt: skip
-    """Train a process reward head on MODEL's own hidden states (search, record, fit)."""
-    from edgestar.solver import auto_format
-    from edgestar.train.head import HeadTrainConfig, train_head
-
-    cfg = HeadTrainConfig(
-        problems=tuple(problems), holdout=tuple(holdout), n=n, seed=seed,
-        step_format=auto_format(model) if step_format == "auto" else step_format, rollouts=rollouts,
-        width=width, max_step_tokens=max_step_tokens, loss=loss,
-        hidden=(mlp,) if mlp else (), threads=threads, shard_size=2,
-        max_collect_seconds=None if max_collect_minutes is None else 60 * max_collect_minutes,
-    )  # fmt: skip
-    if lora is not None and not lora.is_file():
-        raise InputError(f"adapter {lora} does not exist")
-    report = train_head(
-        model, out, cfg, progress=sys.stderr.isatty(), ray_address=ray_address, lora=lora
-    )
-    click.echo(report.to_markdown())
-    click.echo(f"head written to {out / 'head.npz'}", err=True)
-
-
-@main.group()
-def data() -> None:
-    """Training-data tools."""
-
-
-@data.command("compare")
-@click.option(
-    "--weak",
-    type=click.Path(path_type=Path, exists=True),
-    required=True,
-    help="The smaller policy (.gguf or checkpoint).",
-)
-@click.option(
-    "--strong",
-    type=click.Path(path_type=Path, exists=True),
-    required=True,
-    help="The larger policy.",
-)
-@click.option(
-    "--problems",
-    "spec",
-    required=True,
-    help="Problem source: .jsonl, 'synthetic[:skills]' or 'reasoning-gym:NAME'.",
-)
-@click.option("-n", "--n", "n", type=click.IntRange(min=1), default=50, show_default=True)
-@click.option(
-    "--samples-strong",
-    type=click.IntRange(min=1),
-    default=4,
-    show_default=True,
-    help="Samples per problem for the strong policy; the weak one gets P_strong/P_weak times as many.",
-)
-@click.option(
-    "--format",
-    "step_format",
-    type=click.Choice(["rstar", "plain"]),
-    default="rstar",
-    show_default=True,
-)
-@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--out", "out", type=click.Path(path_type=Path), required=True)
-@friendly
-def data_compare(weak, strong, spec, n, samples_strong, step_format, threads, seed, out) -> None:
-    """Sample two policies at matched compute; compare coverage, diversity and FPR."""
-    from edgestar.train.compare import compare, compare_markdown
-
-    problems = _suite(spec, n, seed)
-    report = compare(
-        weak,
-        strong,
-        problems,
-        samples_strong=samples_strong,
-        out_dir=out,
-        seed=seed,
-        threads=threads,
-        step_format=step_format,
-    )
-    click.echo(compare_markdown(report))
+main.add_command(train)
+main.add_command(data)
 
 
 # --------------------------------------------------------------------------- pull
