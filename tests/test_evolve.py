@@ -119,6 +119,8 @@ def test_recipe_validation(tmp_path: Path):
     )
     with pytest.raises(InputError, match="come from the recipe"):
         recipe_from_dict({**MICRO, "rounds": [{**rnd, "head": {**head, "threads": 2}}]})
+    with pytest.raises(InputError, match="exclude come from the recipe"):  # the recipe's applies
+        recipe_from_dict({**MICRO, "rounds": [{**rnd, "head": {**head, "exclude": ["a.jsonl"]}}]})
     with pytest.raises(InputError, match="unknown key"):
         recipe_from_dict({**MICRO, "rounds": [{**rnd, "head": {**head, "rollout": 2}}]})
     r = recipe_from_dict({**MICRO, "exclude": ["tests/data/everyday.jsonl"]})

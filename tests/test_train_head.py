@@ -53,6 +53,26 @@ def test_auroc_and_pairs() -> None:
     assert sibling_pairs(recs) == [(0, 1)]
 
 
+def test_evaluation_questions_are_never_searched(tmp_path: Path) -> None:
+    from edgestar.train.head import _problems
+    from edgestar.train.problems import load_source
+
+    drawn = [p.question for p in load_source(CFG.problems[0], CFG.n, CFG.seed)]
+    evalset = tmp_path / "eval.jsonl"
+    # one drawn question, typed differently (case, spacing), and one the draw does not hold
+    evalset.write_text(
+        json.dumps({"question": "  " + drawn[2].upper() + " "}) + "\n"
+        + json.dumps({"question": "What is 1 + 1?"}) + "\n"
+    )  # fmt: skip
+    kept = [p.question for p, _ in _problems(CFG)]
+    assert drawn[2] in kept
+    cfg = HeadTrainConfig(**{**CFG.__dict__, "exclude": (str(evalset),)})
+    now = [p.question for p, _ in _problems(cfg)]
+    assert drawn[2] not in now and len(now) == len(kept) - 1
+    with pytest.raises(InputError, match="no such evaluation file"):
+        _problems(HeadTrainConfig(**{**CFG.__dict__, "exclude": (str(tmp_path / "x.jsonl"),)}))
+
+
 def test_train_head_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "run"
     report = train_head(TINY, out, CFG)

@@ -73,6 +73,13 @@ def train_evolve(recipe: Path, out: Path, resume: bool, ray_address: str | None)
     multiple=True,
     help="Source used only for evaluation (repeat): a generator never trained on.",
 )
+@click.option(
+    "--exclude",
+    "exclude",
+    multiple=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="A .jsonl evaluation file whose questions are never searched (repeat).",
+)
 @click.option("-n", "n", type=int, default=48, show_default=True, help="Problems per source.")
 @click.option(
     "--out",
@@ -119,15 +126,16 @@ def train_evolve(recipe: Path, out: Path, resume: bool, ray_address: str | None)
 )
 @friendly
 def train_head_cmd(
-    model, problems, holdout, n, out, step_format, rollouts, width, max_step_tokens, loss, mlp,
-    threads, seed, max_collect_minutes, ray_address, lora,
+    model, problems, holdout, exclude, n, out, step_format, rollouts, width, max_step_tokens,
+    loss, mlp, threads, seed, max_collect_minutes, ray_address, lora,
 ) -> None:  # fmt: skip
     """Train a process reward head on MODEL's own hidden states (search, record, fit)."""
     from edgestar.solver import auto_format
     from edgestar.train.head import HeadTrainConfig, train_head
 
     cfg = HeadTrainConfig(
-        problems=tuple(problems), holdout=tuple(holdout), n=n, seed=seed,
+        problems=tuple(problems), holdout=tuple(holdout), exclude=tuple(map(str, exclude)),
+        n=n, seed=seed,
         step_format=auto_format(model) if step_format == "auto" else step_format, rollouts=rollouts,
         width=width, max_step_tokens=max_step_tokens, loss=loss,
         hidden=(mlp,) if mlp else (), threads=threads, shard_size=2,

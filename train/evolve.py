@@ -225,7 +225,8 @@ class _Run:
         if pol is None or pol.suffix != ".gguf":
             raise InputError("a round's head reads a GGUF policy's hidden states: backend gguf")
         cfg = dataclasses.replace(rnd.head, step_format=self.recipe.step_format,
-                                  threads=self.recipe.threads, seed=self.recipe.seed * 1000 + i)  # fmt: skip
+                                  threads=self.recipe.threads, seed=self.recipe.seed * 1000 + i,
+                                  exclude=self.recipe.exclude)  # fmt: skip
         rep = train_head(pol, rdir / "head", cfg, progress=self.progress, ray_address=self.ray,
                          lora=self.lora_path(rdir))  # fmt: skip
         o = rep.overall

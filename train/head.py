@@ -44,7 +44,7 @@ from edgestar.head import Head, file_sha256, save_head
 from edgestar.types import InputError, ModelError
 
 from ._head_report import HeadReport, SourceFigures, auroc
-from .problems import load_source
+from .problems import load_source, normalize_question, questions_in
 from .schema import ProblemRecord
 
 __all__ = [
@@ -70,6 +70,9 @@ class HeadTrainConfig:
     reasoning-gym:NAME, a .jsonl file."""
     holdout: tuple[str, ...] = ()
     """Sources used only for evaluation (a generator family the head never sees)."""
+    exclude: tuple[str, ...] = ()
+    """JSONL evaluation files: a problem whose question is in one is never searched (neither
+    trained on nor used for the held-out figures), as a recipe's `exclude:`."""
     n: int = 48
     """Problems per source."""
     seed: int = 0
@@ -117,9 +120,12 @@ def _problems(cfg: HeadTrainConfig) -> list[tuple[ProblemRecord, bool]]:
     """(problem, is_holdout_source) for every source, ids made unique per source."""
     out: list[tuple[ProblemRecord, bool]] = []
     seen: set[str] = set()
+    banned = {normalize_question(q) for f in cfg.exclude for q in questions_in(f)}
     for specs, hold in ((cfg.problems, False), (cfg.holdout, True)):
         for spec in specs:
             for p in load_source(spec, cfg.n, cfg.seed):
+                if normalize_question(p.question) in banned:
+                    continue
                 src = spec  # the spec names the generator family (synthetic:skills, rg:NAME)
                 pid = f"{spec}/{p.id}"
                 if pid in seen:
@@ -233,7 +239,8 @@ def collect_states(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     adapter = Path(lora) if lora is not None else None
-    keyed = json.loads(json.dumps({k: v for k, v in asdict(cfg).items() if k in _COLLECT_KEYS}))
+    keys = _COLLECT_KEYS + (("exclude",) if cfg.exclude else ())  # older runs keep their key
+    keyed = json.loads(json.dumps({k: v for k, v in asdict(cfg).items() if k in keys}))
     cfg_path = out / "config.json"
     made = {"collect": keyed, "model_sha256": file_sha256(model)}
     if adapter is not None:

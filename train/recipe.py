@@ -304,11 +304,11 @@ def _round(data: Any, where: str) -> RoundSpec:
 
 
 def _head(data: Any, where: str) -> HeadTrainConfig:
-    """A round's `head:` settings (HeadTrainConfig's fields but the recipe's own three)."""
+    """A round's `head:` settings (HeadTrainConfig's fields but the recipe's own four)."""
     if not isinstance(data, dict):
         raise InputError(f"recipe {where}: expected a mapping")
     d = dict(data)
-    taken = {"step_format", "threads", "seed"} & set(d)
+    taken = {"step_format", "threads", "seed", "exclude"} & set(d)
     if taken:
         raise InputError(f"recipe {where}: {', '.join(sorted(taken))} come from the recipe")
     for k in ("problems", "holdout", "hidden"):
