@@ -1,7 +1,7 @@
 """The everyday skills (train/skills/everyday*.py, _words.py): small arithmetic asked the ways
 people type it (symbols, operation words, phrases, number words), percents and unit
 conversions, short stories, number facts (powers, roots, digits, primes, gcd/lcm, shapes,
-one-step equations, tips, time); every level verifies, the forms really appear, number-word
+one-step equations, tips, time), fractions said as people say them; every level verifies, the forms really appear, number-word
 questions compute with the digits, and the older skills' problems do not move."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import re
 from collections import Counter
+from fractions import Fraction
 
 import pytest
 
@@ -24,6 +25,7 @@ EVERYDAY = (
     "everyday_word",
     "everyday_facts",
     "everyday_expressions",
+    "everyday_fractions",
 )
 _WORDS_TO_INT = {number_words(i): i for i in range(WORD_LIMIT + 1)}
 # longest first, so "forty-two" is read before "forty" and "two"
@@ -84,7 +86,10 @@ def test_every_level_verifies_with_short_code(skill, ex):
     for _ in range(300):
         g = SKILLS[skill](rng, rng.choice(DIFFICULTIES))
         assert 1 <= len(g.steps) <= 3 and g.final_code.startswith("print(")
-        assert all(code.count("\n") <= 1 for _, code in g.steps), g.steps
+        # short steps: at most two lines each, besides a fixed `from sympy import ...` line
+        for _, code in g.steps:
+            lines = [ln for ln in code.splitlines() if not ln.startswith("from sympy import")]
+            assert len(lines) <= 2, g.steps
 
 
 def test_symbol_word_phrase_and_special_forms_all_appear(arithmetic):
@@ -258,3 +263,52 @@ def test_expressions_are_solved_by_writing_them_as_python():
         norm = lambda s: re.sub(r"\s+", "", s)  # noqa: E731
         assert norm(code) in norm(py), (typed, code)
     assert all(seen[s] >= 10 for s in ("×", "X", "÷", "^", "**", "(", "-", ".")), seen
+
+
+# Fractions as words, written here independently of the generator's own table.
+_NUM = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "five": 5, "seven": 7}
+_DEN = {"half": 2, "third": 3, "quarter": 4, "fourth": 4, "fifth": 5, "sixth": 6, "eighth": 8,
+        "tenth": 10}  # fmt: skip
+_FRAC_RE = re.compile(r"(\d+)/(\d+)|(?:(a|an|one|two|three|five|seven) )?([a-z]+?)s?\b")
+
+
+def _fractions_in(q: str) -> list[Fraction]:
+    out = []
+    for m in _FRAC_RE.finditer(q):
+        if m.group(1):
+            out.append(Fraction(int(m.group(1)), int(m.group(2))))
+        elif m.group(4) in _DEN and (m.group(3) or m.group(4) == "half"):
+            out.append(Fraction(_NUM.get(m.group(3) or "one", 1), _DEN[m.group(4)]))
+    return out
+
+
+def test_fraction_answers_are_right_and_every_form_appears():
+    """everyday_fractions: each answer recomputed from the question's own words and digits;
+    every kind and operation appears, in digits and in words; the code is one line after the
+    import, the calculation copied (nothing computed by hand)."""
+    rng = random.Random(13)
+    seen: Counter[str] = Counter()
+    for _ in range(900):
+        g = SKILLS["everyday_fractions"](rng, rng.choice(DIFFICULTIES))
+        q, kind = g.question.lower(), g.template.split(":")[0]
+        seen[kind] += 1
+        seen["words"] += not re.search(r"\d+/\d+", q)
+        fr, ans = _fractions_in(q), Fraction(g.answer)
+        if kind == "of":
+            n = [int(x) for x in re.findall(r"(?<![/\d])\d+(?![/\d])", q)]
+            whole = n[-1] if n else _WORDS_TO_INT[_WORD_RE.findall(q)[-1]]
+            assert ans == fr[0] * whole, q
+        elif kind == "dec":
+            assert ans == fr[0] and "/" not in g.answer, q
+        elif kind == "pct":
+            assert ans == fr[0] * 100 and ans.denominator == 1, q
+        elif kind == "simp":
+            assert ans == fr[0] and f"{ans.numerator}/{ans.denominator}" != q, q
+        else:
+            f, h = fr
+            assert ans == [f + h, f - h, f * h, f / h][int(kind[2])], q
+        code = g.steps[0][1].removeprefix("from fractions import Fraction\n")
+        assert len(g.steps) == 1 and "\n" not in code and code.startswith("value = "), g.steps
+    kinds = {"of", "dec", "pct", "simp", "op0", "op1", "op2", "op3"}
+    assert set(seen) - {"words"} == kinds and min(seen[k] for k in kinds) >= 20, seen
+    assert seen["words"] >= 60, seen

@@ -26,7 +26,7 @@ REQUIRED_SKILLS = (
     "rounding_place_value", "comparison", "unit_conversion", "time_elapsed", "polynomial_eval",
     "sequences", "percentages", "word_shopping", "word_rates", "word_ages", "word_sharing",
     "everyday_arithmetic", "everyday_percent_units", "everyday_word", "everyday_facts",
-    "everyday_expressions",
+    "everyday_expressions", "everyday_fractions",
 )  # fmt: skip
 
 
@@ -373,3 +373,24 @@ def test_result_record_from_solve():
     assert rec.budget["rollouts"] == 8 and ResultRecord.from_json(rec.to_json()) == rec
     assert ResultRecord.from_solve("p1", res).correct is None
     assert ResultRecord.from_solve("p1", res, gold="2").correct is False
+
+
+def test_equations_are_copied_into_sympy_as_written():
+    """linear_equation, linear_system and everyday_facts' one-step equations: the reference
+    code is sympy.solve on the equations exactly as the question writes them (3x -> 3*x);
+    nothing is rearranged by hand, where a small model slips on signs."""
+    rng = random.Random(5)
+    copied = 0
+    for _ in range(400):
+        for name in ("linear_equation", "linear_system"):
+            g = SKILLS[name](rng, rng.choice(DIFFICULTIES))
+            code = "\n".join(c for _, c in g.steps)
+            assert "sympy" in code and "Fraction(rhs" not in code and "det" not in code, code
+            eqs = re.findall(r"Eq\(([^,]+), ([^,)]+)\)", code)
+            assert eqs, code
+            written = [f"{a} = {b}".replace("*", "") for a, b in eqs]
+            if all(w in g.question for w in written):
+                copied += 1
+            else:  # word problems: the equations are named, not copied
+                assert not re.search(r"\d[a-z] [-+=]", g.question), (g.question, code)
+    assert copied >= 300, copied

@@ -18,7 +18,8 @@ word_money, word_stories, and the everyday questions people type (everyday: "2+2
 times six", "half of 36"; everyday_units: percents and unit conversions; everyday_word: short
 stories; everyday_facts: powers, roots, digits, primes, gcd/lcm, shapes, one-step equations,
 tips and time facts; everyday_expressions: a whole calculation on one line, solved by
-writing it as Python); what they share (the record, the registry, names and formatting helpers)
+writing it as Python; everyday_fractions: a fraction of a number, as a decimal or percent, in
+lowest terms, or two fractions said in words); what they share (the record, the registry, names and formatting helpers)
 is in _common, and number words and casual rewrites in _words.
 
 `template` names the phrasing used ("sum:2"), so tests and reports can measure diversity.
@@ -43,6 +44,7 @@ from . import everyday_units  # noqa: F401
 from . import everyday_word  # noqa: F401
 from . import everyday_facts  # noqa: F401
 from . import everyday_expressions  # noqa: F401
+from . import everyday_fractions  # noqa: F401
 
 # isort: on
 from ._common import DIFFICULTIES, SKILLS, GeneratedProblem, SkillFn, Step, skill

@@ -5,6 +5,7 @@ Registered in `SKILLS` when the package imports this module."""
 from __future__ import annotations
 
 import random
+import re
 
 from ._common import (
     COUNTABLES,
@@ -27,6 +28,34 @@ def _lin(a: int, b: int, var: str) -> str:
     return f"{head} {'+' if b > 0 else '-'} {abs(b)}"
 
 
+def _py(text: str) -> str:
+    """An equation side as typed ('3x + 5', '-y') in Python: a number before a letter multiplies."""
+    return re.sub(r"(\d)([a-z])", r"\1*\2", text)
+
+
+# Every equation is solved the same way: the unknowns named as sympy symbols, the equations
+# copied from the question as written, sympy.solve. A small model copies far more reliably
+# than it rearranges signs by hand (the everyday_expressions finding).
+_SOLVE1 = "Name the unknown and copy the equation as written; sympy solves it."
+_SOLVE2 = "Name the unknowns and write the two equations; sympy solves them."
+
+
+def _sympy_one(var: str, lhs: str, rhs: str) -> str:
+    return (
+        f'from sympy import Eq, solve, symbols\n{var} = symbols("{var}")\n'
+        f"{var} = solve(Eq({_py(lhs)}, {_py(rhs)}), {var})[0]"
+    )
+
+
+def _sympy_two(u: str, v: str, eqs: list[tuple[str, str]], want: str) -> str:
+    eq = ", ".join(f"Eq({_py(a)}, {_py(b)})" for a, b in eqs)
+    take = f"s[{want}]" if want.isidentifier() else f"({want}).subs(s)"
+    return (
+        f'from sympy import Eq, solve, symbols\n{u}, {v} = symbols("{u} {v}")\n'
+        f"s = solve([{eq}], [{u}, {v}])\nanswer = {take}"
+    )
+
+
 @skill("linear_equation")
 def linear_equation(rng: random.Random, d: int) -> GeneratedProblem:
     var = rng.choice("xxxynkmt")
@@ -38,7 +67,6 @@ def linear_equation(rng: random.Random, d: int) -> GeneratedProblem:
     else:
         a, b = nonzero(rng, -9 if d == 3 else 2, 12), nonzero(rng, -40, 40)
     c = a * x + b
-    steps: list[Step] = [("Write the equation as a*x + b = c.", f"a = {a}\nb = {b}\nc = {c}")]
     if d == 3 and rng.random() < 0.5:  # unknown on both sides: a x + b = e x + f
         e = nonzero(rng, -9, 9)
         while e == a:
@@ -52,11 +80,7 @@ def linear_equation(rng: random.Random, d: int) -> GeneratedProblem:
                 "Solve the equation {eq}.",
             ],
         )  # fmt: skip
-        steps = [
-            ("Write both sides as coefficient and constant.", f"a, b = {a}, {b}\ne, f = {e}, {f}"),
-            ("Collect the unknown on the left and the constants on the right.", "coef = a - e\nrhs = f - b"),
-            ("Divide by the coefficient.", f"from fractions import Fraction\n{var} = Fraction(rhs, coef)"),
-        ]  # fmt: skip
+        steps: list[Step] = [(_SOLVE1, _sympy_one(var, _lin(a, b, var), _lin(e, f, var)))]
         return gen(phr.format(v=var, eq=eq), fmt(x), steps, f"print({var})", f"both:{t}")
     eq = f"{_lin(a, b, var)} = {c}"
     word_ok = a > 0 and b != 0
@@ -78,10 +102,13 @@ def linear_equation(rng: random.Random, d: int) -> GeneratedProblem:
     )  # fmt: skip
     if a == 1 and t >= 4:
         q = q.replace("multiply it by 1 and ", "").replace("1 times the number", "The number")
-    steps += [
-        ("Move the constant to the right side.", "rhs = c - b"),
-        ("Divide both sides by the coefficient.", f"from fractions import Fraction\n{var} = Fraction(rhs, a)"),
-    ]  # fmt: skip
+    if t >= 4:  # in words: the number gets a name
+        var = "n"
+        steps = [
+            ("Call the number n and write the equation.", _sympy_one(var, _lin(a, b, var), str(c)))
+        ]
+    else:
+        steps = [(_SOLVE1, _sympy_one(var, _lin(a, b, var), str(c)))]
     return gen(q, fmt(x), steps, f"print({var})", f"one:{t}")
 
 
@@ -105,15 +132,10 @@ def linear_system(rng: random.Random, d: int) -> GeneratedProblem:
             ],
         )  # fmt: skip
         n, m = names(rng, 2)
-        steps = [
-            (
-                "Let the numbers be x and y with x + y = s and x - y = diff.",
-                f"s = {s}\ndiff = {df}",
-            ),
-            ("Adding the two equations gives 2x = s + diff.", "x = (s + diff) // 2"),
-        ]
+        code = _sympy_two("x", "y", [("x + y", str(s)), ("x - y", str(df))], "x")
+        steps: list[Step] = [(f"{_SOLVE2} x is the larger.", code)]
         q = phr.format(s=s, df=df, n=n, m=m, t=rng.choice(COUNTABLES))
-        return gen(q, fmt(x), steps, "print(x)", f"sumdiff:{t}")
+        return gen(q, fmt(x), steps, "print(answer)", f"sumdiff:{t}")
     if kind == "tickets":
         pa, pc = rng.randint(6, 15), rng.randint(2, 5)
         adults, kids = rng.randint(3, 40 * d), rng.randint(3, 40 * d)
@@ -126,18 +148,10 @@ def linear_system(rng: random.Random, d: int) -> GeneratedProblem:
                 "At a fair, rides cost ${pa} for adults and ${pc} for children. {c} ride tickets brought in ${T}. How many were adult tickets?",
             ],
         )  # fmt: skip
-        steps = [
-            ("Let a adults and k children: a + k = count and pa*a + pc*k = total.", f"pa, pc = {pa}, {pc}\ncount, total = {count}, {total}"),
-            ("If every ticket were a child ticket the total would be pc*count; each adult adds pa - pc.", "extra = total - pc * count"),
-            ("The number of adults is the extra money divided by the price difference.", "adults = extra // (pa - pc)"),
-        ]  # fmt: skip
-        return gen(
-            phr.format(pa=pa, pc=pc, c=count, T=total),
-            fmt(adults),
-            steps,
-            "print(adults)",
-            f"tickets:{t}",
-        )
+        code = _sympy_two("a", "k", [("a + k", str(count)), (f"{pa}*a + {pc}*k", str(total))], "a")
+        steps = [(f"{_SOLVE2} a adults, k children.", code)]
+        q = phr.format(pa=pa, pc=pc, c=count, T=total)
+        return gen(q, fmt(adults), steps, "print(answer)", f"tickets:{t}")
     if kind == "heads":
         a_legs = rng.choice(
             [
@@ -160,12 +174,10 @@ def linear_system(rng: random.Random, d: int) -> GeneratedProblem:
                 "{n} counts {h} {top} and {L} {unit} among some {w1} and {w2}. How many {w2} are there?",
             ],
         )  # fmt: skip
-        steps = [
-            (f"Let p be the {w1} and q the {w2}: p + q = {top} and {l1}p + {l2}q = {unit}.", f"heads, legs = {heads}, {legs}"),
-            (f"If all were {w1} there would be {l1} * heads {unit}; each of the {w2} changes that by {l2 - l1}.", f"q = (legs - {l1} * heads) // ({l2} - {l1})"),
-        ]  # fmt: skip
+        code = _sympy_two("p", "q", [("p + q", str(heads)), (f"{l1}*p + {l2}*q", str(legs))], "q")
+        steps = [(f"{_SOLVE2} p {w1}, q {w2}; {top} and {unit}.", code)]
         q = phr.format(w1=w1, w2=w2, h=heads, L=legs, unit=unit, top=top, n=names(rng)[0])
-        return gen(q, fmt(n2), steps, "print(q)", f"heads:{t}")
+        return gen(q, fmt(n2), steps, "print(answer)", f"heads:{t}")
     # general 2x2 with integer solution
     x, y = rng.randint(-9, 12), rng.randint(-9, 12)
     while True:
@@ -190,11 +202,8 @@ def linear_system(rng: random.Random, d: int) -> GeneratedProblem:
             "Find {tg} when {e1} and {e2}.",
         ],
     )  # fmt: skip
-    steps = [
-        ("Write the coefficients of a1*x + b1*y = c1 and a2*x + b2*y = c2.", f"a1, b1, c1 = {a1}, {b1}, {c1}\na2, b2, c2 = {a2}, {b2}, {c2}"),
-        ("Use Cramer's rule: the determinant first.", "det = a1 * b2 - a2 * b1"),
-        ("Then x and y.", "from fractions import Fraction\nx = Fraction(c1 * b2 - c2 * b1, det)\ny = Fraction(a1 * c2 - a2 * c1, det)"),
-        ("Take the quantity asked for.", f"target = {target}"),
-    ]  # fmt: skip
-    q = phr.format(e1=eq(a1, b1, c1), e2=eq(a2, b2, c2), tg=target)
-    return gen(q, fmt(val), steps, "print(target)", f"general:{t}")
+    e1, e2 = eq(a1, b1, c1), eq(a2, b2, c2)
+    code = _sympy_two("x", "y", [tuple(e.split(" = ")) for e in (e1, e2)], target)  # type: ignore[misc]
+    steps = [("Copy the two equations as written; sympy solves them.", code)]
+    q = phr.format(e1=e1, e2=e2, tg=target)
+    return gen(q, fmt(val), steps, "print(answer)", f"general:{t}")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from collections.abc import Callable
 from fractions import Fraction
 
@@ -50,7 +51,9 @@ def _power(rng: random.Random, d: int) -> _Fact:
     i, phr = pick(rng, table)
     sa, sb = _say(rng, d, phr, a, b)
     q = phr.format(a=sa, b=sb, bo=ordinal(b))
-    steps: list[Step] = [(f"Multiply {a} by itself {b} times: use **.", f"value = {a} ** {b}")]
+    why = {2: "Squared means to the power 2", 3: "Cubed means to the power 3"}
+    say = why[b] if name != "power" else f"{a} to the power {b}"
+    steps: list[Step] = [(f"{say}: use **.", f"value = {a} ** {b}")]
     return q, Fraction(a**b), steps, "value", f"power:{name}:{i}"
 
 
@@ -175,13 +178,16 @@ def _equation(rng: random.Random, d: int) -> _Fact:
         x = a * b  # x / a = b
     table = {"add": T.EQ_ADD, "sub": T.EQ_SUB, "mul": T.EQ_MUL, "div": T.EQ_DIV}[op]
     i, phr = pick(rng, table)
-    code = {"add": f"x = {b} - {a}", "sub": f"x = {b} + {a}", "mul": f"x = {b} // {a}",
-            "div": f"x = {b} * {a}"}[op]  # fmt: skip
-    why = {"add": "Undo adding: subtract.", "sub": "Undo subtracting: add.",
-           "mul": "Undo multiplying: divide.", "div": "Undo dividing: multiply."}[op]  # fmt: skip
+    # the unknown as the question names it; the equation written as it reads, solved by sympy
+    # (as linear_equation: copying is what a small model does reliably, rearranging is not)
+    v = (re.findall(r"(?<![a-z])([xyn])(?![a-z])", phr) or ["x"])[0]
+    lhs = {"add": f"{v} + {a}", "sub": f"{v} - {a}", "mul": f"{a}*{v}", "div": f"{v} / {a}"}[op]
+    code = f'from sympy import Eq, solve, symbols\n{v} = symbols("{v}")\n'
+    code += f"{v} = solve(Eq({lhs}, {b}), {v})[0]"
+    why = "Name the unknown and write the equation; sympy solves it."
     sa, sb = _say(rng, d, phr.replace("x", "="), a, b)  # no "six x = ..."
     q = phr.format(a=sa, b=sb)
-    return q, Fraction(x), [(why, code)], "x", f"equation:{op}:{i}"
+    return q, Fraction(x), [(why, code)], v, f"equation:{op}:{i}"
 
 
 def _tip(rng: random.Random, d: int) -> _Fact:
