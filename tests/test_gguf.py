@@ -334,16 +334,14 @@ def test_eos_finishes_candidate(ckpts, tmp_path: Path) -> None:  # type: ignore[
     assert [(c.text, c.n_tokens, c.finish) for c in p.candidates] == [("", 1, "eos")] * 3
 
 
-def test_speed_k4(policies) -> None:  # type: ignore[no-untyped-def]
-    import time
-
+def test_k4_sampling_fills_every_row(policies) -> None:  # type: ignore[no-untyped-def]
+    """Four sampled siblings in one batch: each row generates, and the rows differ. (Its speed
+    is `edgestar bench`'s to measure: a timed assertion fails on a loaded shared machine.)"""
     pol = policies["llama"]
     req = StepRequest(PROMPTS[0], k=4, seed=3, max_tokens=64, temperature=1.0)
-    pol.propose([req])
-    t = time.perf_counter()
     (p,) = pol.propose([req])
-    rate = sum(c.n_tokens for c in p.candidates) / (time.perf_counter() - t)
-    assert rate > 200  # ~8,000 tok/s measured for this 64-wide model, 1 thread
+    assert len(p.candidates) == 4 and all(c.n_tokens > 0 for c in p.candidates)
+    assert len({c.text for c in p.candidates}) > 1
 
 
 # ------------------------------------------------------------------------------ errors
