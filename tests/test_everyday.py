@@ -193,6 +193,50 @@ def test_no_question_comes_from_the_generator() -> None:
     assert "tests/data/everyday.jsonl" in recipe.exclude
 
 
+# The second, fresh set (tests/data/everyday_fresh.jsonl): 62 questions written by hand after
+# everyday_stories was written and before any model trained on it, to tell a real gain from a
+# fit to the first set's categories. Gold answers computed again here.
+FRESH = ROOT / "tests" / "data" / "everyday_fresh.jsonl"
+FRESH_COMPUTED: dict[str, int | F] = {
+    "fresh-001": 48 + 67, "fresh-002": 9 * 7, "fresh-003": F(250, 5), "fresh-004": 1000 - 387,
+    "fresh-005": 23 * 4, "fresh-006": 19 + 26 + 35, "fresh-007": 120 - 45, "fresh-008": 6**2 + 10,
+    "fresh-009": 4**3, "fresh-010": math.isqrt(81), "fresh-011": 2**6, "fresh-012": F(3, 5) * 45,
+    "fresh-013": F(1, 2) + F(1, 4), "fresh-014": F(1, 4), "fresh-015": F(3, 4) * 100,
+    "fresh-016": F(12, 100) * 250, "fresh-017": F(40, 160) * 100, "fresh-018": 80 - F(25, 100) * 80,
+    "fresh-019": F(30 * 8, 100), "fresh-020": F("12.50") + F("2.75"), "fresh-021": F(18, 4),
+    "fresh-022": F(500, 25), "fresh-023": 5 * 60, "fresh-024": 3 * 7, "fresh-025": F("2.5") * 1000,
+    "fresh-026": 3 * 60, "fresh-027": F(90, 60), "fresh-028": F("4.2") * 100,
+    "fresh-029": F(3200, 1000), "fresh-030": 9 + 4 + 5, "fresh-031": F(72, 18), "fresh-032": 14 - 6,
+    "fresh-033": 40 - 27, "fresh-034": 6 * 15, "fresh-035": 100 - 35 - 20, "fresh-036": F(28, 4),
+    "fresh-037": 15 * 14, "fresh-038": 12 * 4 + 8 * 2, "fresh-039": 3 * 10 - 7,
+    "fresh-040": 2 * (12 + 7), "fresh-041": 11 * 11, "fresh-042": F(8, 100) * 250,
+    "fresh-043": F(45, 3), "fresh-044": F(180, 60), "fresh-045": F(15, 5) * 8,
+    "fresh-046": F(10 + 20 + 30 + 40 + 50, 5), "fresh-047": F(45 + 60 + 75, 3), "fresh-048": -5 - 7,
+    "fresh-049": F(-20, 4), "fresh-050": 5 - (-8), "fresh-051": F(27 + 3, 5), "fresh-052": 7 * 4,
+    "fresh-053": F(29 - 5, 2), "fresh-054": math.gcd(36, 48), "fresh-055": math.lcm(9, 12),
+    "fresh-056": 85 % 9, "fresh-057": primes(31, 40)[0], "fresh-058": F("3.5"),
+    "fresh-059": F("4.35") + F("1.8"), "fresh-060": F("0.2") * F("0.3"), "fresh-061": 240 + 60,
+    "fresh-062": F(200, 4),
+}  # fmt: skip
+
+
+def test_the_fresh_set_is_well_formed_computed_and_not_generated() -> None:
+    from train.problems import load_source, normalize_question
+
+    items = run.read_set(FRESH)
+    assert [i.id for i in items] == [f"fresh-{k:03d}" for k in range(1, 63)]
+    assert {i.category for i in items} <= CATEGORIES
+    assert set(FRESH_COMPUTED) == {i.id for i in items}
+    for it in items:
+        assert F(it.answer) == FRESH_COMPUTED[it.id], (it, FRESH_COMPUTED[it.id])
+    mine = {normalize_question(i.question): i.id for i in items}
+    first = {normalize_question(i.question) for i in run.read_set()}
+    assert len(mine) == 62 and not set(mine) & first
+    skills = "synthetic:everyday_word,everyday_percent_units,everyday_stories"
+    generated = {normalize_question(p.question) for p in load_source(skills, n=1500, seed=1)}
+    assert not [mine[q] for q in mine if q in generated]
+
+
 def _scripted(answers: dict[str, str]) -> Solver:
     """A plain-format solver whose one step boxes answers[question] (else says nothing)."""
     after = "\nAnswer: Let's think step by step.\n"

@@ -16,7 +16,7 @@ import pytest
 from edgestar.executor import Executor
 from edgestar.train import problems as P
 from edgestar.train.skills import DIFFICULTIES, SKILLS
-from edgestar.train.skills._words import WORD_LIMIT, casual, number_words
+from edgestar.train.skills._words import WORD_LIMIT, casual, hundreds_words, number_words
 from edgestar.types import InputError
 
 EVERYDAY = (
@@ -26,6 +26,7 @@ EVERYDAY = (
     "everyday_facts",
     "everyday_expressions",
     "everyday_fractions",
+    "everyday_stories",
 )
 _WORDS_TO_INT = {number_words(i): i for i in range(WORD_LIMIT + 1)}
 # longest first, so "forty-two" is read before "forty" and "two"
@@ -312,3 +313,48 @@ def test_fraction_answers_are_right_and_every_form_appears():
     kinds = {"of", "dec", "pct", "simp", "op0", "op1", "op2", "op3"}
     assert set(seen) - {"words"} == kinds and min(seen[k] for k in kinds) >= 20, seen
     assert seen["words"] >= 60, seen
+
+
+STORY_KINDS = {
+    "in_groups", "start_groups", "pack_sell", "two_away", "three_away", "times_old",
+    "older_later", "cents_each", "price_times", "change_cents", "raise", "cut", "speed_from",
+    "time_from", "unit_price", "temp_up", "temp_down", "big_words",
+}  # fmt: skip
+
+
+def test_hundreds_words():
+    rng = random.Random(0)
+    assert hundreds_words(300, rng) == "three hundred"
+    assert {hundreds_words(150, rng) for _ in range(40)} == {
+        "one hundred and fifty", "one hundred fifty",
+    }  # fmt: skip
+    assert hundreds_words(999, rng).endswith("ninety-nine")
+    for bad in (99, 1000, True):
+        with pytest.raises(ValueError, match="100..999"):
+            hundreds_words(bad, rng)
+
+
+def test_stories_told_the_other_way_round(ex):
+    """everyday_stories: every kind appears, and each kind's operation is the one its question
+    asks for, checked here from the question's own numbers (not the reference code)."""
+    recs = P.generate(800, seed=6, skills="everyday_stories", runner=ex)
+    kinds = Counter(r.template.split(":")[0] for r in recs)
+    assert set(kinds) == STORY_KINDS and min(kinds.values()) >= 10, kinds
+    for r in recs:
+        kind, q = r.template.split(":")[0], r.question.lower()
+        nums = [Fraction(x) for x in re.findall(r"-?\d+(?:\.\d+)?", q.replace("$", ""))]
+        ans = Fraction(r.answer)
+        if kind == "in_groups":  # "a box holds 24: how many in 7 boxes" multiplies
+            assert ans == nums[0] * nums[1], q
+        elif kind == "two_away":
+            assert ans == nums[0] - nums[1] - nums[2], q
+        elif kind == "cents_each":
+            assert ans == nums[0] * nums[1] / 100, q
+        elif kind in ("temp_up", "temp_down"):
+            sign = 1 if kind == "temp_up" else -1
+            assert ans == nums[0] + sign * nums[-1], q
+        elif kind == "speed_from":
+            assert ans == nums[0] / nums[1], q
+        elif kind == "big_words":
+            assert not re.search(r"\d", q), q
+            assert re.search(r"hundred", q), q

@@ -26,7 +26,7 @@ REQUIRED_SKILLS = (
     "rounding_place_value", "comparison", "unit_conversion", "time_elapsed", "polynomial_eval",
     "sequences", "percentages", "word_shopping", "word_rates", "word_ages", "word_sharing",
     "everyday_arithmetic", "everyday_percent_units", "everyday_word", "everyday_facts",
-    "everyday_expressions", "everyday_fractions",
+    "everyday_expressions", "everyday_fractions", "everyday_stories",
 )  # fmt: skip
 
 

@@ -19,7 +19,9 @@ times six", "half of 36"; everyday_units: percents and unit conversions; everyda
 stories; everyday_facts: powers, roots, digits, primes, gcd/lcm, shapes, one-step equations,
 tips and time facts; everyday_expressions: a whole calculation on one line, solved by
 writing it as Python; everyday_fractions: a fraction of a number, as a decimal or percent, in
-lowest terms, or two fractions said in words); what they share (the record, the registry, names and formatting helpers)
+lowest terms, or two fractions said in words; everyday_stories: the shapes that look like an
+older skill's but need another operation, money in cents, percent change, rates the other
+way, temperatures across zero, numbers said above one hundred); what they share (the record, the registry, names and formatting helpers)
 is in _common, and number words and casual rewrites in _words.
 
 `template` names the phrasing used ("sum:2"), so tests and reports can measure diversity.
@@ -45,6 +47,7 @@ from . import everyday_word  # noqa: F401
 from . import everyday_facts  # noqa: F401
 from . import everyday_expressions  # noqa: F401
 from . import everyday_fractions  # noqa: F401
+from . import everyday_stories  # noqa: F401
 
 # isort: on
 from ._common import DIFFICULTIES, SKILLS, GeneratedProblem, SkillFn, Step, skill

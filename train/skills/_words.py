@@ -39,3 +39,15 @@ def casual(rng: random.Random, question: str) -> str:
     if r < 0.4:
         return question.lower().rstrip(".?!")
     return question
+
+
+def hundreds_words(n: int, rng: random.Random) -> str:
+    """101..999 as people say them, with or without "and": 150 -> "one hundred and fifty" or
+    "one hundred fifty", 300 -> "three hundred"."""
+    if isinstance(n, bool) or not isinstance(n, int) or not 100 <= n <= 999:
+        raise ValueError(f"hundreds_words covers whole numbers 100..999, got {n!r}")
+    h, rest = divmod(n, 100)
+    head = f"{_ONES[h]} hundred"
+    if not rest:
+        return head
+    return f"{head}{' and ' if rng.random() < 0.5 else ' '}{number_words(rest)}"
