@@ -141,6 +141,25 @@ def gen(q: str, ans: str, steps: list[Step], final: str, template: str) -> Gener
     return GeneratedProblem(q, ans, tuple(steps), final, template)
 
 
+Story = tuple[str, Fraction, list[Step], str, str]
+"""A short story: (question, exact answer, steps, the printed variable, template)."""
+StoryFn = Callable[[random.Random, int, str, str], Story]
+
+
+def tell(
+    kinds: dict[str, StoryFn], rng: random.Random, d: int, rounded: tuple[str, ...] = ()
+) -> GeneratedProblem:
+    """One story of a random kind, with two random names, casually typed some of the time; the
+    answer is printed rounded to cents when it is not whole or its kind is in `rounded`."""
+    from ._words import casual
+
+    kind = rng.choice(list(kinds))
+    n, m = names(rng, 2)
+    q, val, steps, var, template = kinds[kind](rng, d, n, m)
+    final = f"print(round({var}, 2))" if val.denominator > 1 or kind in rounded else f"print({var})"
+    return gen(casual(rng, q), dec(val), steps, final, template)
+
+
 def _frac(rng: random.Random, dens: list[int], proper: bool = True) -> Fraction:
     den = rng.choice(dens)
     num = rng.randint(1, den - 1) if proper else rng.randint(1, 2 * den)

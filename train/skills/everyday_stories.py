@@ -25,22 +25,31 @@ seeds keep their problems."""
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 from fractions import Fraction
 
-from ._common import COUNTABLES, ITEMS, GeneratedProblem, Step, dec, gen, money, names, pick, skill
+from ._common import (
+    COUNTABLES,
+    ITEMS,
+    GeneratedProblem,
+    Step,
+    Story,
+    StoryFn,
+    dec,
+    money,
+    names,
+    pick,
+    skill,
+    tell,
+)
 from ._everyday_data import CONTAINERS, MOVERS
-from ._words import casual, hundreds_words, number_words
-
-# Each story: (question, exact answer, steps, the printed variable, template).
-_Story = tuple[str, Fraction, list[Step], str, str]
+from ._words import hundreds_words, number_words
 
 
 def _cap(s: str) -> str:
     return s[0].upper() + s[1:]
 
 
-def _in_groups(rng: random.Random, d: int, n: str, m: str) -> _Story:
+def _in_groups(rng: random.Random, d: int, n: str, m: str) -> Story:
     (c, cs), t = rng.choice(CONTAINERS), rng.choice(COUNTABLES)
     k, e = (
         (rng.randint(2, 9), rng.randint(2, 12))
@@ -95,7 +104,7 @@ def _in_groups(rng: random.Random, d: int, n: str, m: str) -> _Story:
     return q, Fraction(k - sold), steps, "left", f"pack_sell:{i}"
 
 
-def _two_away(rng: random.Random, d: int, n: str, m: str) -> _Story:
+def _two_away(rng: random.Random, d: int, n: str, m: str) -> Story:
     t, o = rng.choice(COUNTABLES), names(rng, 3)[2]
     hi = 40 if d == 1 else 200 if d == 2 else 900
     parts = [rng.randint(1, hi // 4) for _ in range(3 if d == 3 else 2)]
@@ -129,7 +138,7 @@ def _two_away(rng: random.Random, d: int, n: str, m: str) -> _Story:
     return q, Fraction(a - b - c - e), steps, "left", f"three_away:{i}"
 
 
-def _ages(rng: random.Random, d: int, n: str, m: str) -> _Story:
+def _ages(rng: random.Random, d: int, n: str, m: str) -> Story:
     a = rng.randint(4, 40)
     if d == 1:
         k = rng.randint(2, 5)
@@ -165,7 +174,7 @@ def _ages(rng: random.Random, d: int, n: str, m: str) -> _Story:
     return q, Fraction(val), steps, "age", f"older_later:{i}"
 
 
-def _money(rng: random.Random, d: int, n: str, m: str) -> _Story:
+def _money(rng: random.Random, d: int, n: str, m: str) -> Story:
     item, items, lo, hi = rng.choice(ITEMS)
     k = rng.randint(2, 9) if d < 3 else rng.randint(6, 30)
     if d == 1:
@@ -205,7 +214,7 @@ def _money(rng: random.Random, d: int, n: str, m: str) -> _Story:
     return q, bill - price, steps, "change", f"change_cents:{i}"
 
 
-def _percent_change(rng: random.Random, d: int, n: str, m: str) -> _Story:
+def _percent_change(rng: random.Random, d: int, n: str, m: str) -> Story:
     p = rng.choice([5, 10, 20, 25, 50] if d == 1 else [5, 10, 12, 15, 20, 25, 30, 40, 75])
     a = rng.randint(2, 40) * (10 if d < 3 else 4)
     up = rng.random() < 0.5
@@ -231,7 +240,7 @@ def _percent_change(rng: random.Random, d: int, n: str, m: str) -> _Story:
     return q, val, steps, "new", f"{'raise' if up else 'cut'}:{i}"
 
 
-def _rate_back(rng: random.Random, d: int, n: str, m: str) -> _Story:
+def _rate_back(rng: random.Random, d: int, n: str, m: str) -> Story:
     mover, speed_unit, dist_unit = rng.choice(MOVERS)
     speed, hours = rng.randint(2, 20) * (5 if d > 1 else 1), rng.randint(2, 8)
     dist = speed * hours
@@ -267,7 +276,7 @@ def _rate_back(rng: random.Random, d: int, n: str, m: str) -> _Story:
     return q, price, steps, "each", f"unit_price:{i}"
 
 
-def _temperature(rng: random.Random, d: int, n: str, m: str) -> _Story:
+def _temperature(rng: random.Random, d: int, n: str, m: str) -> Story:
     a = rng.randint(-15, 10) if d < 3 else rng.randint(-30, 5)
     b = rng.randint(2, 20)
     up = rng.random() < 0.5
@@ -289,7 +298,7 @@ def _temperature(rng: random.Random, d: int, n: str, m: str) -> _Story:
     return q, Fraction(a + b if up else a - b), steps, "now", f"temp_{'up' if up else 'down'}:{i}"
 
 
-def _big_words(rng: random.Random, d: int, n: str, m: str) -> _Story:
+def _big_words(rng: random.Random, d: int, n: str, m: str) -> Story:
     a = rng.randint(1, 9) * 100 + rng.choice([0, 0, 25, 50]) if d == 1 else rng.randint(100, 999)
     b = (
         rng.randint(1, 6) * 50
@@ -317,7 +326,7 @@ def _big_words(rng: random.Random, d: int, n: str, m: str) -> _Story:
     return phr.format(a=said(a), b=said(b)), Fraction(val), steps, "result", f"big_words:{kind}:{i}"
 
 
-_KINDS: dict[str, Callable[[random.Random, int, str, str], _Story]] = {
+_KINDS: dict[str, StoryFn] = {
     "in_groups": _in_groups, "two_away": _two_away, "ages": _ages, "money": _money,
     "percent_change": _percent_change, "rate_back": _rate_back, "temperature": _temperature,
     "big_words": _big_words,
@@ -326,9 +335,4 @@ _KINDS: dict[str, Callable[[random.Random, int, str, str], _Story]] = {
 
 @skill("everyday_stories")
 def everyday_stories(rng: random.Random, d: int) -> GeneratedProblem:
-    kind = rng.choice(list(_KINDS))
-    n, m = names(rng, 2)
-    q, val, steps, var, template = _KINDS[kind](rng, d, n, m)
-    rounded = val.denominator > 1 or kind in ("money", "rate_back")
-    final = f"print(round({var}, 2))" if rounded else f"print({var})"
-    return gen(casual(rng, q), dec(val), steps, final, template)
+    return tell(_KINDS, rng, d, rounded=("money", "rate_back"))

@@ -13,22 +13,29 @@ so older seeds keep their problems)."""
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 from fractions import Fraction
 
-from ._common import COUNTABLES, ITEMS, GeneratedProblem, Step, dec, gen, money, names, pick, skill
+from ._common import (
+    COUNTABLES,
+    ITEMS,
+    GeneratedProblem,
+    Step,
+    Story,
+    StoryFn,
+    dec,
+    money,
+    pick,
+    skill,
+    tell,
+)
 from ._everyday_data import CONTAINERS, HOLDERS, MOVERS, PEOPLE, PER_DAY
-from ._words import casual
-
-# Each story: (question, exact answer, steps, the printed variable, template).
-_Story = tuple[str, Fraction, list[Step], str, str]
 
 
 def _listing(xs: list[int]) -> str:
     return ", ".join(map(str, xs[:-1])) + f" and {xs[-1]}"
 
 
-def _groups(rng: random.Random, d: int, n: str, m: str) -> _Story:
+def _groups(rng: random.Random, d: int, n: str, m: str) -> Story:
     (c, cs), t = rng.choice(CONTAINERS), rng.choice(COUNTABLES)
     k, each = (
         (rng.randint(2, 9), rng.randint(2, 10))
@@ -58,7 +65,7 @@ def _groups(rng: random.Random, d: int, n: str, m: str) -> _Story:
     return q, val, steps, var, f"groups:{i}.{j}"
 
 
-def _cost(rng: random.Random, d: int, n: str, m: str) -> _Story:
+def _cost(rng: random.Random, d: int, n: str, m: str) -> Story:
     item, items, lo, hi = rng.choice(ITEMS)
     k = rng.randint(2, 9 if d < 3 else 24)
     if d < 3:  # whole dollars in the item's usual price range
@@ -98,7 +105,7 @@ def _cost(rng: random.Random, d: int, n: str, m: str) -> _Story:
     return q, val, steps, var, f"cost:{i}.{j}"
 
 
-def _share(rng: random.Random, d: int, n: str, m: str) -> _Story:
+def _share(rng: random.Random, d: int, n: str, m: str) -> Story:
     t, people = rng.choice(COUNTABLES), rng.choice(PEOPLE)
     k, each = (
         (rng.randint(2, 10), rng.randint(1, 12))
@@ -129,7 +136,7 @@ def _share(rng: random.Random, d: int, n: str, m: str) -> _Story:
     return q, Fraction(each), steps, "each", f"share:{i}{':keep' if keep else ''}"
 
 
-def _ages(rng: random.Random, d: int, n: str, m: str) -> _Story:
+def _ages(rng: random.Random, d: int, n: str, m: str) -> Story:
     a, gap = rng.randint(4, 15 if d == 1 else 40), rng.randint(2, 12 if d < 3 else 30)
     if d == 1:
         i, phr = pick(rng, [
@@ -174,7 +181,7 @@ def _ages(rng: random.Random, d: int, n: str, m: str) -> _Story:
     )
 
 
-def _speed(rng: random.Random, d: int, n: str, m: str) -> _Story:
+def _speed(rng: random.Random, d: int, n: str, m: str) -> Story:
     mover, speed_unit, dist_unit = rng.choice(MOVERS)
     fast = mover in ("car", "train", "bus", "truck")
     speed = (
@@ -205,7 +212,7 @@ def _speed(rng: random.Random, d: int, n: str, m: str) -> _Story:
     return q, speed * hours, steps, "distance", f"speed:{i}{':min' if shown else ''}"
 
 
-def _average(rng: random.Random, d: int, n: str, m: str) -> _Story:
+def _average(rng: random.Random, d: int, n: str, m: str) -> Story:
     k = {1: rng.choice([2, 3]), 2: rng.choice([3, 4]), 3: rng.choice([4, 5])}[d]
     hi = {1: 20, 2: 60, 3: 100}[d]
     while True:
@@ -226,7 +233,7 @@ def _average(rng: random.Random, d: int, n: str, m: str) -> _Story:
     return phr.format(l=_listing(xs), k=k, n=n), mean, steps, "average", f"average:{i}"
 
 
-def _left(rng: random.Random, d: int, n: str, m: str) -> _Story:
+def _left(rng: random.Random, d: int, n: str, m: str) -> Story:
     t = rng.choice(COUNTABLES)
     a = rng.randint(5, 20) if d == 1 else rng.randint(20, 99) if d == 2 else rng.randint(100, 500)
     b = rng.randint(1, a - 1)
@@ -251,7 +258,7 @@ def _left(rng: random.Random, d: int, n: str, m: str) -> _Story:
     return phr.format(n=n, m=m, a=a, b=b, c=c, t=t), Fraction(a - b + c), steps, "now", f"left2:{i}"
 
 
-def _per_day(rng: random.Random, d: int, n: str, m: str) -> _Story:
+def _per_day(rng: random.Random, d: int, n: str, m: str) -> Story:
     does, unit, verb = rng.choice(PER_DAY)
     p = rng.randint(2, 12) if d == 1 else rng.randint(5, 60)
     if d < 3:
@@ -278,7 +285,7 @@ def _per_day(rng: random.Random, d: int, n: str, m: str) -> _Story:
     return q, Fraction(goal, p), steps, "days", f"days_to:{i}"
 
 
-def _compare(rng: random.Random, d: int, n: str, m: str) -> _Story:
+def _compare(rng: random.Random, d: int, n: str, m: str) -> Story:
     t = rng.choice(COUNTABLES)
     hi = {1: 20, 2: 99, 3: 999}[d]
     a, b = sorted(rng.sample(range(1, hi + 1), 2), reverse=True)
@@ -311,7 +318,7 @@ def _compare(rng: random.Random, d: int, n: str, m: str) -> _Story:
     )
 
 
-def _boxes(rng: random.Random, d: int, n: str, m: str) -> _Story:
+def _boxes(rng: random.Random, d: int, n: str, m: str) -> Story:
     thing, holder, one_holder, verb = rng.choice(HOLDERS)
     k = rng.randint(2, 12) if d < 3 else rng.randint(4, 25)
     full = rng.randint(2, 12) if d == 1 else rng.randint(3, 40)
@@ -364,7 +371,7 @@ def _boxes(rng: random.Random, d: int, n: str, m: str) -> _Story:
     return q, Fraction(full + 1), steps, "count", f"round_up:{i}"
 
 
-_KINDS: dict[str, Callable[[random.Random, int, str, str], _Story]] = {
+_KINDS: dict[str, StoryFn] = {
     "groups": _groups, "cost": _cost, "share": _share, "ages": _ages, "speed": _speed,
     "average": _average, "left": _left, "per_day": _per_day, "compare": _compare, "boxes": _boxes,
 }  # fmt: skip
@@ -372,12 +379,4 @@ _KINDS: dict[str, Callable[[random.Random, int, str, str], _Story]] = {
 
 @skill("everyday_word")
 def everyday_word(rng: random.Random, d: int) -> GeneratedProblem:
-    kind = rng.choice(list(_KINDS))
-    n, m = names(rng, 2)
-    q, val, steps, var, template = _KINDS[kind](rng, d, n, m)
-    final = (
-        f"print(round({var}, 2))"
-        if val.denominator > 1 or kind in ("cost", "average", "speed")
-        else f"print({var})"
-    )
-    return gen(casual(rng, q), dec(val), steps, final, template)
+    return tell(_KINDS, rng, d, rounded=("cost", "average", "speed"))
