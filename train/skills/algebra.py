@@ -203,7 +203,8 @@ def linear_system(rng: random.Random, d: int) -> GeneratedProblem:
         ],
     )  # fmt: skip
     e1, e2 = eq(a1, b1, c1), eq(a2, b2, c2)
-    code = _sympy_two("x", "y", [tuple(e.split(" = ")) for e in (e1, e2)], target)  # type: ignore[misc]
+    sides = [e.partition(" = ") for e in (e1, e2)]
+    code = _sympy_two("x", "y", [(a, b) for a, _, b in sides], target)
     steps = [("Copy the two equations as written; sympy solves them.", code)]
     q = phr.format(e1=e1, e2=e2, tg=target)
     return gen(q, fmt(val), steps, "print(answer)", f"general:{t}")
