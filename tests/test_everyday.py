@@ -373,7 +373,7 @@ def test_score_clears_the_prefix_cache_before_each_question() -> None:
 
 
 CARD_FLOOR = 78
-"""models/edgestar-smol.md: recipe v6's round 0 gave 88/100 greedy at one and at two threads on
+"""models/edgestar-smol.md: recipe v6.1's round 0 gave 90/100 greedy at one and at two threads on
 an AMX Xeon (v1 moved 5 points between them: near-ties flip with the float path); the floor
 leaves room for other CPUs'."""
 

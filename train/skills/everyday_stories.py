@@ -251,7 +251,12 @@ def _rate_back(rng: random.Random, d: int, n: str, m: str) -> Story:
             "What is the speed of a {v} that goes {D} {du} in {h} hours?",
             "If you travel {D} {du} in {h} hours, what is your average speed?",
         ])  # fmt: skip
-        steps: list[Step] = [("Speed is distance divided by time.", f"speed = {dist} / {hours}")]
+        steps: list[Step] = [
+            (
+                "Speed is distance divided by time.",
+                f"distance, hours = {dist}, {hours}\nspeed = distance / hours",
+            )
+        ]
         q = phr.format(n=n, v=mover, D=dist, du=dist_unit, h=hours, su=speed_unit)
         return q, Fraction(speed), steps, "speed", f"speed_from:{i}"
     if d == 2:
@@ -260,7 +265,12 @@ def _rate_back(rng: random.Random, d: int, n: str, m: str) -> Story:
             "At {s} {su}, how long does a {v} take to cover {D} {du}, in hours?",
             "{n} drives {D} {du} at {s} {su}. How many hours does the trip take?",
         ])  # fmt: skip
-        steps = [("Time is distance divided by speed.", f"hours = {dist} / {speed}")]
+        steps = [
+            (
+                "Time is distance divided by speed.",
+                f"distance, speed = {dist}, {speed}\nhours = distance / speed",
+            )
+        ]
         q = phr.format(n=n, v=mover, D=dist, du=dist_unit, s=speed, su=speed_unit)
         return q, Fraction(hours), steps, "hours", f"time_from:{i}"
     item, items, lo, hi = rng.choice(ITEMS)

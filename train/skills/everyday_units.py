@@ -121,8 +121,8 @@ def _convert(rng: random.Random, d: int) -> GeneratedProblem:
     if to_small:
         t, phr = pick(rng, _TO_SMALL)
         q = phr.format(S=pair.smalls, xb=xb, xa=xa, Sa=pair.small_abbr or pair.smalls, n=n)
-        why = f"Each {pair.big} is {pair.factor} {pair.smalls}, so multiply."
-        code = f"{pair.smalls} = {dec(x)} * {pair.factor}"
+        why = f"The question gives {xb}; each {pair.big} is {pair.factor} {pair.smalls}."
+        code = f"{pair.bigs} = {dec(x)}\n{pair.smalls} = {pair.bigs} * {pair.factor}"
         var, val, template = pair.smalls, small, f"to_small:{t}"
     else:
         ys = _amount(pair.small, pair.smalls, small)
@@ -130,8 +130,8 @@ def _convert(rng: random.Random, d: int) -> GeneratedProblem:
         t, phr = pick(rng, _TO_BIG)
         ba = pair.bigs if pair.big_abbr in (None, "$") else pair.big_abbr
         q = phr.format(B=pair.bigs, ys=ys, ysa=ysa, Ba=ba)
-        why = f"It takes {pair.factor} {pair.smalls} to make one {pair.big}, so divide."
-        code = f"{pair.bigs} = {dec(small)} / {pair.factor}"
+        why = f"The question gives {ys}; {pair.factor} {pair.smalls} make one {pair.big}."
+        code = f"{pair.smalls} = {dec(small)}\n{pair.bigs} = {pair.smalls} / {pair.factor}"
         var, val, template = pair.bigs, x, f"to_big:{t}"
     final = f"print(round({var}, 2))"
     return gen(casual(rng, q), dec(val), [(why, code)], final, f"{template}:{pair.big}")
