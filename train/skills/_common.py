@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
 
+from ._words import casual
+
 Step = tuple[str, str]
 
 
@@ -151,8 +153,6 @@ def tell(
 ) -> GeneratedProblem:
     """One story of a random kind, with two random names, casually typed some of the time; the
     answer is printed rounded to cents when it is not whole or its kind is in `rounded`."""
-    from ._words import casual
-
     kind = rng.choice(list(kinds))
     n, m = names(rng, 2)
     q, val, steps, var, template = kinds[kind](rng, d, n, m)

@@ -42,7 +42,7 @@ def casual(rng: random.Random, question: str) -> str:
 
 
 def hundreds_words(n: int, rng: random.Random) -> str:
-    """101..999 as people say them, with or without "and": 150 -> "one hundred and fifty" or
+    """100..999 as people say them, with or without "and": 150 -> "one hundred and fifty" or
     "one hundred fifty", 300 -> "three hundred"."""
     if isinstance(n, bool) or not isinstance(n, int) or not 100 <= n <= 999:
         raise ValueError(f"hundreds_words covers whole numbers 100..999, got {n!r}")
