@@ -101,6 +101,21 @@ def test_train_head_end_to_end(tmp_path: Path) -> None:
         collect_states(TINY, out, HeadTrainConfig(**{**CFG.__dict__, "width": 3}))
 
 
+def test_best_of_n_labels_each_step_by_the_answers_below_it(tmp_path: Path) -> None:
+    cfg = HeadTrainConfig(**{**CFG.__dict__, "n": 3, "holdout": (), "strategy": "best_of_n"})
+    states, recs, _ = collect_states(TINY, tmp_path / "bon", cfg)
+    assert len(states) == len(recs) > 0
+    # every chain reaches an answer or a failed step: each recorded step has terminals below it,
+    # and its N and Q are their count and mean +-1 outcome (best-of-n backs nothing up itself)
+    for r in recs:
+        assert r["N"] == r["good"] + r["bad"] > 0
+        assert r["Q"] == pytest.approx((r["good"] - r["bad"]) / r["N"], abs=1e-6)
+    roots = [r for r in recs if r["parent"] == 0]
+    assert len(roots) == cfg.n * min(cfg.rollouts, 8)  # one first step per chain
+    with pytest.raises(InputError, match="strategy"):
+        HeadTrainConfig(**{**CFG.__dict__, "strategy": "greedy"})
+
+
 def test_train_head_cli(tmp_path: Path) -> None:
     run = CliRunner()
     res = run.invoke(

@@ -96,6 +96,14 @@ def train_evolve(recipe: Path, out: Path, resume: bool, ray_address: str | None)
     show_default=True,
     help="Step format; auto: what the model declares, else tir for a chat model, else plain.",
 )
+@click.option(
+    "--strategy",
+    type=click.Choice(["mcts", "best_of_n", "beam"]),
+    default="mcts",
+    show_default=True,
+    help="The search that collects: mcts backs terminal values up; best_of_n and beam label each "
+    "step by the answers below it (best_of_n: every token reaches an answer).",
+)
 @click.option("--rollouts", type=int, default=8, show_default=True)
 @click.option("--width", type=int, default=4, show_default=True)
 @click.option("--max-step-tokens", type=int, default=256, show_default=True)
@@ -126,8 +134,8 @@ def train_evolve(recipe: Path, out: Path, resume: bool, ray_address: str | None)
 )
 @friendly
 def train_head_cmd(
-    model, problems, holdout, exclude, n, out, step_format, rollouts, width, max_step_tokens,
-    loss, mlp, threads, seed, max_collect_minutes, ray_address, lora,
+    model, problems, holdout, exclude, n, out, step_format, strategy, rollouts, width,
+    max_step_tokens, loss, mlp, threads, seed, max_collect_minutes, ray_address, lora,
 ) -> None:  # fmt: skip
     """Train a process reward head on MODEL's own hidden states (search, record, fit)."""
     from edgestar.solver import auto_format
@@ -136,7 +144,8 @@ def train_head_cmd(
     cfg = HeadTrainConfig(
         problems=tuple(problems), holdout=tuple(holdout), exclude=tuple(map(str, exclude)),
         n=n, seed=seed,
-        step_format=auto_format(model) if step_format == "auto" else step_format, rollouts=rollouts,
+        step_format=auto_format(model) if step_format == "auto" else step_format,
+        strategy=strategy, rollouts=rollouts,
         width=width, max_step_tokens=max_step_tokens, loss=loss,
         hidden=(mlp,) if mlp else (), threads=threads, shard_size=2,
         max_collect_seconds=None if max_collect_minutes is None else 60 * max_collect_minutes,

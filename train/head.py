@@ -10,7 +10,12 @@ Three stages, each resumable, all on the CPU:
    after the final code's output) cost one cached decode (`hidden_states`). Per node: the state,
    N, Q, kind, and how many correct / wrong terminals lie below it. Problems are cut into shards
    written atomically as `states-NNNNN.npz`; a killed run resumes by skipping existing shards;
-   with a Ray address the shards fan out as Ray tasks, like the rollouts.
+   with a Ray address the shards fan out as Ray tasks, like the rollouts. `strategy` may also be
+   `best_of_n` or `beam`, which back nothing up: a node's N and Q are then the Monte Carlo
+   estimate of the terminals below it (N = their number, Q = (right - wrong) / N, Math-Shepherd's
+   label). Best-of-n spends every token on a chain that reaches an answer, where MCTS at width w
+   leaves most of each level's w siblings unvisited: on a 0.5B model it labels several times more
+   answers per CPU second, which is what an answer-ranking head needs.
 2. Fit (`fit_head`): a linear head or a small MLP on standardized states, with rStar's pairwise
    loss on sibling pairs (chosen: the 2 highest-Q children that reach a correct answer; rejected:
    the 2 lowest-Q children that reach only wrong ones; Q margin >= 0.5, as train/datasets.py's
@@ -61,6 +66,9 @@ __all__ = [
 ]
 
 LOSSES = ("pairwise", "regression", "both")
+STRATEGIES = ("mcts", "best_of_n", "beam")
+"""Searches that collect: MCTS backs terminal values up itself; the others get N and Q from the
+terminals below each node (`_node_records`)."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +107,8 @@ class HeadTrainConfig:
     def __post_init__(self) -> None:
         if not self.problems:
             raise InputError("train head: give at least one --problems source")
+        if self.strategy not in STRATEGIES:
+            raise InputError(f"train head: strategy must be one of {', '.join(STRATEGIES)}")
         for name in ("n", "width", "rollouts", "max_step_tokens", "max_depth", "threads"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -142,9 +152,10 @@ def _problems(cfg: HeadTrainConfig) -> list[tuple[ProblemRecord, bool]]:
     return [q[i] for i in range(max(map(len, queues))) for q in queues if i < len(q)]
 
 
-def _node_records(tree: Any) -> list[dict[str, Any]]:
+def _node_records(tree: Any, mc: bool = False) -> list[dict[str, Any]]:
     """Per node (root excluded): parent, kind, N, Q, correct, and the correct / wrong terminals
-    below it (a failed or invalid step counts as wrong)."""
+    below it (a failed or invalid step counts as wrong). `mc`: the search backed nothing up
+    (best-of-n, beam), so a node's N and Q are the count and mean +-1 outcome of those terminals."""
     good = [0] * len(tree.nodes)
     bad = [0] * len(tree.nodes)
     for n in reversed(tree.nodes):  # children have larger ids than their parents
@@ -156,8 +167,15 @@ def _node_records(tree: Any) -> list[dict[str, Any]]:
         if n.parent is not None:
             good[n.parent] += good[n.id]
             bad[n.parent] += bad[n.id]
+
+    def nq(n: Any) -> tuple[int, float]:
+        seen = good[n.id] + bad[n.id]
+        if mc and seen:
+            return seen, (good[n.id] - bad[n.id]) / seen
+        return n.N, n.Q
+
     return [
-        {"id": n.id, "parent": n.parent, "kind": n.kind, "N": n.N, "Q": round(n.Q, 6),
+        {"id": n.id, "parent": n.parent, "kind": n.kind, "N": nq(n)[0], "Q": round(nq(n)[1], 6),
          "correct": n.correct, "good": good[n.id], "bad": bad[n.id]}
         for n in tree.nodes[1:]
     ]  # fmt: skip
@@ -195,12 +213,14 @@ def _collect_shard(
                     seed=problem_seed(cfg.seed, p.id), gold=p.answer, keep_tree=False,
                 )  # fmt: skip
                 nodes = tree.nodes[1:]
-                missing = [n for n in nodes if n.hidden is None and n.N > 0]
+                rows = _node_records(tree, mc=cfg.strategy != "mcts")
+                missing = [n for n, r in zip(nodes, rows, strict=True)
+                           if n.hidden is None and r["N"] > 0]  # fmt: skip
                 if missing:  # runtime-written steps: one cached decode each
                     for n, h in zip(missing, pol.hidden_states([tree.prefix(n) for n in missing]),
                                     strict=True):  # fmt: skip
                         n.hidden = h
-                for n, r in zip(nodes, _node_records(tree), strict=True):
+                for n, r in zip(nodes, rows, strict=True):
                     if n.hidden is None:
                         continue  # never visited and never recorded (a capped candidate)
                     states.append(np.asarray(n.hidden, dtype=np.float32))
