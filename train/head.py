@@ -153,8 +153,8 @@ def _problems(cfg: HeadTrainConfig) -> list[tuple[ProblemRecord, bool]]:
 
 
 def _node_records(tree: Any, mc: bool = False) -> list[dict[str, Any]]:
-    """Per node (root excluded): parent, kind, N, Q, correct, and the correct / wrong terminals
-    below it (a failed or invalid step counts as wrong). `mc`: the search backed nothing up
+    """Per node (root excluded): parent, kind, N, Q, correct, answer, tokens generated, and the
+    correct / wrong terminals below it (a failed or invalid step counts as wrong). `mc`: the search backed nothing up
     (best-of-n, beam), so a node's N and Q are the count and mean +-1 outcome of those terminals."""
     good = [0] * len(tree.nodes)
     bad = [0] * len(tree.nodes)
@@ -176,7 +176,8 @@ def _node_records(tree: Any, mc: bool = False) -> list[dict[str, Any]]:
 
     return [
         {"id": n.id, "parent": n.parent, "kind": n.kind, "N": nq(n)[0], "Q": round(nq(n)[1], 6),
-         "correct": n.correct, "good": good[n.id], "bad": bad[n.id]}
+         "correct": n.correct, "good": good[n.id], "bad": bad[n.id], "answer": n.answer,
+         "tokens": n.n_tokens}
         for n in tree.nodes[1:]
     ]  # fmt: skip
 
