@@ -1,0 +1,142 @@
+"""Does the head pick answers? Greedy, majority vote, head-weighted vote and head-max, all on the
+SAME sampled chains: the held-out problems of an `edgestar train head --strategy best_of_n` run.
+
+    python benchmarks/head/selection.py RUN_DIR [--head RUN_DIR/head.npz] [--json OUT.json]
+
+The run's collection drew, per problem, N chains decoded together (the first one greedy:
+`SearchConfig.greedy_first`), and recorded every step's hidden state, answer and tokens. On the
+problems the head was not fitted on (`training_rows` is False: a seeded share of each training
+source, plus whole holdout sources), this scores each finished chain's answer step with the
+head and picks an answer from the first k chains by each rule:
+
+- greedy: the first chain's answer (k = 1);
+- majority: the most frequent answer (`edgestar.answer.normalize` groups, as the runtime);
+- weighted: the answer with the largest sum of (score + 1) / 2 (the runtime's `weighted`);
+- max: the answer of the best-scored chain (the runtime's `max`);
+- coverage: a right answer is among the k chains (the ceiling of any rule).
+
+Every rule at a given k reads the same chains, so they compare at exactly equal tokens.
+Ties break by first appearance. No search runs here; it reads the collected states.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgestar.answer import normalize
+from edgestar.head import load_head
+from edgestar.train.head import HeadTrainConfig, collect_states, training_rows
+
+RULES = ("greedy", "majority", "weighted", "max", "coverage")
+
+
+def chains(recs: list[dict[str, Any]], rows: list[int]) -> list[dict[str, Any]]:
+    """One problem's chains in drawing order: {answer, correct, tokens, row} per chain (answer
+    None when the chain ended without one)."""
+    by_id = {recs[i]["id"]: i for i in rows}
+    parents = {recs[i]["parent"] for i in rows}
+    out = []
+    for i in rows:
+        r = recs[i]
+        if r["id"] in parents:
+            continue  # not a leaf
+        tokens, j, first = 0, i, r["id"]
+        while True:
+            tokens += recs[j].get("tokens", 0)
+            first = recs[j]["id"]
+            if recs[j]["parent"] == 0 or recs[j]["parent"] not in by_id:
+                break
+            j = by_id[recs[j]["parent"]]
+        done = r["kind"] == "answer" and r.get("answer") is not None
+        out.append({"first": first, "answer": r.get("answer") if done else None,
+                    "correct": bool(r["correct"]) if done else False, "tokens": tokens,
+                    "row": i if done else None})  # fmt: skip
+    return sorted(out, key=lambda c: c["first"])
+
+
+def pick(cs: list[dict[str, Any]], scores: dict[int, float], rule: str) -> bool:
+    """Whether `rule` picks a right answer among chains `cs`."""
+    done = [c for c in cs if c["answer"] is not None]
+    if rule == "coverage":
+        return any(c["correct"] for c in done)
+    if rule == "greedy":
+        return bool(cs) and cs[0]["correct"]
+    if not done:
+        return False
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for c in done:
+        groups[normalize(c["answer"])].append(c)
+    if rule == "majority":
+        support = {k: float(len(v)) for k, v in groups.items()}
+    elif rule == "weighted":
+        support = {k: sum((scores[c["row"]] + 1) / 2 for c in v) for k, v in groups.items()}
+    else:
+        support = {k: max(scores[c["row"]] for c in v) for k, v in groups.items()}
+    best = max(groups, key=lambda k: (support[k], len(groups[k]), -groups[k][0]["first"]))
+    return groups[best][0]["correct"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("run", type=Path)
+    ap.add_argument("--head", type=Path, help="default: RUN/head.npz")
+    ap.add_argument("--json", type=Path, help="also write the figures here")
+    a = ap.parse_args()
+    rep = json.loads((a.run / "report.json").read_text())
+    cfg = HeadTrainConfig(**{k: tuple(v) if isinstance(v, list) else v
+                             for k, v in rep["config"].items()})  # fmt: skip
+    model = json.loads((a.run / "config.json").read_text())["model_path"]
+    states, recs, _ = collect_states(model, a.run, dataclasses.replace(cfg, max_collect_seconds=0))
+    head = load_head(a.head or a.run / "head.npz")
+    ok = training_rows(recs, cfg)
+    scores = dict(enumerate(head.score(states).tolist()))
+    problems: dict[str, list[int]] = defaultdict(list)
+    for i, r in enumerate(recs):
+        if not ok[i]:
+            problems[r["problem"]].append(i)
+    source = {p: recs[rows[0]]["source"] for p, rows in problems.items()}
+    per_problem = {p: chains(recs, rows) for p, rows in problems.items()}
+    n_max = max((len(c) for c in per_problem.values()), default=0)
+    table: dict[str, Any] = {"n_chains": n_max, "by_k": {}, "by_source": {}}
+    for k in range(1, n_max + 1):
+        hits = {rule: 0 for rule in RULES}
+        tokens = 0
+        for cs in per_problem.values():
+            for rule in RULES:
+                hits[rule] += pick(cs[:k], scores, rule)
+            tokens += sum(c["tokens"] for c in cs[:k])
+        table["by_k"][k] = {**hits, "problems": len(per_problem),
+                            "mean_tokens": round(tokens / max(1, len(per_problem)), 1)}  # fmt: skip
+    for src in sorted(set(source.values())):
+        ps = [p for p in per_problem if source[p] == src]
+        table["by_source"][src] = {
+            "problems": len(ps),
+            "unseen": src in cfg.holdout,
+            **{rule: sum(pick(per_problem[p], scores, rule) for p in ps) for rule in RULES},
+        }
+    n = len(per_problem)
+    print(f"{n} held-out problems, up to {n_max} chains each (head: {head.kind})\n")
+    print("| chains k | mean tokens | greedy | majority@k | weighted@k | max@k | coverage@k |")
+    print("|---|---|---|---|---|---|---|")
+    for k, f in table["by_k"].items():
+        print(f"| {k} | {f['mean_tokens']:.0f} | " + " | ".join(
+            f"{f[r]} ({100 * f[r] / max(1, n):.1f}%)" for r in RULES) + " |")  # fmt: skip
+    print(f"\nper source, k = {n_max}:\n")
+    print("| source | problems | greedy | majority | weighted | max | coverage |")
+    print("|---|---|---|---|---|---|---|")
+    for src, f in table["by_source"].items():
+        name = src + (" (never trained on)" if f["unseen"] else "")
+        print(f"| {name} | {f['problems']} | " + " | ".join(str(f[r]) for r in RULES) + " |")
+    if a.json:
+        a.json.write_text(json.dumps(table, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
