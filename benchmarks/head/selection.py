@@ -1,7 +1,7 @@
 """Does the head pick answers? Greedy, majority vote, head-weighted vote and head-max, all on the
 SAME sampled chains: the held-out problems of an `edgestar train head --strategy best_of_n` run.
 
-    python benchmarks/head/selection.py RUN_DIR [--head RUN_DIR/head.npz] [--json OUT.json]
+    python benchmarks/head/selection.py RUN_DIR [--head HEAD.npz [--all]] [--json OUT.json]
 
 The run's collection drew, per problem, N chains decoded together (the first one greedy:
 `SearchConfig.greedy_first`), and recorded every step's hidden state, answer and tokens. On the
@@ -16,7 +16,10 @@ head and picks an answer from the first k chains by each rule:
 - coverage: a right answer is among the k chains (the ceiling of any rule).
 
 Every rule at a given k reads the same chains, so they compare at exactly equal tokens.
-Ties break by first appearance. No search runs here; it reads the collected states.
+Ties break by first appearance. It also prints the head's pairwise accuracy and AUROC on those
+problems (`evaluate_head`). `--all`: every problem of the run counts (for a head fitted on
+another run's states, e.g. a generator family collected only to test it). No search runs here;
+it reads the collected states.
 """
 
 from __future__ import annotations
@@ -28,11 +31,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from edgestar.answer import normalize
 from edgestar.head import load_head
-from edgestar.train.head import HeadTrainConfig, collect_states, training_rows
+from edgestar.train.head import HeadTrainConfig, collect_states, evaluate_head, training_rows
 
 RULES = ("greedy", "majority", "weighted", "max", "coverage")
 
@@ -87,6 +88,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("run", type=Path)
     ap.add_argument("--head", type=Path, help="default: RUN/head.npz")
+    ap.add_argument("--all", action="store_true", help="every problem is held out from --head")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     a = ap.parse_args()
     rep = json.loads((a.run / "report.json").read_text())
@@ -95,7 +97,7 @@ def main() -> None:
     model = json.loads((a.run / "config.json").read_text())["model_path"]
     states, recs, _ = collect_states(model, a.run, dataclasses.replace(cfg, max_collect_seconds=0))
     head = load_head(a.head or a.run / "head.npz")
-    ok = training_rows(recs, cfg)
+    ok = [False] * len(recs) if a.all else training_rows(recs, cfg)
     scores = dict(enumerate(head.score(states).tolist()))
     problems: dict[str, list[int]] = defaultdict(list)
     for i, r in enumerate(recs):
@@ -121,8 +123,16 @@ def main() -> None:
             "unseen": src in cfg.holdout,
             **{rule: sum(pick(per_problem[p], scores, rule) for p in ps) for rule in RULES},
         }
+    te = [i for i, t in enumerate(ok) if not t]
+    per, overall = evaluate_head(head, states[te], [recs[i] for i in te])
+    table["head"] = [dataclasses.asdict(f) for f in (*per, overall)]
+    print("| source | problems | pairs | pairwise acc | answers (right) | AUROC |")
+    print("|---|---|---|---|---|---|")
+    for f in (*per, overall):
+        print(f"| {f.source} | {f.heldout_problems} | {f.pairs} | {_f(f.pairwise_accuracy)} | "
+              f"{f.answers} ({f.correct_answers}) | {_f(f.auroc)} |")  # fmt: skip
     n = len(per_problem)
-    print(f"{n} held-out problems, up to {n_max} chains each (head: {head.kind})\n")
+    print(f"\n{n} held-out problems, up to {n_max} chains each (head: {head.kind})\n")
     print("| chains k | mean tokens | greedy | majority@k | weighted@k | max@k | coverage@k |")
     print("|---|---|---|---|---|---|---|")
     for k, f in table["by_k"].items():
@@ -136,6 +146,10 @@ def main() -> None:
         print(f"| {name} | {f['problems']} | " + " | ".join(str(f[r]) for r in RULES) + " |")
     if a.json:
         a.json.write_text(json.dumps(table, indent=1) + "\n")
+
+
+def _f(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
 
 
 if __name__ == "__main__":
