@@ -205,7 +205,8 @@ def load(
     'plain' or 'auto' (the default: what the model declares, else 'tir' for a model with a
     chat template, else 'plain'; for a bundle, the bundle's format). A bundle's device profile sets
     threads, context size and GPU layers unless they are given here. `lora`: a GGUF LoRA adapter
-    (quantize/lora_gguf.py) that llama.cpp applies to the `model` GGUF at load time."""
+    (quantize/lora_gguf.py) that llama.cpp applies to the `model` GGUF at load time. A bare
+    model's default strategy is greedy in `tir` and `plain` (chat models), MCTS in `rstar`."""
     if threads is not None and (not isinstance(threads, int) or threads < 1):
         raise InputError(f"threads must be a positive integer, got {threads!r}")
     dev = _resolve_device(device)
@@ -238,7 +239,14 @@ def load(
         except BaseException:
             policy.close()
             raise
-        return Solver(policy, reward, step_format=fmt)
+        # A bare chat model (tir, plain) decodes greedily unless told otherwise: on
+        # Qwen2.5-Coder-0.5B on a 2-core CPU the default MCTS budget (16 rollouts, width 8)
+        # takes minutes per question, and no sampled search measured there beat greedy by more
+        # than 2 of 32 held-out problems (benchmarks/head/README.md). edgestar's own models
+        # (rstar) keep MCTS, which their PPM was trained for.
+        return Solver(
+            policy, reward, step_format=fmt, strategy="mcts" if fmt == "rstar" else "greedy"
+        )
     if bundle is None:
         found = default_bundle_path()
         if found is None:
