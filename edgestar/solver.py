@@ -244,7 +244,7 @@ def load(
             return Solver(policy, reward, step_format=fmt)
         # A bare chat model (tir, plain): best-of-4 chains decoded together, majority vote.
         # On Qwen2.5-Coder-0.5B in tir (2-core CPU, 2 threads) it answered 24 of 32 held-out
-        # problems where greedy answered 20, at a median of 22 s a question (greedy: 6 s);
+        # problems where greedy answered 20, at a median of 23 s a question (greedy: 6 s);
         # the default MCTS budget (16 rollouts, width 8) took minutes per question there, and
         # a reward head's weighted vote picked no better than majority (benchmarks/head).
         return Solver(
