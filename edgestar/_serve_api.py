@@ -35,8 +35,9 @@ EFFORT: dict[str, dict[str, Any]] = {
     "medium": {"budget": {"rollouts": 8}},
     "high": {"budget": {"rollouts": 32}},
 }
-"""`reasoning_effort` -> search. A row without a strategy keeps the model's default (MCTS for
-the shipped model). medium is the shipped bundle's own default budget."""
+"""`reasoning_effort` -> search. A row without a strategy keeps the loaded model's default
+search (the bundle's own, greedy for edgestar-smol; best-of-n for a bare chat model served with
+`--model`, MCTS for an rstar one) with the row's budget."""
 
 EDGESTAR_FIELDS: dict[str, type] = {
     "strategy": str,
