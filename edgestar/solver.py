@@ -206,8 +206,7 @@ def load(
     chat template, else 'plain'; for a bundle, the bundle's format). A bundle's device profile sets
     threads, context size and GPU layers unless they are given here. `lora`: a GGUF LoRA adapter
     (quantize/lora_gguf.py) that llama.cpp applies to the `model` GGUF at load time. A bare
-    model's default search: best-of-4 with a majority vote in `tir` and `plain` (chat
-    models), MCTS in `rstar`."""
+    model's default search: greedy in `tir` and `plain` (chat models), MCTS in `rstar`."""
     if threads is not None and (not isinstance(threads, int) or threads < 1):
         raise InputError(f"threads must be a positive integer, got {threads!r}")
     dev = _resolve_device(device)
@@ -240,20 +239,13 @@ def load(
         except BaseException:
             policy.close()
             raise
-        if fmt == "rstar":  # edgestar's own model: MCTS, which its PPM was trained for
-            return Solver(policy, reward, step_format=fmt)
-        # A bare chat model (tir, plain): best-of-4 chains decoded together, majority vote.
-        # On Qwen2.5-Coder-0.5B in tir (2-core CPU, 2 threads) it answered 24 of 32 held-out
-        # problems where greedy answered 20, at a median of 23 s a question (greedy: 6 s);
-        # the default MCTS budget (16 rollouts, width 8) took minutes per question there, and
-        # a reward head's weighted vote picked no better than majority (benchmarks/head).
+        # A bare chat model (tir, plain) decodes greedily; edgestar's own (rstar) keeps MCTS.
+        # On Qwen2.5-Coder-0.5B in tir (2-core CPU, 2 threads) best-of-4 with a majority vote
+        # answered 49 of 68 held-out problems where greedy answered 46, at a median of 32 s
+        # a question against 8.5 s; the default MCTS budget (16 rollouts, width 8) takes
+        # minutes there (benchmarks/qwen2.5-coder-0.5b/report.md).
         return Solver(
-            policy,
-            reward,
-            step_format=fmt,
-            strategy="best_of_n",
-            budget=Budget(rollouts=4),
-            config=SearchConfig(select="majority"),
+            policy, reward, step_format=fmt, strategy="mcts" if fmt == "rstar" else "greedy"
         )
     if bundle is None:
         found = default_bundle_path()
