@@ -154,8 +154,9 @@ def _problems(cfg: HeadTrainConfig) -> list[tuple[ProblemRecord, bool]]:
 
 def _node_records(tree: Any, mc: bool = False) -> list[dict[str, Any]]:
     """Per node (root excluded): parent, kind, N, Q, correct, answer, tokens generated, and the
-    correct / wrong terminals below it (a failed or invalid step counts as wrong). `mc`: the search backed nothing up
-    (best-of-n, beam), so a node's N and Q are the count and mean +-1 outcome of those terminals."""
+    correct / wrong terminals below it (a failed or invalid step counts as wrong). `mc`: the
+    search backed nothing up (best-of-n, beam), so a node's N and Q are the count and mean +-1
+    outcome of those terminals."""
     good = [0] * len(tree.nodes)
     bad = [0] * len(tree.nodes)
     for n in reversed(tree.nodes):  # children have larger ids than their parents
@@ -167,19 +168,16 @@ def _node_records(tree: Any, mc: bool = False) -> list[dict[str, Any]]:
         if n.parent is not None:
             good[n.parent] += good[n.id]
             bad[n.parent] += bad[n.id]
-
-    def nq(n: Any) -> tuple[int, float]:
+    rows = []
+    for n in tree.nodes[1:]:
         seen = good[n.id] + bad[n.id]
-        if mc and seen:
-            return seen, (good[n.id] - bad[n.id]) / seen
-        return n.N, n.Q
-
-    return [
-        {"id": n.id, "parent": n.parent, "kind": n.kind, "N": nq(n)[0], "Q": round(nq(n)[1], 6),
-         "correct": n.correct, "good": good[n.id], "bad": bad[n.id], "answer": n.answer,
-         "tokens": n.n_tokens}
-        for n in tree.nodes[1:]
-    ]  # fmt: skip
+        visits, q = (seen, (good[n.id] - bad[n.id]) / seen) if mc and seen else (n.N, n.Q)
+        rows.append(
+            {"id": n.id, "parent": n.parent, "kind": n.kind, "N": visits, "Q": round(q, 6),
+             "correct": n.correct, "good": good[n.id], "bad": bad[n.id], "answer": n.answer,
+             "tokens": n.n_tokens}
+        )  # fmt: skip
+    return rows
 
 
 def _collect_shard(

@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -31,12 +32,7 @@ def main() -> None:
     ap.add_argument("--mlp", type=int, default=64)
     ap.add_argument("--seeds", type=int, default=3)
     a = ap.parse_args()
-    run = Path(a.run)
-    rep = json.loads((run / "report.json").read_text())
-    cfg = HeadTrainConfig(**{k: tuple(v) if isinstance(v, list) else v
-                             for k, v in rep["config"].items()})  # fmt: skip
-    states, recs, _ = collect_states(_model_of(run), run, dataclasses.replace(
-        cfg, max_collect_seconds=0.0))  # fmt: skip
+    cfg, states, recs = load_run(Path(a.run))
     ok = training_rows(recs, cfg)
     tr = [i for i, t in enumerate(ok) if t]
     te = [i for i, t in enumerate(ok) if not t]
@@ -61,8 +57,15 @@ def main() -> None:
         print("| " + " | ".join(r[:2]) + " | " + " | ".join(_f(x) for x in r[2:]) + " |")
 
 
-def _model_of(run: Path) -> str:
-    return str(json.loads((run / "config.json").read_text())["model_path"])
+def load_run(run: Path) -> tuple[HeadTrainConfig, np.ndarray, list[dict[str, Any]]]:
+    """A finished `edgestar train head` run folder: its config, states and node records (the
+    shards already collected are read back; nothing is searched)."""
+    rep = json.loads((run / "report.json").read_text())
+    cfg = HeadTrainConfig(**{k: tuple(v) if isinstance(v, list) else v
+                             for k, v in rep["config"].items()})  # fmt: skip
+    model = str(json.loads((run / "config.json").read_text())["model_path"])
+    states, recs, _ = collect_states(model, run, dataclasses.replace(cfg, max_collect_seconds=0))
+    return cfg, states, recs
 
 
 def _mean(xs: list) -> float | None:

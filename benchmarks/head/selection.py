@@ -31,9 +31,11 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from compare_fits import load_run  # this folder's run reader (run as a script from here)
+
 from edgestar.answer import normalize
 from edgestar.head import load_head
-from edgestar.train.head import HeadTrainConfig, collect_states, evaluate_head, training_rows
+from edgestar.train.head import evaluate_head, training_rows
 
 RULES = ("greedy", "majority", "weighted", "max", "coverage")
 
@@ -91,11 +93,7 @@ def main() -> None:
     ap.add_argument("--all", action="store_true", help="every problem is held out from --head")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     a = ap.parse_args()
-    rep = json.loads((a.run / "report.json").read_text())
-    cfg = HeadTrainConfig(**{k: tuple(v) if isinstance(v, list) else v
-                             for k, v in rep["config"].items()})  # fmt: skip
-    model = json.loads((a.run / "config.json").read_text())["model_path"]
-    states, recs, _ = collect_states(model, a.run, dataclasses.replace(cfg, max_collect_seconds=0))
+    cfg, states, recs = load_run(a.run)
     head = load_head(a.head or a.run / "head.npz")
     ok = [False] * len(recs) if a.all else training_rows(recs, cfg)
     scores = dict(enumerate(head.score(states).tolist()))
