@@ -61,3 +61,18 @@ def test_evaluate_tables_and_variants(tmp_path: Path) -> None:
         evaluate(solver, _problems(), ("greedy",), budgets, out_dir=tmp_path)
     with pytest.raises(InputError, match="empty"):
         evaluate(solver, [], ("greedy",), budgets)
+
+
+def test_greedy_runs_once_in_a_rollout_sweep(tmp_path: Path) -> None:
+    """Greedy ignores the rollout budget: a sweep over rollouts runs it once, labelled by what it
+    did (one chain), while a token budget still applies to it."""
+    solver = Solver(ScriptedPolicy(make_script()), ScriptedReward(PPM), step_format="rstar",
+                    executor=_Runner())  # fmt: skip
+    budgets = (Budget(rollouts=2), Budget(rollouts=4), Budget(rollouts=None, tokens=600))
+    rep = evaluate(solver, _problems(), ("greedy", "best_of_n"), budgets, out_dir=tmp_path)
+    rows = [json.loads(x) for x in (tmp_path / "results.jsonl").read_text().splitlines()]
+    greedy = {json.dumps(r["budget"], sort_keys=True) for r in rows if r["strategy"] == "greedy"}
+    assert [json.loads(b)["rollouts"] for b in sorted(greedy)] == [1, None]
+    assert sum(r["strategy"] == "greedy" for r in rows) == 2 * len(_problems())
+    assert sum(r["strategy"] == "best_of_n" for r in rows) == 3 * len(_problems())
+    assert {c.budget["rollouts"] for c in rep.cells if c.strategy == "best_of_n"} == {2, 4, None}

@@ -135,12 +135,13 @@ def evaluate(
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(problems) * len(strategies) * len(budgets), desc="eval", unit="solve")
+        runs = sum(len(_budgets_for(_variant(s, solver, config)[0], budgets)) for s in strategies)
+        bar = tqdm(total=len(problems) * runs, desc="eval", unit="solve")
     rows: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     try:
         for strategy in strategies:
             name, cfg = _variant(strategy, solver, config)
-            for budget in budgets:
+            for budget in _budgets_for(name, budgets):
                 bkey = json.dumps(asdict(budget), sort_keys=True)
                 for p in problems:
                     r = solver.solve(p.question, strategy=name, budget=budget, seed=seed,
@@ -171,6 +172,20 @@ def evaluate(
         atomic_write_text(out / "report.md", report.to_markdown())
         plot_accuracy_vs_budget(report, out / "accuracy_vs_budget.png")
     return report
+
+
+def _budgets_for(name: str, budgets: Sequence[Budget]) -> list[Budget]:
+    """The budgets `name` really runs under, each once. Greedy draws one chain whatever the
+    rollout budget says, so its rollout limit is dropped (a budget with no other limit becomes
+    `rollouts=1`): a sweep over rollouts runs greedy once and labels it by what it did."""
+    if name != "greedy":
+        return list(budgets)
+    seen: dict[str, Budget] = {}
+    for b in budgets:
+        rest = dataclasses.replace(b, rollouts=None) if (b.tokens or b.seconds or b.nodes) else None
+        eff = rest if rest is not None else Budget(rollouts=1)
+        seen.setdefault(json.dumps(asdict(eff), sort_keys=True), eff)
+    return list(seen.values())
 
 
 def _variant(
