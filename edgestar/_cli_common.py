@@ -199,6 +199,17 @@ def _suite(spec: str, n: int | None, seed: int) -> list[Any]:
     return problems
 
 
+def _float_list(text: str | None, what: str) -> tuple[float, ...]:
+    """'0,0.01,0.1' -> (0.0, 0.01, 0.1); each must be a finite number >= 0."""
+    try:
+        vals = tuple(float(x) for x in (text or "").split(",") if x.strip())
+    except ValueError:
+        raise InputError(f"{what} must be numbers separated by commas, got {text!r}") from None
+    if not vals or any(not (v >= 0 and v < float("inf")) for v in vals):
+        raise InputError(f"{what} must be one or more numbers >= 0, got {text!r}")
+    return vals
+
+
 def _int_list(text: str | None, what: str) -> list[int]:
     if not text:
         return []

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from edgestar._cli_common import _suite, friendly
+from edgestar._cli_common import _float_list, _suite, friendly
 from edgestar.types import InputError
 
 
@@ -116,6 +116,13 @@ def train_evolve(recipe: Path, out: Path, resume: bool, ray_address: str | None)
 @click.option(
     "--mlp", type=int, default=0, show_default=True, help="Hidden width of an MLP head (0: linear)."
 )
+@click.option(
+    "--l2",
+    default="0",
+    show_default=True,
+    help="Ridge penalty on the head's weights; a comma list (e.g. 0,0.01,0.1,1) is chosen by "
+    "5-fold cross-validation over the training problems.",
+)
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
@@ -135,7 +142,7 @@ def train_evolve(recipe: Path, out: Path, resume: bool, ray_address: str | None)
 @friendly
 def train_head_cmd(
     model, problems, holdout, exclude, n, out, step_format, strategy, rollouts, width,
-    max_step_tokens, loss, mlp, threads, seed, max_collect_minutes, ray_address, lora,
+    max_step_tokens, loss, mlp, l2, threads, seed, max_collect_minutes, ray_address, lora,
 ) -> None:  # fmt: skip
     """Train a process reward head on MODEL's own hidden states (search, record, fit)."""
     from edgestar.solver import auto_format
@@ -146,7 +153,7 @@ def train_head_cmd(
         n=n, seed=seed,
         step_format=auto_format(model) if step_format == "auto" else step_format,
         strategy=strategy, rollouts=rollouts,
-        width=width, max_step_tokens=max_step_tokens, loss=loss,
+        width=width, max_step_tokens=max_step_tokens, loss=loss, l2=_float_list(l2, "--l2"),
         hidden=(mlp,) if mlp else (), threads=threads, shard_size=2,
         max_collect_seconds=None if max_collect_minutes is None else 60 * max_collect_minutes,
     )  # fmt: skip

@@ -38,6 +38,9 @@ class HeadReport:
     per_source: tuple[SourceFigures, ...]
     overall: SourceFigures
     config: dict[str, Any] = field(default_factory=dict)
+    l2: float = 0.0
+    """The ridge penalty the head was fitted with (chosen by cross-validation when the config
+    gave several)."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -58,7 +61,7 @@ class HeadReport:
             )
         return (
             f"# Head for {self.model}\n\n"
-            f"{self.kind} head, {self.loss} loss; trained on {self.train_problems} problems "
+            f"{self.kind} head, {self.loss} loss, l2 {self.l2:g}; trained on {self.train_problems} problems "
             f"({self.train_nodes} nodes, {self.train_pairs} pairs); search solved "
             f"{self.solved_share:.0%} of all problems. Collect {self.collect_seconds:.0f} s, "
             f"fit {self.fit_seconds:.1f} s.\n\n" + "\n".join(rows) + "\n"

@@ -20,7 +20,8 @@ Three stages, each resumable, all on the CPU:
    loss on sibling pairs (chosen: the 2 highest-Q children that reach a correct answer; rejected:
    the 2 lowest-Q children that reach only wrong ones; Q margin >= 0.5, as train/datasets.py's
    `ppm_pairs`), and/or regression of tanh(output) to Q on every visited step and to +-1 on
-   every answer step, visited or not (`loss`).
+   every answer step, visited or not (`loss`). A ridge penalty on the weights (`l2`); given a
+   grid, it is chosen by cross-validation grouped by problem on the training rows alone.
 3. Report (`evaluate_head`): on problems never trained on (a seeded share of each training
    source, plus whole `holdout` sources: generator families never seen), per source: pairwise
    accuracy (share of held-out sibling pairs ordered right) and the AUROC of final-answer
@@ -103,6 +104,12 @@ class HeadTrainConfig:
     """Stop starting new shards after this long; fit on the shards done (resume adds more)."""
     lr: float = 1e-2
     weight_decay: float = 1e-2
+    l2: tuple[float, ...] = (0.0,)
+    """Ridge penalty on the head's weights (not its biases), added to the loss. Given several,
+    the fit picks one by `cv_folds`-fold cross-validation grouped by problem on the training rows
+    (the unpenalised loss on each left-out fold, summed) and refits on all of them: a choice made
+    on training problems alone, never on the held-out ones."""
+    cv_folds: int = 5
 
     def __post_init__(self) -> None:
         if not self.problems:
@@ -121,6 +128,10 @@ class HeadTrainConfig:
             raise InputError(f"train head: loss must be one of {', '.join(LOSSES)}")
         if any(h < 1 for h in self.hidden):
             raise InputError("train head: MLP widths must be >= 1")
+        if not self.l2 or any(not (isinstance(v, (int, float)) and v >= 0) for v in self.l2):
+            raise InputError(f"train head: l2 must be one or more numbers >= 0, got {self.l2!r}")
+        if self.cv_folds < 2:
+            raise InputError("train head: cv_folds must be >= 2")
 
 
 # ------------------------------------------------------------------------------ stage 1
@@ -396,43 +407,21 @@ def fit_head(
     model_sha256: str,
     model_name: str,
 ) -> Head:
-    """Fit a head on `states`/`recs` (the training rows only)."""
-    import torch
-
-    torch.manual_seed(cfg.seed)
-    # what the search scores: visited steps that are not failed or cut (those are -1 by rule),
-    # and every answer step, whose value is known without a visit (right: +1, wrong: -1)
+    """Fit a head on `states`/`recs` (the training rows only); with several `cfg.l2`, choose
+    the penalty by cross-validation grouped by problem first (`meta['l2_cv']` keeps the losses)."""
     visited = [i for i, r in enumerate(recs) if _target(r) is not None]
-    pairs = sibling_pairs(recs)
     if not visited:
         raise InputError("train head: no visited nodes to learn from")
     x = states.astype(np.float64)
     mean = x[visited].mean(0)
     scale = x[visited].std(0) + 1e-3
-    xt = torch.tensor((x - mean) / scale, dtype=torch.float32)
-    q = torch.tensor([_target(recs[i]) for i in visited], dtype=torch.float32)
-    vi = torch.tensor(visited)
-    pc = torch.tensor([c for c, _ in pairs], dtype=torch.long)
-    pr = torch.tensor([r for _, r in pairs], dtype=torch.long)
-    dims = (x.shape[1], *cfg.hidden, 1)
-    layers: list[torch.nn.Module] = []
-    for a, b in zip(dims, dims[1:], strict=False):
-        layers += [torch.nn.Linear(a, b), torch.nn.ReLU()]
-    net = torch.nn.Sequential(*layers[:-1])
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    use_pairs = cfg.loss in ("pairwise", "both") and len(pairs) > 0
-    use_reg = cfg.loss in ("regression", "both") or not use_pairs
-    for _ in range(cfg.epochs):
-        opt.zero_grad()
-        r = net(xt)[:, 0]
-        loss = torch.zeros(())
-        if use_pairs:
-            loss = loss - torch.nn.functional.logsigmoid(r[pc] - r[pr]).mean()
-        if use_reg:
-            loss = loss + ((torch.tanh(r[vi]) - q) ** 2).mean()
-        loss.backward()
-        opt.step()
-    lin = [m for m in net if isinstance(m, torch.nn.Linear)]
+    z = (x - mean) / scale
+    l2, cv = cfg.l2[0], {}
+    if len(cfg.l2) > 1:
+        cv = _cv_losses(z, recs, cfg)
+        l2 = min(cfg.l2, key=lambda v: (cv[v], -v))  # ties: the stronger penalty
+    net, n_pairs, n_nodes = _fit(z, recs, cfg, l2)
+    lin = [m for m in net if m.__class__.__name__ == "Linear"]
     return Head(
         tuple(m.weight.detach().double().numpy().T.copy() for m in lin),
         tuple(m.bias.detach().double().numpy().copy() for m in lin),
@@ -440,8 +429,96 @@ def fit_head(
         scale,
         model_sha256=model_sha256,
         model_name=model_name,
-        meta={"loss": cfg.loss, "train_pairs": len(pairs), "train_nodes": len(visited)},
+        meta={"loss": cfg.loss, "train_pairs": n_pairs, "train_nodes": n_nodes, "l2": l2,
+              **({"l2_cv": {str(k): round(v, 5) for k, v in cv.items()}} if cv else {})},
+    )  # fmt: skip
+
+
+def _loss_terms(recs: Sequence[dict[str, Any]], cfg: HeadTrainConfig) -> tuple[Any, ...]:
+    """(visited row indices, their targets, chosen rows, rejected rows, use_pairs, use_reg)."""
+    import torch
+
+    visited = [i for i, r in enumerate(recs) if _target(r) is not None]
+    pairs = sibling_pairs(recs)
+    use_pairs = cfg.loss in ("pairwise", "both") and len(pairs) > 0
+    use_reg = cfg.loss in ("regression", "both") or not use_pairs
+    return (
+        torch.tensor(visited, dtype=torch.long),
+        torch.tensor([_target(recs[i]) for i in visited], dtype=torch.float32),
+        torch.tensor([c for c, _ in pairs], dtype=torch.long),
+        torch.tensor([r for _, r in pairs], dtype=torch.long),
+        use_pairs,
+        use_reg and len(visited) > 0,
     )
+
+
+def _loss(r: Any, terms: tuple[Any, ...]) -> Any:
+    import torch
+
+    vi, q, pc, pr, use_pairs, use_reg = terms
+    loss = torch.zeros(())
+    if use_pairs:
+        loss = loss - torch.nn.functional.logsigmoid(r[pc] - r[pr]).mean()
+    if use_reg:
+        loss = loss + ((torch.tanh(r[vi]) - q) ** 2).mean()
+    return loss
+
+
+def _fit(
+    z: np.ndarray, recs: Sequence[dict[str, Any]], cfg: HeadTrainConfig, l2: float
+) -> tuple[Any, int, int]:
+    """Train one head on standardized states `z`; returns (net, pairs, visited nodes)."""
+    import torch
+
+    torch.manual_seed(cfg.seed)
+    terms = _loss_terms(recs, cfg)
+    xt = torch.tensor(z, dtype=torch.float32)
+    dims = (z.shape[1], *cfg.hidden, 1)
+    layers: list[torch.nn.Module] = []
+    for a, b in zip(dims, dims[1:], strict=False):
+        layers += [torch.nn.Linear(a, b), torch.nn.ReLU()]
+    net = torch.nn.Sequential(*layers[:-1])
+    weights = [m.weight for m in net if isinstance(m, torch.nn.Linear)]
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    for _ in range(cfg.epochs):
+        opt.zero_grad()
+        loss = _loss(net(xt)[:, 0], terms)
+        if l2 > 0:
+            loss = loss + l2 * sum((w**2).sum() for w in weights)
+        loss.backward()
+        opt.step()
+    return net, len(terms[2]) if terms[4] else 0, len(terms[0])
+
+
+def _cv_losses(
+    z: np.ndarray, recs: Sequence[dict[str, Any]], cfg: HeadTrainConfig
+) -> dict[float, float]:
+    """Per l2: the unpenalised loss on each left-out fold of problems, summed over the folds."""
+    import torch
+
+    problems = sorted({r["problem"] for r in recs})
+    fold = {p: heldout_fold(p, cfg.cv_folds, cfg.seed) for p in problems}
+    out = dict.fromkeys(cfg.l2, 0.0)
+    for k in range(cfg.cv_folds):
+        te = [i for i, r in enumerate(recs) if fold[r["problem"]] == k]
+        tr = [i for i, r in enumerate(recs) if fold[r["problem"]] != k]
+        if not te or not tr:
+            continue
+        rte = [recs[i] for i in te]
+        terms = _loss_terms(rte, cfg)
+        if not (terms[4] or terms[5]):
+            continue
+        for v in cfg.l2:
+            net, _, _ = _fit(z[tr], [recs[i] for i in tr], cfg, v)
+            with torch.no_grad():
+                out[v] += float(_loss(net(torch.tensor(z[te], dtype=torch.float32))[:, 0], terms))
+    return out
+
+
+def heldout_fold(problem_id: str, folds: int, seed: int) -> int:
+    """Which cross-validation fold a training problem falls in (seeded, stable)."""
+    h = hashlib.sha256(f"head-cv:{seed}:{problem_id}".encode()).digest()
+    return int.from_bytes(h[:8], "little") % folds
 
 
 # ------------------------------------------------------------------------------ stage 3
@@ -517,7 +594,7 @@ def train_head(
         train_pairs=head.meta["train_pairs"], collect_seconds=round(collect_s, 1),
         fit_seconds=round(fit_s, 2),
         solved_share=round(sum(by_problem.values()) / max(1, len(by_problem)), 4),
-        per_source=per, overall=overall, config=asdict(cfg),
+        per_source=per, overall=overall, config=asdict(cfg), l2=head.meta["l2"],
     )  # fmt: skip
     head = Head(
         head.weights, head.biases, head.mean, head.scale, model_sha256=sha,
