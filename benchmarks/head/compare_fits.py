@@ -2,7 +2,10 @@
 the held-out problems of a `edgestar train head` run folder (its collected states; no search).
 
     python benchmarks/head/compare_fits.py RUN_DIR [--mlp 64] [--seeds 3]
+    python benchmarks/head/compare_fits.py RUN_DIR --mlp 0 --losses both --l2 0,0.01,0.1,1
 
+`--mlp 0` fits linear heads only. `--l2` fits each ridge penalty, plus (given several) the one
+that 5-fold cross-validation over the training problems picks (`cv`), as `edgestar train head`.
 Prints, per variant, the held-out pairwise accuracy and AUROC of final-answer correctness over
 all held-out problems and over the sources never trained on, as mean over fit seeds.
 """
@@ -31,30 +34,40 @@ def main() -> None:
     ap.add_argument("run")
     ap.add_argument("--mlp", type=int, default=64)
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--losses", default="pairwise,regression,both")
+    ap.add_argument("--l2", default="0", help="comma list of ridge penalties")
     a = ap.parse_args()
+    l2s: list[tuple[float, ...]] = [(float(v),) for v in a.l2.split(",")]
+    if len(l2s) > 1:
+        l2s.append(tuple(v for (v,) in l2s))
     cfg, states, recs = load_run(Path(a.run))
     ok = training_rows(recs, cfg)
     tr = [i for i, t in enumerate(ok) if t]
     te = [i for i, t in enumerate(ok) if not t]
     rows = []
-    for hidden in ((), (a.mlp,)):
-        for loss in ("pairwise", "regression", "both"):
-            figs = []
-            for seed in range(a.seeds):
-                c = dataclasses.replace(cfg, hidden=hidden, loss=loss, seed=seed)
-                head = fit_head(states[tr], [recs[i] for i in tr], c, "0" * 64, "x")
-                per, overall = evaluate_head(head, states[te], [recs[i] for i in te])
-                unseen = [s for s in per if s.unseen]
-                figs.append((overall.pairwise_accuracy, overall.auroc,
-                             unseen[0].pairwise_accuracy if unseen else None,
-                             unseen[0].auroc if unseen else None))  # fmt: skip
-            mean = [_mean([f[k] for f in figs]) for k in range(4)]
-            rows.append((f"{'linear' if not hidden else f'mlp{hidden[0]}'}", loss, *mean))
+    for hidden, loss, l2 in [
+        (h, loss, l2)
+        for h in (((), (a.mlp,)) if a.mlp else ((),))
+        for loss in a.losses.split(",")
+        for l2 in l2s
+    ]:
+        figs = []
+        for seed in range(a.seeds):
+            c = dataclasses.replace(cfg, hidden=hidden, loss=loss, seed=seed, l2=l2)
+            head = fit_head(states[tr], [recs[i] for i in tr], c, "0" * 64, "x")
+            per, overall = evaluate_head(head, states[te], [recs[i] for i in te])
+            unseen = [s for s in per if s.unseen]
+            figs.append((overall.pairwise_accuracy, overall.auroc,
+                         unseen[0].pairwise_accuracy if unseen else None,
+                         unseen[0].auroc if unseen else None))  # fmt: skip
+        mean = [_mean([f[k] for f in figs]) for k in range(4)]
+        pen = f"{l2[0]:g}" if len(l2) == 1 else f"cv (picked {head.meta['l2']:g})"
+        rows.append((f"{'linear' if not hidden else f'mlp{hidden[0]}'}", loss, pen, *mean))
     print(f"{len(tr)} training rows, {len(te)} held-out rows ({a.seeds} fit seeds each)\n")
-    print("| head | loss | pairwise acc | AUROC | unseen pairwise acc | unseen AUROC |")
-    print("|---|---|---|---|---|---|")
+    print("| head | loss | l2 | pairwise acc | AUROC | unseen pairwise acc | unseen AUROC |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print("| " + " | ".join(r[:2]) + " | " + " | ".join(_f(x) for x in r[2:]) + " |")
+        print("| " + " | ".join(r[:3]) + " | " + " | ".join(_f(x) for x in r[3:]) + " |")
 
 
 def load_run(run: Path) -> tuple[HeadTrainConfig, np.ndarray, list[dict[str, Any]]]:
