@@ -123,9 +123,10 @@ class SearchConfig:
     """rstar: after the final code has run, the runtime writes the answer step from its printed
     output instead of sampling it (a small model copies numbers unreliably; the executed code is
     the verified source of the answer). Off: the policy writes it, as in rStar-Math."""
-    check_answer: bool = True
-    """rstar: a boxed answer that contradicts the final code's printed output ends its branch
-    as invalid (execution verifies the answer, not only the steps)."""
+    check_answer: bool | None = None
+    """A boxed answer that contradicts the last code's printed output ends its branch as invalid
+    (execution verifies the answer, not only the steps). None: the step format's choice
+    (`StepFormat.check_answer`: on for rstar, off for tir)."""
     greedy_first: bool = True
     """When sampling k > 1 candidates at temperature > 0, decode the first one greedily
     (temperature 0) and sample the other k - 1: every search then holds the greedy path (MCTS

@@ -132,6 +132,7 @@ def make_smol_bundle(
         "width": 4,
         "select": "weighted" if head is not None else "majority",
         "budget": {"rollouts": 8},
+        "check_answer": True,
     }
     files = [ADAPTER_FILE] + ([HEAD_FILE] if head is not None else [])
     manifest: dict[str, Any] = {
@@ -189,6 +190,10 @@ def main(argv: list[str] | None = None) -> int:
         "width": a.width,
         "select": select,
         "budget": {"rollouts": a.rollouts},
+        # edgestar-smol was trained and measured with tir's answer check on (the format's
+        # default until 2026-12-07, when tir turned it off for chat models); a 135M model
+        # copies numbers unreliably, and the card's figures hold with it. Not re-measured off.
+        "check_answer": True,
     }
     try:
         edgestar.SearchConfig(width=a.width, select=select)

@@ -168,10 +168,15 @@ def test_answer_that_contradicts_the_last_output(executor):
     # checked against the last printed output on the path all the same.
     script = gcd_script("So the gcd is 21.\n\n")
     script[INTRO + CODE_HEAD + CODE_TAIL + OUT21 + "So the gcd is 21.\n\n"] = ["\\boxed{7}"]
-    res, tree, _ = solve(script, executor)
+    res, tree, _ = solve(script, executor, check_answer=True)
     assert res.answer is None and tree.nodes[-1].error.startswith("the boxed answer contradicts")
     res, _, _ = solve(script, executor, check_answer=False)
     assert res.answer == "7"
+    # tir keeps such an answer by default (its format's choice); a format that checks ends it
+    res, _, _ = solve(script, executor)
+    assert not TIR.check_answer and res.answer == "7"
+    res, _, _ = solve(script, executor, fmt=dataclasses.replace(TIR, check_answer=True))
+    assert res.answer is None
 
 
 def test_search_strategies_run_tir(executor):

@@ -11,8 +11,9 @@ and budget; results are appended line by line (an interrupted run resumes where 
 
 Each row also records what the two TIR choices would have given on the same greedy path, which
 is exact for greedy decoding (one chain, nothing sampled):
-- `correct_unchecked`: the answer if a boxed answer that contradicts the last printed output
-  were kept (check_answer off) instead of ending the branch (check_answer on);
+- `contradicted`: the boxed answer contradicts the last printed output (whether or not the
+  run's check was on); `correct_unchecked` / `correct_checked`: the answer were such an answer
+  kept (check_answer off, tir's default) or its branch ended (check_answer on);
 - `correct_if_error_ends`: a failed block ends the branch (on_error='end') instead of showing
   its error to the model (on_error='show'): the path is the same up to the first error, where
   the greedy chain would stop with no answer.
@@ -38,6 +39,7 @@ from edgestar.backends.loader import open_policy  # noqa: E402
 from edgestar.executor import Executor  # noqa: E402
 from edgestar.formats import PLAIN, TIR, TIR_EXEMPLARS, StepFormat  # noqa: E402
 from edgestar.search import run_search  # noqa: E402
+from edgestar.search.base import answer_matches_output  # noqa: E402
 from edgestar.train.problems import load_source  # noqa: E402
 from edgestar.types import Budget, SearchConfig  # noqa: E402
 
@@ -58,6 +60,7 @@ VARIANTS: dict[str, tuple[StepFormat, dict[str, Any], str]] = {
     "tir-fewshot": (dataclasses.replace(TIR, exemplars=TIR_EXEMPLARS), {}, "greedy"),
     "tir-error-ends": (dataclasses.replace(TIR, on_error="end"), {}, "greedy"),
     "tir-unchecked": (TIR, {"check_answer": False}, "greedy"),
+    "tir-checked": (TIR, {"check_answer": True}, "greedy"),
     "tir-system": (
         dataclasses.replace(
             TIR,
@@ -106,8 +109,14 @@ def _row(p: Any, result: Any, tree: Any) -> dict[str, Any]:
         node = tree.nodes[node.children[0]]
         path.append(node)
     last = path[-1] if path else None
-    contradicted = last is not None and last.error == CONTRADICTS
-    unchecked = ok or (contradicted and equivalent(p.answer, last.answer))
+    printed = next((n.stdout for n in reversed(path) if n.stdout is not None), None)
+    fired = last is not None and last.error == CONTRADICTS  # the check was on and ended it
+    would = (
+        last is not None and last.kind == "answer" and printed is not None
+        and not answer_matches_output(last.answer, printed)
+    )  # fmt: skip
+    contradicted = fired or would
+    unchecked = ok or (fired and equivalent(p.answer, last.answer))
     first_error = next((i for i, n in enumerate(path) if n.error and n.kind == "code"), None)
     return {
         "id": p.id,
@@ -126,6 +135,7 @@ def _row(p: Any, result: Any, tree: Any) -> dict[str, Any]:
         "contradicted": contradicted,
         "boxed": last.answer if last is not None else None,
         "correct_unchecked": unchecked,
+        "correct_checked": ok and not would,
         "correct_if_error_ends": ok and first_error is None,
         "last_kind": last.kind if last is not None else None,
         "tail": tree.prefix(last)[-400:] if last is not None else "",
@@ -185,9 +195,9 @@ def run(args: argparse.Namespace) -> None:
 
 def summary(out: Path) -> str:
     lines = [
-        "| variant | n | accuracy | coverage | median s | mean tokens | unchecked acc | "
-        "error-ends acc | contradicted | blocks failed |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| variant | n | accuracy | coverage | median s | mean tokens | check-off acc | "
+        "check-on acc | error-ends acc | contradicted | blocks failed |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     per_src: dict[str, dict[str, list[bool]]] = {}
     runs: dict[str, dict[str, dict[str, Any]]] = {}
@@ -211,12 +221,14 @@ def summary(out: Path) -> str:
         n = len(rows)
 
         def pct(key: str, rows: list[dict[str, Any]] = rows, n: int = n) -> str:
-            return f"{100 * sum(bool(r[key]) for r in rows) / n:.1f}%"
+            # rows written before `correct_checked` existed ran with the check on
+            return f"{100 * sum(bool(r.get(key, r['correct'])) for r in rows) / n:.1f}%"
 
         lines.append(
             f"| {name} | {n} | {pct('correct')} | {pct('covered')} | "
             f"{statistics.median(r['seconds'] for r in rows):.1f} | "
             f"{statistics.mean(r['tokens'] for r in rows):.0f} | {pct('correct_unchecked')} | "
+            f"{pct('correct_checked')} | "
             f"{pct('correct_if_error_ends')} | {sum(r['contradicted'] for r in rows)} | "
             f"{sum(r['errors_shown'] > 0 for r in rows)} |"
         )

@@ -293,8 +293,9 @@ class SearchContext:
                 child.output = self.fmt.render_output(res.stdout)
                 child.text += child.output
         printed = self._last_stdout(parent) if step.kind == "answer" else None
+        check = self.config.check_answer
         if (
-            self.config.check_answer
+            (self.fmt.check_answer if check is None else check)
             and printed is not None
             and not answer_matches_output(step.answer, printed)
         ):
