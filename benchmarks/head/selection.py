@@ -11,6 +11,9 @@ head and picks an answer from the first k chains by each rule:
 
 - greedy: the first chain's answer (k = 1);
 - majority: the most frequent answer (`edgestar.answer.normalize` groups, as the runtime);
+- majority_head: the most frequent answer, ties broken by the head (the larger sum of scores)
+  instead of by first appearance: the head only decides what the vote leaves open (with 4
+  chains, 2-2 and 1-1-1-1 splits are common). Declared before any run was scored with it.
 - weighted: the answer with the largest sum of (score + 1) / 2 (the runtime's `weighted`);
 - max: the answer of the best-scored chain (the runtime's `max`);
 - coverage: a right answer is among the k chains (the ceiling of any rule).
@@ -37,7 +40,7 @@ from edgestar.answer import normalize
 from edgestar.head import load_head
 from edgestar.train.head import evaluate_head, training_rows
 
-RULES = ("greedy", "majority", "weighted", "max", "coverage")
+RULES = ("greedy", "majority", "majority_head", "weighted", "max", "coverage")
 
 
 def chains(recs: list[dict[str, Any]], rows: list[int]) -> list[dict[str, Any]]:
@@ -78,6 +81,10 @@ def pick(cs: list[dict[str, Any]], scores: dict[int, float], rule: str) -> bool:
         groups[normalize(c["answer"])].append(c)
     if rule == "majority":
         support = {k: float(len(v)) for k, v in groups.items()}
+    elif rule == "majority_head":
+        tot = {k: sum(scores[c["row"]] for c in v) for k, v in groups.items()}
+        best = max(groups, key=lambda k: (len(groups[k]), tot[k], -groups[k][0]["first"]))
+        return groups[best][0]["correct"]
     elif rule == "weighted":
         support = {k: sum((scores[c["row"]] + 1) / 2 for c in v) for k, v in groups.items()}
     else:
@@ -131,14 +138,14 @@ def main() -> None:
               f"{f.answers} ({f.correct_answers}) | {_f(f.auroc)} |")  # fmt: skip
     n = len(per_problem)
     print(f"\n{n} held-out problems, up to {n_max} chains each (head: {head.kind})\n")
-    print("| chains k | mean tokens | greedy | majority@k | weighted@k | max@k | coverage@k |")
-    print("|---|---|---|---|---|---|---|")
+    print("| chains k | mean tokens | " + " | ".join(f"{r}@k" for r in RULES) + " |")
+    print("|---" * (len(RULES) + 2) + "|")
     for k, f in table["by_k"].items():
         print(f"| {k} | {f['mean_tokens']:.0f} | " + " | ".join(
             f"{f[r]} ({100 * f[r] / max(1, n):.1f}%)" for r in RULES) + " |")  # fmt: skip
     print(f"\nper source, k = {n_max}:\n")
-    print("| source | problems | greedy | majority | weighted | max | coverage |")
-    print("|---|---|---|---|---|---|---|")
+    print("| source | problems | " + " | ".join(RULES) + " |")
+    print("|---" * (len(RULES) + 2) + "|")
     for src, f in table["by_source"].items():
         name = src + (" (never trained on)" if f["unseen"] else "")
         print(f"| {name} | {f['problems']} | " + " | ".join(str(f[r]) for r in RULES) + " |")
