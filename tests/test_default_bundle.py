@@ -505,6 +505,8 @@ def test_shipped_smol_is_the_default_and_verifies() -> None:
     b = read_bundle("edgestar-smol")  # every file's sha256, and the base's from its package
     assert b.policy.package == SMOLLM2_BASE and b.policy.lora == ADAPTER_FILE
     assert b.step_format == "tir"
+    # it was trained and measured with the answer check, which tir itself no longer does
+    assert b.search.get("check_answer") is True
     assert (ROOT / "models" / "edgestar-smol.md").is_file(), "edgestar-smol has no model card"
     if b.ppm is not None:
         from edgestar.head import load_head
