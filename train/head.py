@@ -438,6 +438,8 @@ def _loss_terms(recs: Sequence[dict[str, Any]], cfg: HeadTrainConfig) -> tuple[A
     """(visited row indices, their targets, chosen rows, rejected rows, use_pairs, use_reg)."""
     import torch
 
+    # what the search scores: visited steps that are not failed or cut (those are -1 by rule),
+    # and every answer step, whose value is known without a visit (right: +1, wrong: -1)
     visited = [i for i, r in enumerate(recs) if _target(r) is not None]
     pairs = sibling_pairs(recs)
     use_pairs = cfg.loss in ("pairwise", "both") and len(pairs) > 0
