@@ -36,8 +36,8 @@ EFFORT: dict[str, dict[str, Any]] = {
     "high": {"budget": {"rollouts": 32}},
 }
 """`reasoning_effort` -> search. A row without a strategy keeps the loaded model's default
-search (the bundle's own, greedy for edgestar-smol; greedy for a bare chat model served with
-`--model`, MCTS for an rstar one) with the row's budget."""
+search (the bundle's own, greedy for edgestar-smol; for a model served with `--model`,
+best-of-4 majority in tir, greedy in plain, MCTS in rstar) with the row's budget."""
 
 EDGESTAR_FIELDS: dict[str, type] = {
     "strategy": str,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -45,12 +46,8 @@ def main() -> None:
     tr = [i for i, t in enumerate(ok) if t]
     te = [i for i, t in enumerate(ok) if not t]
     rows = []
-    for hidden, loss, l2 in [
-        (h, loss, l2)
-        for h in (((), (a.mlp,)) if a.mlp else ((),))
-        for loss in a.losses.split(",")
-        for l2 in l2s
-    ]:
+    heads = ((), (a.mlp,)) if a.mlp else ((),)
+    for hidden, loss, l2 in itertools.product(heads, a.losses.split(","), l2s):
         figs = []
         for seed in range(a.seeds):
             c = dataclasses.replace(cfg, hidden=hidden, loss=loss, seed=seed, l2=l2)
