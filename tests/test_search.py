@@ -262,12 +262,49 @@ def _bon(budget: Budget, **cfg):
 
 
 def test_best_of_n_draws_as_many_chains_as_the_rollouts_budget():
-    r, tree, policy = _bon(Budget(rollouts=20), n=8)
+    r, tree, policy = _bon(Budget(rollouts=20), n=8, stop_when_decided=False)
     assert len(tree.children(tree.root)) == 20 and r.stopped_by == "done"  # waves of 8, 8, 4
     greedy_at_root = [q for q in policy.requests if q.temperature == 0 and "Step" not in q.prefix]
     assert len(greedy_at_root) == 1  # only the first wave holds the greedy chain
     r, tree, _ = _bon(Budget(rollouts=3), n=8)
     assert len(tree.children(tree.root)) == 3  # the rollouts budget caps N
+
+
+def _slow_greedy_chain(**kw):
+    """The greedy chain thinks for three steps and answers 13; every sampled chain answers 42
+    at once, so three of four agree while the greedy chain is still thinking."""
+    start = "Let's think step by step.\n"
+    think = "Let me think.\n\n"
+    script = {
+        "": [(think, 1e-12), ("So \\boxed{42}", 1.0)],
+        think: ["Hmm.\n\n"],
+        think + "Hmm.\n\n": ["Still.\n\n"],
+        think + "Hmm.\n\nStill.\n\n": ["So \\boxed{13}"],
+    }
+    return run_search(Q, policy=ScriptedPolicy(script, start=start), fmt=PLAIN,
+                      strategy="best_of_n", **kw)  # fmt: skip
+
+
+def test_best_of_n_stops_once_the_vote_is_decided():
+    r, tree = _slow_greedy_chain(budget=Budget(rollouts=4), config=SearchConfig(n=4))
+    full, full_tree = _slow_greedy_chain(
+        budget=Budget(rollouts=4), config=SearchConfig(n=4, stop_when_decided=False)
+    )
+    assert r.answer == full.answer == "42" and r.stopped_by == "done"
+    assert dict(full.candidates) == {"42": 3.0, "13": 1.0}
+    assert r.stats.rollouts == 3 and full.stats.rollouts == 4  # the greedy chain was cut
+    assert r.stats.tokens_generated < full.stats.tokens_generated
+    # not decided while the undrawn chains of a later wave could still outvote it: the greedy
+    # chain of the first wave is decoded to its answer
+    r, _ = _slow_greedy_chain(budget=Budget(rollouts=8), config=SearchConfig(n=4))
+    assert r.stats.rollouts == 8 and dict(r.candidates) == {"42": 7.0, "13": 1.0}
+    # ground truth (training) and a reward-weighted vote always see every chain
+    r, _ = _slow_greedy_chain(budget=Budget(rollouts=4), config=SearchConfig(n=4), gold="42")
+    assert r.stats.rollouts == 4
+    weighted = SearchConfig(n=4, select="weighted")
+    r, _ = _slow_greedy_chain(budget=Budget(rollouts=4), config=weighted,
+                              reward=ScriptedReward([("42", 0.9)]))  # fmt: skip
+    assert r.stats.rollouts == 4
 
 
 def test_best_of_n_spends_a_token_budget_in_waves():

@@ -10,10 +10,17 @@ out, so best-of-N spends the same generated-token budget as the tree searches it
 with (search-and-learn's "N" is the budget too). Only the first wave holds the greedy chain
 (SearchConfig.greedy_first): later waves only sample, so the greedy answer is not counted once
 per wave.
+
+With a rollouts budget and a vote that counts chains (majority, or no reward model), drawing
+stops as soon as the chains still to come can no longer change the winner
+(SearchConfig.stop_when_decided): 3 of 4 chains agreeing already decides a best-of-4, so the
+fourth is not decoded to its end. The answer is the one the full vote would pick; only the
+coverage of the unfinished chains is lost. Never with ground truth (training wants every chain).
 """
 
 from __future__ import annotations
 
+from ..answer import normalize
 from ..tree import Node
 from .base import SearchContext
 
@@ -24,9 +31,10 @@ def search(ctx: SearchContext) -> str:
     while True:
         n = ctx.config.n if b.rollouts is None else min(ctx.config.n, b.rollouts - started)
         before = tr.tokens
-        why = _wave(ctx, n, greedy_first=None if started == 0 else False)
         started += n
-        if why != "done":
+        later = None if b.rollouts is None else b.rollouts - started
+        why = _wave(ctx, n, greedy_first=None if started == n else False, later=later)
+        if why != "done" or _decided(ctx, later, 0):
             return why
         if b.rollouts is not None and started >= b.rollouts:
             return "done"  # every chain the budget allows was drawn
@@ -36,14 +44,15 @@ def search(ctx: SearchContext) -> str:
             return "done"
 
 
-def _wave(ctx: SearchContext, n: int, greedy_first: bool | None) -> str:
-    """n chains from the root, decoded together step by step until each one ends."""
+def _wave(ctx: SearchContext, n: int, greedy_first: bool | None, later: int | None) -> str:
+    """n chains from the root, decoded together step by step until each one ends (or until the
+    vote is decided, with `later` chains still to be drawn after this wave)."""
     # The root's expansion samples the first step of all n chains at once.
     live: list[Node] = ctx.expand([ctx.tree.root], n, dedup=False, greedy_first=greedy_first)[0]
     while True:
         ctx.tracker.rollouts += sum(1 for c in live if c.terminal)
         live = [c for c in live if not c.terminal]
-        if not live:
+        if not live or _decided(ctx, later, len(live)):
             return "done"
         # Finishing the chains already started is not a new rollout, so only the other
         # budgets stop them.
@@ -51,3 +60,20 @@ def _wave(ctx: SearchContext, n: int, greedy_first: bool | None) -> str:
         if why is not None and why != "rollouts":
             return why
         live = [kids[0] for kids in ctx.expand(live, 1, dedup=False) if kids]
+
+
+def _decided(ctx: SearchContext, later: int | None, live: int) -> bool:
+    """Whether no answer the `live` unfinished chains and the `later` undrawn ones could end
+    with changes the vote's winner: each adds at most one to one answer's count, so the leader
+    must be ahead of the runner-up by more than all of them (a tie would go to the tie-break)."""
+    cfg = ctx.config
+    counted = cfg.select == "majority" or ctx.reward is None
+    if not (cfg.stop_when_decided and counted) or later is None or ctx.gold is not None:
+        return False
+    counts: dict[str, int] = {}
+    for node in ctx.tree.nodes:
+        if node.kind == "answer" and node.answer is not None:
+            key = normalize(node.answer)
+            counts[key] = counts.get(key, 0) + 1
+    top = sorted(counts.values(), reverse=True) + [0, 0]
+    return top[0] > top[1] + live + later
