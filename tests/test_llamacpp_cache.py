@@ -368,6 +368,66 @@ def test_eviction_and_pauses_keep_the_tree(models) -> None:  # type: ignore[no-u
     )
 
 
+# ------------------------------------------------------------------------------ streaming
+
+
+class _Rounds:
+    """The policy without `propose_stream`: chains advance in rounds of `propose`."""
+
+    def __init__(self, pol: lc.LlamaCppPolicy) -> None:
+        self.pol, self.name = pol, pol.name
+
+    def propose(self, requests):  # type: ignore[no-untyped-def]
+        return self.pol.propose(requests)
+
+    def chat_prompt(self, messages):  # type: ignore[no-untyped-def]
+        return self.pol.chat_prompt(messages)
+
+    def close(self) -> None:
+        pass
+
+
+def _chains(path: Path, streamed: bool):  # type: ignore[no-untyped-def]
+    cfg = SearchConfig(n=6, max_step_tokens=32, max_depth=5, temperature=1.0)
+    with lc.LlamaCppPolicy(path, n_ctx=2048, **KW) as pol:
+        res, tree = run_search(QUESTION, policy=pol if streamed else _Rounds(pol), fmt=RSTAR,
+                               strategy="best_of_n", budget=Budget(rollouts=6), config=cfg,
+                               seed=5)  # fmt: skip
+        paths = sorted(
+            tuple(n.text for n in tree.path(leaf)) for leaf in tree.nodes if not leaf.children
+        )
+        return res, paths, pol._rt.ctx.decode_calls
+
+
+def test_streamed_chains_are_the_same_chains_in_fewer_decodes(models) -> None:  # type: ignore[no-untyped-def]
+    res, paths, calls = _chains(models["ascii"], streamed=True)
+    ref, ref_paths, ref_calls = _chains(models["ascii"], streamed=False)
+    assert paths == ref_paths and len(paths) == 6 and max(map(len, paths)) >= 3
+    assert res.stats.tokens_generated == ref.stats.tokens_generated
+    # every row keeps decoding while a sibling's step is longer: fewer, fuller decodes
+    print(f"decodes: streamed {calls}, rounds {ref_calls}")
+    assert calls < ref_calls
+
+
+def test_a_stream_ended_early_drops_its_rows_and_keeps_the_cache(models) -> None:  # type: ignore[no-untyped-def]
+    reqs = [StepRequest(PROMPT, k=1, seed=s, max_tokens=32, temperature=1.0) for s in range(4)]
+    seen: list = []
+
+    def refill(req, prop):  # type: ignore[no-untyped-def]
+        seen.append(prop)
+        return None  # the first request to finish ends the call
+
+    later = StepRequest(PROMPT + "x", k=3, seed=9, max_tokens=16, temperature=1.0)
+    with lc.LlamaCppPolicy(models["ascii"], n_ctx=1024, **KW) as pol:
+        dropped = pol.propose_stream(reqs, refill)
+        assert len(seen) == 1 and dropped > 0
+        assert not any(pol._tree.is_live(q) for q in list(pol._tree.info))  # all let go
+        (after,) = pol.propose([later])
+    with lc.LlamaCppPolicy(models["ascii"], n_ctx=1024, **KW) as pol:
+        (fresh,) = pol.propose([later])
+    assert [c.text for c in after.candidates] == [c.text for c in fresh.candidates]
+
+
 # ------------------------------------------------------------------------------ reward
 
 

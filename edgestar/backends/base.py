@@ -11,7 +11,7 @@ Sampling is driven by an explicit integer seed per request, so a seeded search i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -86,6 +86,42 @@ class Policy(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+Refill = Callable[[StepRequest, Proposal], Sequence[StepRequest] | None]
+"""Told of each request as soon as all its candidates are done; returns the requests that follow
+it (a chain's next step), or None to end the whole call (in-flight requests are dropped)."""
+
+
+@runtime_checkable
+class Streaming(Protocol):
+    """A policy that keeps decoding while requests finish: each finished request is handed to
+    `refill` at once and the requests it returns join the same running batch, so a chain whose
+    step ended early does not wait for its siblings' longer steps (continuous batching)."""
+
+    def propose_stream(self, requests: Sequence[StepRequest], refill: Refill) -> int:
+        """Returns the tokens generated for candidates dropped unfinished (refill's None)."""
+        ...
+
+
+def propose_stream(policy: Policy, requests: Sequence[StepRequest], refill: Refill) -> int:
+    """`policy.propose_stream` where the backend has it; else the same contract in rounds of
+    `propose` (each round waits for its slowest request). Returns the tokens generated for
+    candidates that were dropped (a round's proposals not yet handed over when refill said
+    stop)."""
+    if isinstance(policy, Streaming):
+        return policy.propose_stream(requests, refill)
+    todo = list(requests)
+    while todo:
+        nxt: list[StepRequest] = []
+        props = policy.propose(todo)
+        for i, prop in enumerate(props):
+            more = refill(todo[i], prop)
+            if more is None:
+                return sum(c.n_tokens for p in props[i + 1 :] for c in p.candidates)
+            nxt += more
+        todo = nxt
+    return 0
 
 
 @runtime_checkable

@@ -74,7 +74,7 @@ Import cost: `import edgestar` never imports llama_cpp. No torch, transformers o
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,7 +96,7 @@ from ._llama_raw import (
     read_value_head,
     render_chat_template,
 )
-from .base import Candidate, Proposal, StepRequest
+from .base import Candidate, Proposal, Refill, StepRequest
 from .kvtree import KVTree, Match, _common
 from .sampling import candidate_rngs
 
@@ -268,9 +268,25 @@ class LlamaCppPolicy:
             if not self.prefix_cache:
                 self._reset()
             try:
-                return self._propose(parts, requests)
+                return self._propose(parts, requests)[0]
             except BaseException:
                 self._reset()  # live sequences are in an unknown state
+                raise
+
+    def propose_stream(self, requests: Sequence[StepRequest], refill: Refill) -> int:
+        """Streaming (`base.Streaming`): each request goes to `refill` the moment its last
+        candidate ends, and the requests it returns start in the running batch (their prompt
+        is the finished one's text plus what follows, found in the cache), so rows never wait
+        for a longer sibling step. None from `refill` ends the call; the candidates still being
+        generated are dropped (their prompts stay cached); returns the tokens they had."""
+        with self._rt.lock:
+            parts = self._rt.parts()
+            if not self.prefix_cache:
+                self._reset()
+            try:
+                return self._propose(parts, requests, refill)[1]
+            except BaseException:
+                self._reset()
                 raise
 
     def chat_prompt(self, messages: Sequence[dict[str, str]]) -> str | None:
@@ -588,37 +604,54 @@ class LlamaCppPolicy:
                 t.release(seq)
 
     def _propose(
-        self, parts: tuple[_Model, _Context, _Batch], reqs: Sequence[StepRequest]
-    ) -> list[Proposal]:
+        self,
+        parts: tuple[_Model, _Context, _Batch],
+        requests: Sequence[StepRequest],
+        refill: Refill | None = None,
+    ) -> tuple[list[Proposal], int]:
+        """Decode the requests (and, streaming, those `refill` adds); their proposals (none when
+        streaming: refill had them) and the tokens of candidates dropped unfinished."""
         model, ctx, batch = parts
-        groups: list[_Group] = []
+        reqs: list[StepRequest] = []
         cands: list[list[_Cand]] = []
-        for ri, r in enumerate(reqs):
+        evaluated: list[int] = []
+
+        def add(r: StepRequest) -> list[_Group]:
             prompt = model.tokenize(r.prefix)
             self._check_prompt(prompt, ctx)
             max_new = min(r.max_tokens, ctx.n_ctx - len(prompt))
             stops = tuple(s for s in r.stop if s)
+            ri = len(reqs)
             cs = [
                 _Cand(ri, i, rng, max_new, stops, len(prompt))
                 for i, rng in enumerate(candidate_rngs(r.seed, r.k))
             ]
+            reqs.append(r)
             cands.append(cs)
-            if self.batch_candidates:
-                groups.append(_Group(cs, prompt, []))
-            else:
-                groups += [_Group([c], prompt, []) for c in cs]
+            evaluated.append(0)
             self.stats.requests += 1
             self.stats.prompt_tokens += len(prompt)
-        evaluated = [0] * len(reqs)
-        self._run(model, ctx, batch, reqs, groups, evaluated)
-        out = []
-        for ri, cs in enumerate(cands):
-            got = tuple(c.done for c in cs if c.done is not None)
-            assert len(got) == len(cs)
+            if self.batch_candidates:
+                return [_Group(cs, prompt, [])]
+            return [_Group([c], prompt, []) for c in cs]
+
+        def proposal(ri: int) -> Proposal:
+            got = tuple(c.done for c in cands[ri] if c.done is not None)
+            assert len(got) == len(cands[ri])
             self.stats.generated += sum(c.n_tokens for c in got)
-            out.append(Proposal(got, evaluated[ri]))
-        self.stats.rows += sum(evaluated)
-        return out
+            self.stats.rows += evaluated[ri]
+            return Proposal(got, evaluated[ri])
+
+        def on_done(ri: int) -> list[_Group] | None:
+            assert refill is not None
+            more = refill(reqs[ri], proposal(ri))
+            return None if more is None else [g for r in more for g in add(r)]
+
+        groups = [g for r in requests for g in add(r)]
+        dropped = self._run(
+            model, ctx, batch, reqs, groups, evaluated, cands, on_done if refill else None
+        )
+        return ([] if refill else [proposal(ri) for ri in range(len(reqs))]), dropped
 
     # The scheduler: waiting groups start when sequences allow; each step decodes one batch with
     # every active group's next token(s); groups whose pending tokens are all fed sample.
@@ -630,10 +663,13 @@ class LlamaCppPolicy:
         reqs: Sequence[StepRequest],
         groups: list[_Group],
         evaluated: list[int],
-    ) -> None:
+        cands: list[list[_Cand]],
+        on_done: Callable[[int], list[_Group] | None] | None = None,
+    ) -> int:
         t = self._tree
         waiting = sorted(groups, key=lambda g: g.order)
         active: list[_Group] = []
+        reported: set[int] = set()
         while waiting or active:
             while waiting and (self.batch_candidates or not active):
                 if not self._start(waiting, active):
@@ -681,6 +717,30 @@ class LlamaCppPolicy:
                 done = set(map(id, sampling))
                 active = [g for g in active if id(g) not in done]
                 active += self._sample(model, ctx, reqs, sampling)
+                if on_done is None:
+                    continue
+                for ri in sorted({c.req for g in sampling for c in g.members}):
+                    if ri in reported or any(c.done is None for c in cands[ri]):
+                        continue
+                    reported.add(ri)
+                    new = on_done(ri)
+                    if new is None:
+                        return self._drop_all(active, waiting)
+                    waiting = sorted(waiting + new, key=lambda g: g.order)
+        return 0
+
+    def _drop_all(self, active: list[_Group], waiting: list[_Group]) -> int:
+        """End a streaming call early: every unfinished candidate is let go (its prompt stays
+        cached). Returns the tokens they had generated."""
+        n = 0
+        for g in active + waiting:
+            for c in g.members:
+                if c.done is None:
+                    n += c.n_tokens
+                    if c.seq >= 0:
+                        self._finish(c, self._cand(c, "length"))
+                    c.done = c.done or self._cand(c, "length")
+        return n
 
     def _start(self, waiting: list[_Group], active: list[_Group]) -> bool:
         """Give the first waiting group sequences (splitting it if too few are free). With other

@@ -134,17 +134,7 @@ class SearchContext:
             prefix = self.tree.prefix(n)
             parts = ((1, 0.0), (k - 1, temp)) if split else ((k, temp),)
             for kk, t in parts:
-                requests.append(
-                    StepRequest(
-                        prefix=prefix,
-                        k=kk,
-                        seed=self.next_seed(),
-                        max_tokens=max_tokens,
-                        temperature=t,
-                        top_p=cfg.top_p,
-                        stop=self.fmt.stop,
-                    )  # fmt: skip
-                )
+                requests.append(self.step_request(prefix, kk, max_tokens, t))
         raw = self.policy.propose(requests) if requests else []
         if split:
             raw = [
@@ -171,30 +161,18 @@ class SearchContext:
                 tr.tokens += cand.n_tokens
                 if dedup and cand.text in seen:
                     continue
-                cap = tr.node_cap()
-                if cap is not None and cap <= 0:
+                seen.add(cand.text)
+                child = self.adopt(node, cand)
+                if child is None:
                     capped = True
                     continue
-                seen.add(cand.text)
-                child = self._make_child(
-                    node, cand.text, cand.finish, cand.stop, cand.n_tokens, cand.logprob
-                )
-                child.hidden = cand.hidden
-                tr.nodes += 1
                 kids.append(child)
                 if child.kind not in ("invalid", "error"):
                     to_score.append(child)
             out.append(kids)
             dead.append(not kids and not node.children and not capped)
         self._score(to_score)
-        for kids in out:
-            for c in kids:
-                if c.terminal:
-                    self._value_terminal(c)
-                if c.kind in ("error", "invalid"):
-                    # Known value, nothing to learn by visiting: count it as seen once at -1.
-                    c.N, c.W = 1, -1.0
-                    self.tree.mark_solved(c)
+        self.settle_values([c for kids in out for c in kids])
         for node, is_dead in zip(nodes, dead, strict=True):
             if is_dead and node.kind != "root":
                 # Nothing was proposed at all: the branch is a dead end.
@@ -202,6 +180,48 @@ class SearchContext:
                 self.tree.mark_solved(node)
         self._event("progress")
         return out
+
+    def step_request(
+        self, prefix: str, k: int, max_tokens: int, temperature: float, stop: tuple[str, ...] = ()
+    ) -> StepRequest:
+        """A request for k next steps of `prefix` (stop: the format's step stops by default)."""
+        return StepRequest(
+            prefix=prefix,
+            k=k,
+            seed=self.next_seed(),
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_p=self.config.top_p,
+            stop=stop or self.fmt.stop,
+        )
+
+    def adopt(self, node: Node, cand: Candidate) -> Node | None:
+        """Add `cand` as a child of `node` (parsed, its code run), unless the node budget is
+        spent (None). Its tokens are counted by the caller; score it, then `settle_values`."""
+        cap = self.tracker.node_cap()
+        if cap is not None and cap <= 0:
+            return None
+        child = self._make_child(
+            node, cand.text, cand.finish, cand.stop, cand.n_tokens, cand.logprob
+        )
+        child.hidden = cand.hidden
+        self.tracker.nodes += 1
+        return child
+
+    def settle_values(self, kids: Sequence[Node]) -> None:
+        """Values known once the new children are scored: terminals from ground truth or their
+        score; failed steps count as seen once at -1 (nothing to learn by visiting them)."""
+        for c in kids:
+            if c.terminal:
+                self._value_terminal(c)
+            if c.kind in ("error", "invalid"):
+                c.N, c.W = 1, -1.0
+                self.tree.mark_solved(c)
+
+    def written_answer(self, node: Node) -> Candidate | None:
+        """The answer step the runtime writes itself after `node` (rstar), as a candidate."""
+        a = self._written_answer(node)
+        return None if a is None else Candidate(a, 0, "stop", None)
 
     def _continue_open_blocks(
         self,
@@ -225,28 +245,13 @@ class SearchContext:
                     if stop is None or left < 1:
                         continue
                     t = 0.0 if (split and j == 0) or temp <= 0 else temp
-                    req = StepRequest(
-                        prefix=self.tree.prefix(node) + c.text,
-                        k=1,
-                        seed=self.next_seed(),
-                        max_tokens=left,
-                        temperature=t,
-                        top_p=self.config.top_p,
-                        stop=stop,
-                    )
+                    req = self.step_request(self.tree.prefix(node) + c.text, 1, left, t, stop)
                     todo.append((i, j, req))
             if not todo:
                 break
             more = self.policy.propose([r for _, _, r in todo])
             for (i, j, _), p in zip(todo, more, strict=True):
-                c, d = props[i].candidates[j], p.candidates[0]
-                joined = Candidate(
-                    c.text + d.text,
-                    c.n_tokens + d.n_tokens,
-                    d.finish,
-                    d.stop,
-                    c.logprob + d.logprob,
-                )
+                joined = join_candidates(props[i].candidates[j], p.candidates[0])
                 cands = props[i].candidates
                 props[i] = Proposal(
                     cands[:j] + (joined,) + cands[j + 1 :],
@@ -390,6 +395,13 @@ class SearchContext:
         )
         best = max(groups[order[0]], key=lambda m: (_rank(m), self.path_logprob(m), -m.id))
         return best, [(groups[k][0].answer or "", round(support[k], 6)) for k in order]
+
+
+def join_candidates(c: Candidate, d: Candidate) -> Candidate:
+    """A candidate decoded on (`d`, from the end of `c`) joined to it: one step."""
+    return Candidate(
+        c.text + d.text, c.n_tokens + d.n_tokens, d.finish, d.stop, c.logprob + d.logprob, d.hidden
+    )
 
 
 def step_view(n: Node) -> StepView:

@@ -1,5 +1,10 @@
 """Best-of-N: N independent sampled chains, decoded together; the answer is chosen by vote.
 
+The first steps of a wave are sampled in one request; then each chain asks for its next step
+as soon as its last one is done (`_chains.grow_chains`: on llama.cpp the batch stays full
+instead of waiting for the longest sibling step). The greedy chain (SearchConfig.greedy_first)
+stays at temperature 0 all the way down, so the vote always holds the greedy answer.
+
 With a reward model the vote is PRM-weighted (each finished chain's final-step score), else a
 plain majority (SearchConfig.select decides).
 
@@ -21,7 +26,7 @@ coverage of the unfinished chains is lost. Never with ground truth (training wan
 from __future__ import annotations
 
 from ..answer import normalize
-from ..tree import Node
+from ._chains import grow_chains
 from .base import SearchContext
 
 
@@ -45,21 +50,24 @@ def search(ctx: SearchContext) -> str:
 
 
 def _wave(ctx: SearchContext, n: int, greedy_first: bool | None, later: int | None) -> str:
-    """n chains from the root, decoded together step by step until each one ends (or until the
-    vote is decided, with `later` chains still to be drawn after this wave)."""
-    # The root's expansion samples the first step of all n chains at once.
-    live: list[Node] = ctx.expand([ctx.tree.root], n, dedup=False, greedy_first=greedy_first)[0]
-    while True:
-        ctx.tracker.rollouts += sum(1 for c in live if c.terminal)
-        live = [c for c in live if not c.terminal]
-        if not live or _decided(ctx, later, len(live)):
-            return "done"
-        # Finishing the chains already started is not a new rollout, so only the other
-        # budgets stop them.
-        why = ctx.tracker.exhausted()
-        if why is not None and why != "rollouts":
-            return why
-        live = [kids[0] for kids in ctx.expand(live, 1, dedup=False) if kids]
+    """n chains from the root: their first steps sampled together, then each chain decoded on
+    by itself (`grow_chains`) until it ends, or until the vote is decided with `later` chains
+    still to be drawn after this wave."""
+    cfg = ctx.config
+    first = cfg.greedy_first if greedy_first is None else greedy_first
+    kids = ctx.expand([ctx.tree.root], n, dedup=False, greedy_first=greedy_first)[0]
+    # expand put the argmax candidate first; its chain stays greedy (the greedy path)
+    greedy = kids[0] if kids and first and cfg.temperature > 0 and n > 1 else None
+    ctx.tracker.rollouts += sum(1 for c in kids if c.terminal)
+    live = [c for c in kids if not c.terminal]
+    if not live or _decided(ctx, later, len(live)):
+        return "done"
+    # Finishing the chains already started is not a new rollout, so only the other budgets
+    # stop them.
+    why = ctx.tracker.exhausted()
+    if why is not None and why != "rollouts":
+        return why
+    return grow_chains(ctx, live, greedy=greedy, decided=lambda left: _decided(ctx, later, left))
 
 
 def _decided(ctx: SearchContext, later: int | None, live: int) -> bool:
