@@ -247,8 +247,9 @@ def load(
             )
         # A chat model in tir: 4 chains decoded together (the first greedy), majority vote.
         # On Qwen2.5-Coder-0.5B (2-core CPU, 2 threads) over 222 held-out problems it answered
-        # 145 where greedy answered 125 (+9 points; 154 of them: 96 vs 79), at 3.5x the tokens
-        # and a median of 32 s against 8.5 s on the 36-problem suite. A reward head's weighted
+        # 145 where greedy answered 125 (+9 points; 154 of them: 96 vs 79), at 3.5x the tokens.
+        # On the 36-problem suite (EPYC): 27 vs 22, a median of 23.9 s against 7.9 s with the
+        # chains streamed and a decided vote stopping them (32.2 s before). A reward head's weighted
         # vote picked no better than the majority (94 vs 96 of 154), and the default MCTS
         # budget takes minutes a question (benchmarks/head/README.md,
         # benchmarks/qwen2.5-coder-0.5b/report.md).
