@@ -13,6 +13,10 @@ bookkeeping in `kvtree`):
   still to evaluate (chunked at n_batch). Candidates with identical history so far (same request,
   same tokens sampled) are one row whose cell belongs to all their sequences; they split when
   their samples differ. So every decoded token is a distinct node of the token tree.
+- `propose_stream(requests, refill)` (continuous batching, best-of-N's chains): the same
+  scheduler, but a request is handed to `refill` the moment its last candidate ends and the
+  requests it returns join the running batch as waiting groups (their prompt, the finished
+  step's text and what follows, is found in the cache), so no row waits for a longer sibling.
 - Sampling: the shared sampler's semantics (`sampling.candidate_rngs`, `sample_token`: one
   generator per candidate, temperature, top-p) computed for all rows of a step at once by
   `sample_rows`, which gives the same tokens and log-probabilities as `sample_token` (a test
