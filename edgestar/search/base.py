@@ -121,7 +121,7 @@ class SearchContext:
         """
         cfg, tr = self.config, self.tracker
         temp = cfg.temperature if temperature is None else temperature
-        written = {n.id: a for n in nodes if (a := self._written_answer(n)) is not None}
+        written = {n.id: a for n in nodes if (a := self.written_answer(n)) is not None}
         asked = [n for n in nodes if n.id not in written]
         k = tr.row_cap(k, len(asked))
         max_tokens = tr.token_cap(cfg.max_step_tokens, k * max(1, len(asked)))
@@ -144,7 +144,7 @@ class SearchContext:
         raw = self._continue_open_blocks(asked, raw, max_tokens, temp, split)
         got = iter(raw)
         proposals = [
-            Proposal((Candidate(written[n.id], 0, "stop", None),), 0) if n.id in written
+            Proposal((written[n.id],), 0) if n.id in written
             else next(got)
             for n in nodes
         ]  # fmt: skip
@@ -218,11 +218,6 @@ class SearchContext:
                 c.N, c.W = 1, -1.0
                 self.tree.mark_solved(c)
 
-    def written_answer(self, node: Node) -> Candidate | None:
-        """The answer step the runtime writes itself after `node` (rstar), as a candidate."""
-        a = self._written_answer(node)
-        return None if a is None else Candidate(a, 0, "stop", None)
-
     def _continue_open_blocks(
         self,
         nodes: Sequence[Node],
@@ -259,14 +254,15 @@ class SearchContext:
                 )
         return props
 
-    def _written_answer(self, node: Node) -> str | None:
-        """The answer step the runtime writes after `node`'s code printed its result, if any."""
+    def written_answer(self, node: Node) -> Candidate | None:
+        """The answer step the runtime writes after `node`'s code printed its result (rstar),
+        as a candidate that cost no tokens; None if there is none."""
         if not (self.config.answer_from_output and node.kind == "final" and node.stdout):
             return None
         lines = [ln.strip() for ln in node.stdout.strip().splitlines() if ln.strip()]
         if not lines or len(lines[-1]) > 100:
             return None
-        return self.fmt.answer_step(lines[-1])
+        return Candidate(self.fmt.answer_step(lines[-1]), 0, "stop", None)
 
     def _make_child(
         self, parent: Node, text: str, finish: str, stop: str | None, n_tokens: int, logprob: float
