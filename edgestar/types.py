@@ -118,7 +118,9 @@ class SearchConfig:
     max_step_tokens: int = 256
     max_depth: int = 16
     select: str = "weighted"
-    """Final answer choice among finished answers: 'majority', 'weighted' or 'max'."""
+    """Final answer choice among finished answers: 'majority' (the most frequent; with a reward
+    model, a tie goes to the answer its scores favour), 'weighted' (the largest sum of
+    (score + 1) / 2) or 'max' (the best-scored answer)."""
     answer_from_output: bool = True
     """rstar: after the final code has run, the runtime writes the answer step from its printed
     output instead of sampling it (a small model copies numbers unreliably; the executed code is

@@ -47,6 +47,13 @@ def test_evaluate_tables_and_variants(tmp_path: Path) -> None:
     assert cell[("best_of_n:majority", 600)].coverage == 1.0
     assert cell[("greedy", 600)].coverage == 0.0  # one path, wrong: nothing to select
     assert all(r["covered"] >= r["correct"] for r in rows)
+    # every finished chain is kept with its score, so other rules can be scored on the same ones
+    for r in rows:
+        assert r["covered"] == any(f[2] for f in r["finished"])
+        assert sum(f[3] for f in r["finished"]) <= r["tokens"]
+    weighted = [r for r in rows if r["strategy"] == "best_of_n:weighted"]
+    assert all(f[1] is not None for r in weighted for f in r["finished"])  # the PPM's scores
+    assert {f[0] for r in weighted for f in r["finished"]} == {"13", "42"}
     assert cell[("best_of_n:weighted", 600)].accuracy == 1.0  # the PPM lifts 6 * 7
     assert cell[("best_of_n:weighted", 600)].by_skill == {"mul": 1.0, "times": 1.0}
     assert rep.accuracy("best_of_n:weighted", Budget(**big)) == 1.0

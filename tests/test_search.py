@@ -116,6 +116,22 @@ def test_prm_weighted_vote_finds_the_right_answer():
     assert r.answer == "42"
 
 
+def test_a_reward_model_breaks_a_majority_tie():
+    """Two chains, one adding (13) and one multiplying (42): the count is tied. Without a
+    reward model the likelier path wins; with one, the answer it scores higher."""
+    ties = 0
+    for seed in range(12):
+        kw = dict(n=2, select="majority", seed=seed, budget=Budget(rollouts=2))
+        plain, _ = solve("best_of_n", **kw)
+        if dict(plain.candidates) != {"13": 1.0, "42": 1.0}:
+            continue
+        ties += 1
+        headed, _ = solve("best_of_n", reward=True, **kw)
+        assert plain.answer == "13" and headed.answer == "42"
+        assert dict(headed.candidates) == {"13": 1.0, "42": 1.0}  # still a count
+    assert ties >= 1
+
+
 def test_beam_with_prm_finds_the_right_answer():
     r, _ = solve("beam", width=8, beam_width=2, reward=True)
     assert r.answer == "42"

@@ -19,6 +19,7 @@ from edgestar.cli import main  # noqa: E402
 from edgestar.head import HeadReward, file_sha256, load_head  # noqa: E402
 from edgestar.train.head import (  # noqa: E402
     HeadTrainConfig,
+    answer_pairs,
     auroc,
     collect_states,
     sibling_pairs,
@@ -34,8 +35,10 @@ CFG = HeadTrainConfig(
     problems=("synthetic:fraction_arithmetic,remainders,word_rates",),
     holdout=("synthetic:gcd_lcm",),
     n=8, step_format="rstar", rollouts=4, width=2, max_step_tokens=64, max_depth=8,
-    shard_size=4, heldout_share=0.25,
+    shard_size=4, heldout_share=0.25, loss="both", l2=(0.0,),
 )  # fmt: skip
+"""The step losses (the head's Q on every node is checked below); the outcome loss, the CLI's
+default, has its own tests."""
 
 
 def test_auroc_and_pairs() -> None:
@@ -51,6 +54,15 @@ def test_auroc_and_pairs() -> None:
         {"problem": "q", "parent": 0, "Q": -1.0, "good": 0, "bad": 1},  # another problem
     ]
     assert sibling_pairs(recs) == [(0, 1)]
+    ans = [
+        {"problem": "p", "kind": "answer", "correct": True, "answer": "42"},
+        {"problem": "p", "kind": "answer", "correct": False, "answer": "13"},
+        {"problem": "p", "kind": "answer", "correct": False, "answer": "42.0"},  # judged wrong
+        {"problem": "p", "kind": "answer", "correct": True, "answer": "42"},
+        {"problem": "p", "kind": "text", "correct": None, "answer": None},
+        {"problem": "q", "kind": "answer", "correct": False, "answer": "7"},  # another problem
+    ]
+    assert answer_pairs(ans) == [(0, 1), (3, 1)]  # "42.0" normalizes to the right answer
 
 
 def test_evaluation_questions_are_never_searched(tmp_path: Path) -> None:
@@ -196,8 +208,48 @@ def test_l2_is_chosen_by_cross_validation_over_problems() -> None:
     # folds group whole problems and are stable
     assert heldout_fold("p3", 4, 0) == heldout_fold("p3", 4, 0)
     assert len({heldout_fold(f"p{i}", 4, 0) for i in range(40)}) == 4
-    single = fit_head(signal, recs, HeadTrainConfig(problems=("synthetic",)), "0" * 64, "m")
+    single = fit_head(signal, recs, HeadTrainConfig(problems=("synthetic",), l2=(0.0,)),
+                      "0" * 64, "m")  # fmt: skip
     assert single.meta["l2"] == 0.0 and "l2_cv" not in single.meta
     for bad in ((), (-1.0,)):
         with pytest.raises(InputError, match="l2"):
             HeadTrainConfig(problems=("synthetic",), l2=bad)
+
+
+def test_outcome_loss_learns_from_answer_steps_alone() -> None:
+    """The outcome head (the default loss) fits right/wrong of the answer steps and nothing
+    else: intermediate steps whose Q runs against the answers' signal do not pull it, and on
+    new problems it orders each problem's right answer above its wrong ones."""
+    from edgestar.train.head import evaluate_head, fit_head
+
+    rng = np.random.default_rng(1)
+    recs, rows = [], []
+    for p in range(60):
+        for k in range(4):
+            ok = k % 2 == 0
+            x = rng.normal(size=32)
+            x[0] = (1.0 if ok else -1.0) + rng.normal(0, 0.5)
+            base = {"problem": f"p{p}", "source": "s", "holdout": False, "N": 1,
+                    "good": int(ok), "bad": int(not ok)}  # fmt: skip
+            # a step before the answer whose Q (and state) says the opposite of the answer's
+            recs.append({**base, "parent": 0, "id": 2 * k + 1, "kind": "text", "correct": None,
+                         "answer": None, "Q": -1.0 if ok else 1.0})  # fmt: skip
+            rows.append(np.r_[3.0 if ok else -3.0, rng.normal(size=31)])
+            recs.append({**base, "parent": 2 * k + 1, "id": 2 * k + 2, "kind": "answer",
+                         "correct": ok, "answer": str(k), "Q": 1.0 if ok else -1.0})  # fmt: skip
+            rows.append(x)
+    states = np.array(rows)
+    tr = [i for i, r in enumerate(recs) if int(r["problem"][1:]) < 40]
+    te = [i for i, r in enumerate(recs) if int(r["problem"][1:]) >= 40]
+    cfg = HeadTrainConfig(problems=("synthetic",), epochs=200)
+    assert cfg.loss == "outcome" and len(cfg.l2) > 1
+    head = fit_head(states[tr], [recs[i] for i in tr], cfg, "0" * 64, "m")
+    assert head.meta["train_nodes"] == 160 and head.meta["train_pairs"] == 0
+    _, overall = evaluate_head(head, states[te], [recs[i] for i in te])
+    assert overall.answer_pairs == 20 * 4 and overall.answer_pair_accuracy >= 0.9
+    assert overall.auroc >= 0.9
+    both = fit_head(states[tr], [recs[i] for i in tr],
+                    HeadTrainConfig(problems=("synthetic",), loss="regression", l2=(0.0,)),
+                    "0" * 64, "m")  # fmt: skip
+    _, reg = evaluate_head(both, states[te], [recs[i] for i in te])
+    assert reg.answer_pair_accuracy < overall.answer_pair_accuracy  # the steps misled it

@@ -109,16 +109,18 @@ def train_evolve(recipe: Path, out: Path, resume: bool, ray_address: str | None)
 @click.option("--max-step-tokens", type=int, default=256, show_default=True)
 @click.option(
     "--loss",
-    type=click.Choice(["pairwise", "regression", "both"]),
-    default="both",
+    type=click.Choice(["outcome", "pairwise", "regression", "both"]),
+    default="outcome",
     show_default=True,
+    help="outcome: right/wrong of the answer steps (ranks finished chains); pairwise, regression, "
+    "both: step losses (sibling steps, Q).",
 )
 @click.option(
     "--mlp", type=int, default=0, show_default=True, help="Hidden width of an MLP head (0: linear)."
 )
 @click.option(
     "--l2",
-    default="0",
+    default="0.1,0.3,1,3,10",
     show_default=True,
     help="Ridge penalty on the head's weights; a comma list (e.g. 0,0.01,0.1,1) is chosen by "
     "5-fold cross-validation over the training problems.",

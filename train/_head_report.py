@@ -21,6 +21,11 @@ class SourceFigures:
     auroc: float | None
     unseen: bool = False
     """A holdout source: no problem of this generator was trained on."""
+    answer_pairs: int = 0
+    """Pairs of answer steps of one problem, one right and one wrong with another answer: what
+    choosing among a search's finished chains asks of a head."""
+    answer_pair_accuracy: float | None = None
+    """Share of `answer_pairs` where the right answer scores higher."""
 
 
 @dataclass(frozen=True)
@@ -50,13 +55,15 @@ class HeadReport:
             return "-" if x is None else f"{x:.3f}"
 
         rows = [
-            "| source | held-out problems | pairs | pairwise acc | answers (correct) | AUROC |",
-            "|---|---|---|---|---|---|",
+            "| source | held-out problems | sibling pairs | pairwise acc | answer pairs | "
+            "answer-pair acc | answers (correct) | AUROC |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for s in (*self.per_source, self.overall):
             name = s.source + (" (never trained on)" if s.unseen else "")
             rows.append(
                 f"| {name} | {s.heldout_problems} | {s.pairs} | {f(s.pairwise_accuracy)} | "
+                f"{s.answer_pairs} | {f(s.answer_pair_accuracy)} | "
                 f"{s.answers} ({s.correct_answers}) | {f(s.auroc)} |"
             )
         return (

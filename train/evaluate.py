@@ -5,7 +5,8 @@ Budgets are compared at equal generated-token budgets (each strategy gets the sa
 limit, rollouts unlimited), as Smaller-Weaker-Yet-Better compares samplers at matched compute.
 Outputs in `out_dir`:
 
-    results.jsonl          one ResultRecord (+ source, skill, stopped_by) per (item, strategy, budget)
+    results.jsonl          one ResultRecord (+ source, skill, stopped_by, covered, finished: every
+                           finished answer with its score) per (item, strategy, budget)
     report.json            accuracy per strategy x budget, per source and per skill; coverage;
                            tokens and seconds per problem (mean and median)
     report.md              the same as tables
@@ -145,15 +146,17 @@ def evaluate(
                 bkey = json.dumps(asdict(budget), sort_keys=True)
                 for p in problems:
                     r = solver.solve(p.question, strategy=name, budget=budget, seed=seed,
-                                     config=cfg, keep_tree=False)  # fmt: skip
+                                     config=cfg, keep_tree=True)  # fmt: skip
                     ok = equivalent(p.answer, r.answer) if r.answer is not None else False
                     covered = ok or any(equivalent(p.answer, a) for a, _ in r.candidates)
+                    finished = _finished(r.tree, p.answer)
                     rec = ResultRecord(
                         id=p.id, answer=r.answer, correct=ok, tokens=r.stats.tokens_generated,
                         seconds=r.stats.seconds, strategy=strategy, budget=asdict(budget),
                     )  # fmt: skip
                     row = {**rec.to_dict(), "source": p.source, "skill": p.skill,
-                           "stopped_by": r.stopped_by, "covered": covered}  # fmt: skip
+                           "stopped_by": r.stopped_by, "covered": covered,
+                           "finished": finished}  # fmt: skip
                     rows[(strategy, bkey)].append(row)
                     if results_f is not None:
                         results_f.write(json.dumps(row, ensure_ascii=False) + "\n")
@@ -172,6 +175,27 @@ def evaluate(
         atomic_write_text(out / "report.md", report.to_markdown())
         plot_accuracy_vs_budget(report, out / "accuracy_vs_budget.png")
     return report
+
+
+def _finished(tree: dict[str, Any] | None, gold: str) -> list[list[Any]]:
+    """Every finished answer of a search, in the order its chain was drawn (by its first step;
+    in best-of-n the first is the greedy chain): [answer, the reward model's score or None,
+    right?, generated tokens on its path, their mean log-probability]. Lets another selection
+    rule be scored on the very same chains afterwards (benchmarks/head/revote.py)."""
+    if not tree:
+        return []
+    nodes = tree["nodes"]
+    out = []
+    for n in nodes:
+        if n["kind"] != "answer" or n["answer"] is None:
+            continue
+        tokens, logprob, cur, first = 0, 0.0, n, n["id"]
+        while cur["parent"] is not None:
+            tokens, logprob, first = tokens + cur["n_tokens"], logprob + cur["logprob"], cur["id"]
+            cur = nodes[cur["parent"]]
+        mean = round(logprob / tokens, 6) if tokens else 0.0
+        out.append((first, [n["answer"], n["prior"], equivalent(gold, n["answer"]), tokens, mean]))
+    return [row for _, row in sorted(out, key=lambda x: x[0])]
 
 
 def _budgets_for(name: str, budgets: Sequence[Budget]) -> list[Budget]:

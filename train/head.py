@@ -22,10 +22,15 @@ Three stages, each resumable, all on the CPU:
    `ppm_pairs`), and/or regression of tanh(output) to Q on every visited step and to +-1 on
    every answer step, visited or not (`loss`). A ridge penalty on the weights (`l2`); given a
    grid, it is chosen by cross-validation grouped by problem on the training rows alone.
+   `outcome` fits only the answer steps: logistic regression of right/wrong (an outcome reward
+   head). Measured on Qwen2.5-Coder-0.5B (benchmarks/head/README.md), sibling steps labelled by
+   one rollout each rank at chance under every step loss, while answer steps carry the signal
+   that choosing among finished chains needs.
 3. Report (`evaluate_head`): on problems never trained on (a seeded share of each training
    source, plus whole `holdout` sources: generator families never seen), per source: pairwise
-   accuracy (share of held-out sibling pairs ordered right) and the AUROC of final-answer
-   correctness (the head's score of each answer step vs whether it is right).
+   accuracy (share of held-out sibling pairs ordered right), answer-pair accuracy (pairs of a
+   right and a wrong answer step of one problem ordered right: `answer_pairs`) and the AUROC of
+   final-answer correctness (the head's score of each answer step vs whether it is right).
 
 Output folder: problems.jsonl, config.json, states-*.npz, head.npz (bound to the model file's
 sha256), report.json, report.md. torch is used for fitting only (train/ may); using the head
@@ -57,6 +62,7 @@ __all__ = [
     "HeadReport",
     "HeadTrainConfig",
     "SourceFigures",
+    "answer_pairs",
     "auroc",
     "collect_states",
     "evaluate_head",
@@ -66,7 +72,10 @@ __all__ = [
     "training_rows",
 ]
 
-LOSSES = ("pairwise", "regression", "both")
+LOSSES = ("pairwise", "regression", "both", "outcome")
+"""pairwise: rStar's loss on sibling steps; regression: tanh(output) to Q on every visited step
+and to +-1 on every answer step; both: their sum; outcome: logistic regression of answer
+correctness on the answer steps alone (an outcome reward head: score = 2 P(right) - 1)."""
 STRATEGIES = ("mcts", "best_of_n", "beam")
 """Searches that collect: MCTS backs terminal values up itself; the others get N and Q from the
 terminals below each node (`_node_records`)."""
@@ -96,7 +105,7 @@ class HeadTrainConfig:
     n_ctx: int = 4096
     shard_size: int = 8
     heldout_share: float = 0.25
-    loss: str = "both"
+    loss: str = "outcome"
     hidden: tuple[int, ...] = ()
     """MLP hidden widths; () = a linear head."""
     epochs: int = 300
@@ -104,7 +113,7 @@ class HeadTrainConfig:
     """Stop starting new shards after this long; fit on the shards done (resume adds more)."""
     lr: float = 1e-2
     weight_decay: float = 1e-2
-    l2: tuple[float, ...] = (0.0,)
+    l2: tuple[float, ...] = (0.1, 0.3, 1.0, 3.0, 10.0)
     """Ridge penalty on the head's weights (not its biases), added to the loss. Given several,
     the fit picks one by `cv_folds`-fold cross-validation grouped by problem on the training rows
     (the unpenalised loss on each left-out fold, summed) and refits on all of them: a choice made
@@ -409,7 +418,10 @@ def fit_head(
 ) -> Head:
     """Fit a head on `states`/`recs` (the training rows only); with several `cfg.l2`, choose
     the penalty by cross-validation grouped by problem first (`meta['l2_cv']` keeps the losses)."""
-    visited = [i for i, r in enumerate(recs) if _target(r) is not None]
+    if cfg.loss == "outcome":
+        visited = [i for i, r in enumerate(recs) if _is_judged_answer(r)]
+    else:
+        visited = [i for i, r in enumerate(recs) if _target(r) is not None]
     if not visited:
         raise InputError("train head: no visited nodes to learn from")
     x = states.astype(np.float64)
@@ -435,9 +447,16 @@ def fit_head(
 
 
 def _loss_terms(recs: Sequence[dict[str, Any]], cfg: HeadTrainConfig) -> tuple[Any, ...]:
-    """(visited row indices, their targets, chosen rows, rejected rows, use_pairs, use_reg)."""
+    """(visited row indices, their targets, chosen rows, rejected rows, use_pairs, use_reg,
+    outcome). With the outcome loss the "visited" rows are the judged answer steps alone."""
     import torch
 
+    if cfg.loss == "outcome":
+        ans = [i for i, r in enumerate(recs) if _is_judged_answer(r)]
+        none = torch.zeros(0, dtype=torch.long)
+        y = [1.0 if recs[i]["correct"] else 0.0 for i in ans]
+        return (torch.tensor(ans, dtype=torch.long), torch.tensor(y), none, none, False,
+                len(ans) > 0, True)  # fmt: skip
     # what the search scores: visited steps that are not failed or cut (those are -1 by rule),
     # and every answer step, whose value is known without a visit (right: +1, wrong: -1)
     visited = [i for i, r in enumerate(recs) if _target(r) is not None]
@@ -451,14 +470,22 @@ def _loss_terms(recs: Sequence[dict[str, Any]], cfg: HeadTrainConfig) -> tuple[A
         torch.tensor([r for _, r in pairs], dtype=torch.long),
         use_pairs,
         use_reg and len(visited) > 0,
+        False,
     )
+
+
+def _is_judged_answer(r: dict[str, Any]) -> bool:
+    return r["kind"] == "answer" and r.get("correct") is not None
 
 
 def _loss(r: Any, terms: tuple[Any, ...]) -> Any:
     import torch
 
-    vi, q, pc, pr, use_pairs, use_reg = terms
+    vi, q, pc, pr, use_pairs, use_reg, outcome = terms
     loss = torch.zeros(())
+    if outcome:
+        # score = tanh(r) = 2 sigmoid(2 r) - 1, so 2 r is the logit of P(right)
+        return torch.nn.functional.binary_cross_entropy_with_logits(2 * r[vi], q)
     if use_pairs:
         loss = loss - torch.nn.functional.logsigmoid(r[pc] - r[pr]).mean()
     if use_reg:
@@ -533,13 +560,37 @@ def _figures(
     acc = float(np.mean([scores[c] > scores[r] for c, r in pairs] or [np.nan])) if pairs else None
     ans = [i for i, r in enumerate(recs) if r["kind"] == "answer" and r["correct"] is not None]
     labels = [bool(recs[i]["correct"]) for i in ans]
+    apairs = answer_pairs(recs)
+    aacc = float(np.mean([scores[c] > scores[r] for c, r in apairs])) if apairs else None
     return SourceFigures(
         source=name, heldout_problems=len({r["problem"] for r in recs}), pairs=len(pairs),
         pairwise_accuracy=None if acc is None else round(acc, 4), answers=len(ans),
         correct_answers=sum(labels),
         auroc=None if (a := auroc([scores[i] for i in ans], labels)) is None else round(a, 4),
-        unseen=unseen,
+        unseen=unseen, answer_pairs=len(apairs),
+        answer_pair_accuracy=None if aacc is None else round(aacc, 4),
     )  # fmt: skip
+
+
+def answer_pairs(recs: Sequence[dict[str, Any]]) -> list[tuple[int, int]]:
+    """(right, wrong) row indices: every pair of judged answer steps of one problem whose
+    answers differ, one right and one wrong. Choosing among a search's finished chains needs
+    exactly this order; sibling steps (`sibling_pairs`) are what ranking partial paths needs."""
+    from edgestar.answer import normalize
+
+    by_problem: dict[str, list[int]] = {}
+    for i, r in enumerate(recs):
+        if _is_judged_answer(r) and r.get("answer") is not None:
+            by_problem.setdefault(r["problem"], []).append(i)
+    out = []
+    for rows in by_problem.values():
+        for c in rows:
+            if not recs[c]["correct"]:
+                continue
+            key = normalize(recs[c]["answer"])
+            out += [(c, w) for w in rows if not recs[w]["correct"]
+                    and normalize(recs[w]["answer"]) != key]  # fmt: skip
+    return out
 
 
 def evaluate_head(

@@ -6,8 +6,9 @@ the held-out problems of a `edgestar train head` run folder (its collected state
 
 `--mlp 0` fits linear heads only. `--l2` fits each ridge penalty, plus (given several) the one
 that 5-fold cross-validation over the training problems picks (`cv`), as `edgestar train head`.
-Prints, per variant, the held-out pairwise accuracy and AUROC of final-answer correctness over
-all held-out problems and over the sources never trained on, as mean over fit seeds.
+Prints, per variant, the held-out pairwise accuracy (sibling steps), answer-pair accuracy
+(a right and a wrong answer of one problem) and AUROC of final-answer correctness over all
+held-out problems and over the first source never trained on, as mean over fit seeds.
 """
 
 from __future__ import annotations
@@ -54,15 +55,17 @@ def main() -> None:
             head = fit_head(states[tr], [recs[i] for i in tr], c, "0" * 64, "x")
             per, overall = evaluate_head(head, states[te], [recs[i] for i in te])
             unseen = [s for s in per if s.unseen]
-            figs.append((overall.pairwise_accuracy, overall.auroc,
+            figs.append((overall.pairwise_accuracy, overall.answer_pair_accuracy, overall.auroc,
                          unseen[0].pairwise_accuracy if unseen else None,
+                         unseen[0].answer_pair_accuracy if unseen else None,
                          unseen[0].auroc if unseen else None))  # fmt: skip
-        mean = [_mean([f[k] for f in figs]) for k in range(4)]
+        mean = [_mean([f[k] for f in figs]) for k in range(6)]
         pen = f"{l2[0]:g}" if len(l2) == 1 else f"cv (picked {head.meta['l2']:g})"
         rows.append((f"{'linear' if not hidden else f'mlp{hidden[0]}'}", loss, pen, *mean))
     print(f"{len(tr)} training rows, {len(te)} held-out rows ({a.seeds} fit seeds each)\n")
-    print("| head | loss | l2 | pairwise acc | AUROC | unseen pairwise acc | unseen AUROC |")
-    print("|---|---|---|---|---|---|---|")
+    print("| head | loss | l2 | pairwise acc | answer-pair acc | AUROC | unseen pairwise acc | "
+          "unseen answer-pair acc | unseen AUROC |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print("| " + " | ".join(r[:3]) + " | " + " | ".join(_f(x) for x in r[3:]) + " |")
 

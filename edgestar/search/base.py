@@ -383,11 +383,16 @@ class SearchContext:
                 support[key] = float(sum(w for w in ws if w is not None))
             else:
                 support[key] = float(max(w for w in ws if w is not None))
-        # Best group first; ties broken by group size, then by how likely the policy found its
-        # best path (mean log-probability per token), then by first appearance.
+        # Best group first; ties broken by group size, then by the reward model's summed
+        # scores (a majority vote with a head: the head decides what the count leaves open),
+        # then by how likely the policy found its best path (mean log-probability per token),
+        # then by first appearance.
+        scored = {k: sum(w for m in ms if (w := self.answer_support(m)) is not None)
+                  for k, ms in groups.items()}  # fmt: skip
         conf = {k: max(self.path_logprob(m) for m in ms) for k, ms in groups.items()}
         order = sorted(
-            groups, key=lambda k: (-support[k], -len(groups[k]), -conf[k], groups[k][0].id)
+            groups,
+            key=lambda k: (-support[k], -len(groups[k]), -scored[k], -conf[k], groups[k][0].id),
         )
         best = max(groups[order[0]], key=lambda m: (_rank(m), self.path_logprob(m), -m.id))
         return best, [(groups[k][0].answer or "", round(support[k], 6)) for k in order]
