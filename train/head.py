@@ -423,7 +423,8 @@ def fit_head(
     else:
         visited = [i for i, r in enumerate(recs) if _target(r) is not None]
     if not visited:
-        raise InputError("train head: no visited nodes to learn from")
+        what = "judged answer steps (outcome loss)" if cfg.loss == "outcome" else "visited nodes"
+        raise InputError(f"train head: no {what} to learn from")
     x = states.astype(np.float64)
     mean = x[visited].mean(0)
     scale = x[visited].std(0) + 1e-3
