@@ -245,14 +245,15 @@ def load(
             return Solver(
                 policy, reward, step_format=fmt, strategy="mcts" if fmt == "rstar" else "greedy"
             )
-        # A chat model in tir: 4 chains decoded together (the first greedy), majority vote.
-        # On Qwen2.5-Coder-0.5B (2-core CPU, 2 threads) over 222 held-out problems it answered
-        # 145 where greedy answered 125 (+9 points; 154 of them: 96 vs 79), at 3.5x the tokens.
-        # On the 36-problem suite (EPYC): 27 vs 22, a median of 23.9 s against 7.9 s with the
-        # chains streamed and a decided vote stopping them (32.2 s before). A reward head's weighted
-        # vote picked no better than the majority (94 vs 96 of 154), and the default MCTS
-        # budget takes minutes a question (benchmarks/head/README.md,
-        # benchmarks/qwen2.5-coder-0.5b/report.md).
+        # A chat model in tir: 4 chains decoded together (the first greedy), majority vote;
+        # with a reward head (models/heads/ holds one for Qwen2.5-Coder-0.5B Q4_K_M) a tied
+        # count goes to the answer the head scores higher (SearchContext.choose), and a decided
+        # vote still stops decoding. On Qwen2.5-Coder-0.5B (2-core CPU, 2 threads), over 222
+        # held-out problems the vote answered 145 where greedy answered 125 (+9 points), at 3.5x
+        # the tokens; on the 36-problem suite (EPYC) 27 vs 22, a median of 23.9 s against 7.9 s.
+        # The head's tie-break added 7 of 132 problems in cross-validation and 3 of 72 on two
+        # fresh suites at equal chains; a head-weighted vote did as well but lets every chain
+        # finish (benchmarks/head/README.md, benchmarks/qwen2.5-coder-0.5b/report.md).
         return Solver(
             policy, reward, step_format=fmt, strategy="best_of_n",
             budget=Budget(rollouts=4), config=SearchConfig(select="majority"),

@@ -295,6 +295,31 @@ def test_qwen_coder_writes_and_runs_code():
     assert any(s.output and "21" in s.output for s in r.steps)
 
 
+@pytest.mark.slow
+@pytest.mark.llama
+def test_qwen_coder_picks_up_its_shipped_head():
+    """`edgestar solve --model` on the Qwen2.5-Coder-0.5B fixture (if fetched) loads the head in
+    models/heads/ made for that file by itself and names it in --json stats."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from fixtures import FixtureError, verify
+
+    try:
+        model = verify("qwen2.5-coder-0.5b-instruct-q4_k_m")
+    except FixtureError as e:
+        pytest.skip(str(e))
+    from click.testing import CliRunner
+
+    from edgestar.cli import main
+
+    res = CliRunner().invoke(
+        main,
+        ["solve", "--model", str(model), "--strategy", "greedy", "--threads", "1", "--json", Q],
+    )
+    assert res.exit_code == 0, res.output
+    stats = json.loads(res.stdout)["stats"]
+    assert stats["reward"] == "head:linear:qwen2.5-coder-0.5b-instruct-q4_k_m.head.npz"
+
+
 def test_auto_format_of_checkpoint_folders(tmp_path: Path):
     from edgestar.solver import auto_format
 
