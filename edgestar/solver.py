@@ -206,8 +206,9 @@ def load(
     chat template, else 'plain'; for a bundle, the bundle's format). A bundle's device profile sets
     threads, context size and GPU layers unless they are given here. `lora`: a GGUF LoRA adapter
     (quantize/lora_gguf.py) that llama.cpp applies to the `model` GGUF at load time. A bare
-    model's default search: best-of-4 chains with a majority vote in `tir` (chat models),
-    greedy in `plain`, MCTS in `rstar`."""
+    model's default search: best-of-4 chains in `tir` (chat models), voted by majority, or
+    weighted by the reward model's scores when there is one; greedy in `plain`; MCTS in
+    `rstar`."""
     if threads is not None and (not isinstance(threads, int) or threads < 1):
         raise InputError(f"threads must be a positive integer, got {threads!r}")
     dev = _resolve_device(device)
@@ -245,18 +246,20 @@ def load(
             return Solver(
                 policy, reward, step_format=fmt, strategy="mcts" if fmt == "rstar" else "greedy"
             )
-        # A chat model in tir: 4 chains decoded together (the first greedy), majority vote;
-        # with a reward head (models/heads/ holds one for Qwen2.5-Coder-0.5B Q4_K_M) a tied
-        # count goes to the answer the head scores higher (SearchContext.choose), and a decided
-        # vote still stops decoding. On Qwen2.5-Coder-0.5B (2-core CPU, 2 threads), over 222
-        # held-out problems the vote answered 145 where greedy answered 125 (+9 points), at 3.5x
-        # the tokens; on the 36-problem suite (EPYC) 27 vs 22, a median of 23.9 s against 7.9 s.
-        # The head's tie-break added 7 of 132 problems in cross-validation and 3 of 72 on two
-        # fresh suites at equal chains; a head-weighted vote did as well but lets every chain
-        # finish (benchmarks/head/README.md, benchmarks/qwen2.5-coder-0.5b/report.md).
+        # A chat model in tir: 4 chains decoded together (the first greedy). Without a reward
+        # model, a majority vote that stops decoding once it is decided; with one (a head, as
+        # models/heads/ holds for Qwen2.5-Coder-0.5B Q4_K_M, or a PRM), a vote weighted by its
+        # scores of each chain's answer. On Qwen2.5-Coder-0.5B (2-core CPU, 2 threads): over
+        # 222 held-out problems the majority answered 145 where greedy answered 125 (+9 points)
+        # at 3.5x the tokens; on 136 problems of three fresh suites, every rule on the same
+        # chains, the greedy chain 84, the majority 94, the head-weighted vote 102 (+5.9 points
+        # over the majority, declared the default before the last suite was scored against a
+        # majority whose ties the head breaks, 101), at a median of 23-26 s a problem
+        # (benchmarks/head/README.md, benchmarks/qwen2.5-coder-0.5b/report.md).
+        select = "weighted" if reward is not None else "majority"
         return Solver(
             policy, reward, step_format=fmt, strategy="best_of_n",
-            budget=Budget(rollouts=4), config=SearchConfig(select="majority"),
+            budget=Budget(rollouts=4), config=SearchConfig(select=select),
         )  # fmt: skip
     if bundle is None:
         found = default_bundle_path()

@@ -239,6 +239,19 @@ def test_auto_format(tiny_chat_qwen2, tmp_path: Path):
                 assert (s.budget.rollouts, s.config.select) == (4, "majority")
         with edgestar.load(model=path, step_format="rstar", threads=1, device="cpu") as s:
             assert s.strategy == "mcts"
+    # with a reward head bound to the chat model, the 4 chains' vote is weighted by its scores
+    import numpy as np
+
+    from edgestar.head import Head, file_sha256, save_head
+
+    with edgestar.load(model=chat, threads=1, device="cpu") as s:
+        width = s.policy.n_embd
+    rng = np.random.default_rng(0)
+    head = Head((rng.normal(0, 0.1, (width, 1)),), (np.zeros(1),), np.zeros(width),
+                np.ones(width), model_sha256=file_sha256(chat))  # fmt: skip
+    path = save_head(head, tmp_path / "chat.head.npz")
+    with edgestar.load(model=chat, ppm=path, threads=1, device="cpu") as s:
+        assert (s.strategy, s.budget.rollouts, s.config.select) == ("best_of_n", 4, "weighted")
 
 
 @pytest.mark.llama

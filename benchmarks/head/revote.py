@@ -1,7 +1,7 @@
 """Every answer-selection rule on the SAME chains of an `edgestar eval` run: majority, majority
 with a head breaking ties, head-weighted, head-max, and the ceiling (a right answer among them).
 
-    python benchmarks/head/revote.py EVAL_DIR [EVAL_DIR ...]
+    python benchmarks/head/revote.py EVAL_DIR [EVAL_DIR ...] [--by-source]
 
 Reads each run's results.jsonl, whose rows carry `finished` (train/evaluate.py: every finished
 answer with the reward model's score, whether it is right, its tokens and mean log-probability,
@@ -67,9 +67,13 @@ def pick(chains: list[list[Any]], rule: str) -> bool:
 
 
 def main() -> None:
-    runs = [Path(a) for a in sys.argv[1:]]
+    args = sys.argv[1:]
+    by_source = "--by-source" in args
+    runs = [Path(a) for a in args if a != "--by-source"]
     if not runs:
-        sys.exit("usage: revote.py EVAL_DIR [EVAL_DIR ...]")
+        sys.exit("usage: revote.py EVAL_DIR [EVAL_DIR ...] [--by-source]")
+    if by_source:
+        return _by_source(runs)
     total: dict[str, int] = dict.fromkeys(RULES, 0)
     n = tokens = 0
     print("| run | problems | mean tokens | " + " | ".join(RULES) + " |")
@@ -86,6 +90,21 @@ def main() -> None:
     if len(runs) > 1:
         print(f"| all | {n} | {tokens / n:,.0f} | "
               + " | ".join(f"{total[r]} ({total[r] / n:.1%})" for r in RULES) + " |")  # fmt: skip
+
+
+def _by_source(runs: list[Path]) -> None:
+    """The rules per problem source, all runs pooled."""
+    by: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for run in runs:
+        for x in (run / "results.jsonl").read_text().splitlines():
+            if x:
+                row = json.loads(x)
+                by[row["source"]].append(row)
+    print("| source | problems | " + " | ".join(RULES) + " |")
+    print("|---|---|" + "---|" * len(RULES))
+    for src, rows in sorted(by.items()):
+        hits = [sum(pick(row["finished"], r) for row in rows) for r in RULES]
+        print(f"| {src} | {len(rows)} | " + " | ".join(map(str, hits)) + " |")
 
 
 if __name__ == "__main__":
