@@ -70,7 +70,8 @@ def model_options(fn: F) -> F:
             type=click.Path(path_type=Path),
             help="Reward for --model: a PPM (.gguf or checkpoint folder), an off-the-shelf PRM "
             "GGUF (`edgestar quantize`; FAMILY:FILE.gguf when its metadata does not name the "
-            "family) or a head file bound to the --model GGUF (`edgestar train head`).",
+            "family) or a head file bound to the --model GGUF (`edgestar train head`); a head "
+            "in models/heads/ made for the --model file is used unless this says none.",
         ),
         click.option(
             "--format",

@@ -201,7 +201,8 @@ def load(
     entry gives the default step format. `model`/`ppm` take a .gguf file or a checkpoint folder
     (`ppm` also a head file bound to the `model` GGUF, `edgestar train head`, or an
     off-the-shelf PRM GGUF, `edgestar.prm`: FILE.gguf, or FAMILY:FILE.gguf when its metadata
-    does not name the family); `step_format` is 'rstar', 'tir',
+    does not name the family; "none": no reward model, not even a shipped head made for
+    `model`); `step_format` is 'rstar', 'tir',
     'plain' or 'auto' (the default: what the model declares, else 'tir' for a model with a
     chat template, else 'plain'; for a bundle, the bundle's format). A bundle's device profile sets
     threads, context size and GPU layers unless they are given here. `lora`: a GGUF LoRA adapter
@@ -221,6 +222,9 @@ def load(
         model, bundle = bundle, None  # edgestar.load("qwen2.5-0.5b-instruct"): a pulled model
     if lora is not None and model is None:
         raise InputError("a LoRA adapter needs a base model (--model FILE.gguf)")
+    no_reward = ppm is not None and str(ppm) == "none"
+    if no_reward:
+        ppm = None
     if model is not None:
         if bundle is not None:
             raise InputError("give either a bundle or a model, not both")
@@ -229,9 +233,15 @@ def load(
         fmt = step_format if step_format not in (None, "auto") else auto or auto_format(mpath)
         get_format(fmt)
         ctx = n_ctx or 4096
-        if ppm is None and spec is not None and spec.head is not None:
+        if ppm is None and not no_reward and spec is not None and spec.head is not None:
             ppm = next((d / spec.head for d in _head_dirs() if (d / spec.head).is_file()), None)
-        if ppm is None and lora is None and mpath.suffix == ".gguf" and mpath.is_file():
+        if (
+            ppm is None
+            and not no_reward
+            and lora is None
+            and mpath.suffix == ".gguf"
+            and mpath.is_file()
+        ):
             # a shipped head made for this very file (not for it with an adapter applied)
             ppm = find_head(mpath, _head_dirs())
         adapter = Path(lora) if lora else None

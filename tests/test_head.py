@@ -286,6 +286,15 @@ def test_a_shipped_head_is_picked_up_for_its_model(tmp_path: Path, monkeypatch, 
     )  # fmt: skip
     assert res.exit_code == 0, res.output + res.stderr
     assert json.loads(res.stdout)["stats"]["reward"] == f"head:linear:{mine.name}"
+    with edgestar.load(model=TINY, ppm="none", threads=1, device="cpu") as s:
+        assert s.reward is None  # asked for no reward model: the shipped head stays out
+    res = CliRunner().invoke(
+        main,
+        ["solve", "--model", str(TINY), "--ppm", "none", "--strategy", "greedy", "--threads",
+         "1", "--json", QUESTION],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output + res.stderr
+    assert json.loads(res.stdout)["stats"].get("reward") is None
     mine.unlink()
     with edgestar.load(model=TINY, threads=1, device="cpu") as s:
         assert s.reward is None  # no head for this file: no reward
