@@ -418,10 +418,7 @@ def fit_head(
 ) -> Head:
     """Fit a head on `states`/`recs` (the training rows only); with several `cfg.l2`, choose
     the penalty by cross-validation grouped by problem first (`meta['l2_cv']` keeps the losses)."""
-    if cfg.loss == "outcome":
-        visited = [i for i, r in enumerate(recs) if _is_judged_answer(r)]
-    else:
-        visited = [i for i, r in enumerate(recs) if _target(r) is not None]
+    visited = _fit_rows(recs, cfg)
     if not visited:
         what = "judged answer steps (outcome loss)" if cfg.loss == "outcome" else "visited nodes"
         raise InputError(f"train head: no {what} to learn from")
@@ -453,14 +450,12 @@ def _loss_terms(recs: Sequence[dict[str, Any]], cfg: HeadTrainConfig) -> tuple[A
     import torch
 
     if cfg.loss == "outcome":
-        ans = [i for i, r in enumerate(recs) if _is_judged_answer(r)]
+        ans = _fit_rows(recs, cfg)
         none = torch.zeros(0, dtype=torch.long)
         y = [1.0 if recs[i]["correct"] else 0.0 for i in ans]
         return (torch.tensor(ans, dtype=torch.long), torch.tensor(y), none, none, False,
                 len(ans) > 0, True)  # fmt: skip
-    # what the search scores: visited steps that are not failed or cut (those are -1 by rule),
-    # and every answer step, whose value is known without a visit (right: +1, wrong: -1)
-    visited = [i for i, r in enumerate(recs) if _target(r) is not None]
+    visited = _fit_rows(recs, cfg)
     pairs = sibling_pairs(recs)
     use_pairs = cfg.loss in ("pairwise", "both") and len(pairs) > 0
     use_reg = cfg.loss in ("regression", "both") or not use_pairs
@@ -477,6 +472,15 @@ def _loss_terms(recs: Sequence[dict[str, Any]], cfg: HeadTrainConfig) -> tuple[A
 
 def _is_judged_answer(r: dict[str, Any]) -> bool:
     return r["kind"] == "answer" and r.get("correct") is not None
+
+
+def _fit_rows(recs: Sequence[dict[str, Any]], cfg: HeadTrainConfig) -> list[int]:
+    """The rows a loss learns from. Outcome: the judged answer steps. The step losses: what the
+    search scores, visited steps that are not failed or cut (those are -1 by rule), and every
+    answer step, whose value is known without a visit (right: +1, wrong: -1)."""
+    if cfg.loss == "outcome":
+        return [i for i, r in enumerate(recs) if _is_judged_answer(r)]
+    return [i for i, r in enumerate(recs) if _target(r) is not None]
 
 
 def _loss(r: Any, terms: tuple[Any, ...]) -> Any:
@@ -559,7 +563,7 @@ def _figures(
 ) -> SourceFigures:
     pairs = sibling_pairs(recs)
     acc = float(np.mean([scores[c] > scores[r] for c, r in pairs] or [np.nan])) if pairs else None
-    ans = [i for i, r in enumerate(recs) if r["kind"] == "answer" and r["correct"] is not None]
+    ans = [i for i, r in enumerate(recs) if _is_judged_answer(r)]
     labels = [bool(recs[i]["correct"]) for i in ans]
     apairs = answer_pairs(recs)
     aacc = float(np.mean([scores[c] > scores[r] for c, r in apairs])) if apairs else None
