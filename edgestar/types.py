@@ -135,10 +135,11 @@ class SearchConfig:
     visits unvisited children in order, so its first rollout IS the greedy chain) and cannot
     do worse than greedy for lack of it. Off: all k are sampled, as in rStar-Math."""
     stop_when_decided: bool = True
-    """best_of_n with a rollouts budget and a counted vote (majority, or no reward model): stop
-    decoding once the chains still unfinished or undrawn cannot change the winner (3 of 4
-    agreeing). Same answer as the full vote, less time; the cut chains' answers are never seen.
-    Never applies with ground truth (training rollouts)."""
+    """best_of_n with a rollouts budget and a counted vote (majority, or no reward model) or a
+    head-weighted one: stop decoding once the chains still unfinished or undrawn cannot change
+    the winner (3 of 4 agreeing; each chain to come worth at most 1). Same answer as the full
+    vote, less time; the cut chains' answers are never seen. Never applies with ground truth
+    (training rollouts)."""
 
     def __post_init__(self) -> None:
         for name in ("width", "n", "beam_width", "max_step_tokens", "max_depth"):

@@ -9,8 +9,10 @@ find 42.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
+import numpy as np
 import pytest
 
 from edgestar.backends.fake import ScriptedPolicy, ScriptedReward
@@ -314,13 +316,69 @@ def test_best_of_n_stops_once_the_vote_is_decided():
     # chain of the first wave is decoded to its answer
     r, _ = _slow_greedy_chain(budget=Budget(rollouts=8), config=SearchConfig(n=4))
     assert r.stats.rollouts == 8 and dict(r.candidates) == {"42": 7.0, "13": 1.0}
-    # ground truth (training) and a reward-weighted vote always see every chain
+    # ground truth (training) and a vote weighted by a reward model that reads text (it
+    # cannot score before the stream ends) always see every chain
     r, _ = _slow_greedy_chain(budget=Budget(rollouts=4), config=SearchConfig(n=4), gold="42")
     assert r.stats.rollouts == 4
     weighted = SearchConfig(n=4, select="weighted")
     r, _ = _slow_greedy_chain(budget=Budget(rollouts=4), config=weighted,
                               reward=ScriptedReward([("42", 0.9)]))  # fmt: skip
     assert r.stats.rollouts == 4
+
+
+class _StatePolicy(ScriptedPolicy):
+    """A scripted policy whose steps carry a hidden state: [1] for an answer of 42, else [0]."""
+
+    def _finish(self, text, req):  # type: ignore[no-untyped-def]
+        c = super()._finish(text, req)
+        return dataclasses.replace(c, hidden=np.array([1.0 if "42" in c.text else 0.0]))
+
+
+class _StateHead:
+    """A head on that state: `hi` for a 42, `lo` otherwise; counts its calls."""
+
+    name = "state-head"
+
+    def __init__(self, hi: float, lo: float) -> None:
+        self.hi, self.lo, self.calls = hi, lo, 0
+
+    def score_hidden(self, hidden):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        return [self.hi if h[0] > 0.5 else self.lo for h in hidden]
+
+    def score(self, prefixes):  # type: ignore[no-untyped-def]
+        raise AssertionError("every step has a state: nothing is scored from text")
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_head_weighted_vote_stops_once_decided():
+    """A head scores each answer as its chain ends, so a weighted vote knows when it is decided:
+    three 42s at weight 0.95 each (2.85) cannot be caught by the one chain left (at most 1)."""
+    start = "Let's think step by step.\n"
+    think = "Let me think.\n\n"
+    script = {
+        "": [(think, 1e-12), ("So \\boxed{42}", 1.0)],
+        think: ["Hmm.\n\n"],
+        think + "Hmm.\n\n": ["Still.\n\n"],
+        think + "Hmm.\n\nStill.\n\n": ["So \\boxed{13}"],
+    }
+
+    def go(head: _StateHead, stop: bool = True):  # type: ignore[no-untyped-def]
+        cfg = SearchConfig(n=4, select="weighted", stop_when_decided=stop)
+        return run_search(Q, policy=_StatePolicy(script, start=start), fmt=PLAIN,
+                          strategy="best_of_n", budget=Budget(rollouts=4), config=cfg,
+                          reward=head)[0]  # fmt: skip
+
+    cut, full = go(_StateHead(0.9, -1.0)), go(_StateHead(0.9, -1.0), stop=False)
+    assert cut.answer == full.answer == "42"
+    assert cut.stats.rollouts == 3 and full.stats.rollouts == 4  # the 13 chain was cut
+    assert cut.stats.tokens_generated < full.stats.tokens_generated
+    # three 42s the head doubts (weight 0.2 each, 0.6 in all) could still lose to one
+    # confident 13: every chain is decoded
+    r = go(_StateHead(-0.6, 0.9))
+    assert r.stats.rollouts == 4 and r.answer == "13"
 
 
 def test_best_of_n_spends_a_token_budget_in_waves():

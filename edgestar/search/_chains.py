@@ -6,8 +6,10 @@ joins the running batch, so the batch stays full; other backends fall back to ro
 `propose`, which is the step-synchronous loop this replaces. Everything a step needs between
 two model calls happens in the stream's callback: the open-code-block continuation (tir), the
 runtime-written answer (rstar), parsing, code execution, budgets. Scoring waits until the
-stream ends: a head on the policy's own hidden state may need the policy, which is busy until
-then, and a chain's score steers nothing before the vote.
+stream ends (a reward model that reads text, or a head asked about a step the runtime wrote,
+needs the policy, which is busy until then), except a chain's answer that a head scores from its
+recorded hidden state: that costs no model call, and a weighted vote needs it to know it is
+decided.
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ def grow_chains(
         new_nodes.append(child)
         ch.leaf = child
         if child.terminal:
+            ctx.score_ended(child)  # a head scores it now, so a weighted vote can be decided
             tr.rollouts += 1
             n_live -= 1
             return False
@@ -115,7 +118,7 @@ def grow_chains(
     if first:
         dropped = propose_stream(ctx.policy, first, refill)  # refill counts as it goes
         tr.tokens += dropped
-    scored = [c for c in new_nodes if c.kind not in ("invalid", "error")]
+    scored = [c for c in new_nodes if c.kind not in ("invalid", "error") and c.prior is None]
     ctx._score(scored)
     ctx.settle_values(new_nodes)
     return why

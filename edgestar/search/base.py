@@ -319,6 +319,17 @@ class SearchContext:
                 return n.stdout
         return None
 
+    def score_ended(self, node: Node) -> bool:
+        """Score a chain's answer the moment it ends, when the reward model reads the policy's
+        recorded hidden state (a head: no model call, so it can run mid-stream); whether it
+        could. What a weighted vote needs to know it is decided (best_of_n)."""
+        by_state = getattr(self.reward, "score_hidden", None)
+        if by_state is None or node.hidden is None or node.kind != "answer":
+            return False
+        self._score([node])
+        self.settle_values([node])
+        return True
+
     def _score(self, nodes: list[Node]) -> None:
         if self.reward is None or not nodes:
             return

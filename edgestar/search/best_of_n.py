@@ -16,10 +16,12 @@ with (search-and-learn's "N" is the budget too). Only the first wave holds the g
 (SearchConfig.greedy_first): later waves only sample, so the greedy answer is not counted once
 per wave.
 
-With a rollouts budget and a vote that counts chains (majority, or no reward model), drawing
-stops as soon as the chains still to come can no longer change the winner
-(SearchConfig.stop_when_decided): 3 of 4 chains agreeing already decides a best-of-4, so the
-fourth is not decoded to its end. The answer is the one the full vote would pick; only the
+With a rollouts budget, drawing stops as soon as the chains still to come can no longer change
+the winner (SearchConfig.stop_when_decided): 3 of 4 chains agreeing already decides a majority
+best-of-4, so the fourth is not decoded to its end. A head-weighted vote stops the same way, each
+chain still to come worth at most 1 (a head scores each answer as its chain ends); a vote
+weighted by a reward model that reads text cannot tell before the stream ends, and sees every
+chain. The answer is the one the full vote would pick; only the
 coverage of the unfinished chains is lost. Never with ground truth (training wants every chain).
 """
 
@@ -72,16 +74,24 @@ def _wave(ctx: SearchContext, n: int, greedy_first: bool | None, later: int | No
 
 def _decided(ctx: SearchContext, later: int | None, live: int) -> bool:
     """Whether no answer the `live` unfinished chains and the `later` undrawn ones could end
-    with changes the vote's winner: each adds at most one to one answer's count, so the leader
-    must be ahead of the runner-up by more than all of them (a tie would go to the tie-break)."""
+    with changes the vote's winner: each adds at most one to one answer's support (one vote, or
+    a head's weight in [0, 1]), so the leader must be ahead of the runner-up by more than all of
+    them (a tie would go to the tie-break). A weighted vote can only tell once every finished
+    answer is scored, which a head on the policy's hidden state does as each chain ends."""
     cfg = ctx.config
     counted = cfg.select == "majority" or ctx.reward is None
-    if not (cfg.stop_when_decided and counted) or later is None or ctx.gold is not None:
+    weighed = cfg.select == "weighted" and hasattr(ctx.reward, "score_hidden")
+    if not (cfg.stop_when_decided and (counted or weighed)) or later is None:
         return False
-    counts: dict[str, int] = {}
+    if ctx.gold is not None:
+        return False
+    support: dict[str, float] = {}
     for node in ctx.tree.nodes:
         if node.kind == "answer" and node.answer is not None:
+            w = 1.0 if counted else ctx.answer_support(node)
+            if w is None:
+                return False  # an answer not scored yet: cannot tell
             key = normalize(node.answer)
-            counts[key] = counts.get(key, 0) + 1
-    top = sorted(counts.values(), reverse=True) + [0, 0]
+            support[key] = support.get(key, 0.0) + w
+    top = sorted(support.values(), reverse=True) + [0.0, 0.0]
     return top[0] > top[1] + live + later
