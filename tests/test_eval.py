@@ -51,6 +51,10 @@ def test_evaluate_tables_and_variants(tmp_path: Path) -> None:
     for r in rows:
         assert r["covered"] == any(f[2] for f in r["finished"])
         assert sum(f[3] for f in r["finished"]) <= r["tokens"]
+        places = [f[5] for f in r["finished"]]  # each chain's place among the root's children
+        assert places == sorted(places) and all(p >= 0 for p in places)
+    greedy_chain = [f for r in rows if r["strategy"] == "greedy" for f in r["finished"]]
+    assert greedy_chain and all(f[5] == 0 for f in greedy_chain)
     weighted = [r for r in rows if r["strategy"] == "best_of_n:weighted"]
     assert all(f[1] is not None for r in weighted for f in r["finished"])  # the PPM's scores
     assert {f[0] for r in weighted for f in r["finished"]} == {"13", "42"}

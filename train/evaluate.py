@@ -180,11 +180,14 @@ def evaluate(
 def _finished(tree: dict[str, Any] | None, gold: str) -> list[list[Any]]:
     """Every finished answer of a search, in the order its chain was drawn (by its first step;
     in best-of-n the first is the greedy chain): [answer, the reward model's score or None,
-    right?, generated tokens on its path, their mean log-probability]. Lets another selection
-    rule be scored on the very same chains afterwards (benchmarks/head/revote.py)."""
+    right?, generated tokens on its path, their mean log-probability, its chain's place among
+    the root's children (0: the first drawn, best-of-n's greedy chain)]. Lets another selection
+    rule be scored on the very same chains afterwards (benchmarks/head/revote.py), or on the
+    first k of them."""
     if not tree:
         return []
     nodes = tree["nodes"]
+    place = {c["id"]: i for i, c in enumerate(n for n in nodes if n["parent"] == 0)}
     out = []
     for n in nodes:
         if n["kind"] != "answer" or n["answer"] is None:
@@ -194,7 +197,8 @@ def _finished(tree: dict[str, Any] | None, gold: str) -> list[list[Any]]:
             tokens, logprob, first = tokens + cur["n_tokens"], logprob + cur["logprob"], cur["id"]
             cur = nodes[cur["parent"]]
         mean = round(logprob / tokens, 6) if tokens else 0.0
-        out.append((first, [n["answer"], n["prior"], equivalent(gold, n["answer"]), tokens, mean]))
+        row = [n["answer"], n["prior"], equivalent(gold, n["answer"]), tokens, mean, place[first]]
+        out.append((first, row))
     return [row for _, row in sorted(out, key=lambda x: x[0])]
 
 
