@@ -514,6 +514,12 @@ def bench(
     help="Folder for results.jsonl, report.{json,md}, accuracy_vs_budget.png.",
 )
 @click.option("--force", is_flag=True, help="Overwrite results in --out.")
+@click.option(
+    "--every-chain",
+    is_flag=True,
+    help="Decode every best-of-n chain to its end (no stop once the vote is decided), so "
+    "every answer-selection rule can be scored on the same chains (benchmarks/head/revote.py).",
+)
 @lora_option
 @friendly
 def eval_cmd(
@@ -535,6 +541,7 @@ def eval_cmd(
     seed,
     out,
     force,
+    every_chain,
     lora,
 ) -> None:
     """Evaluate strategies and budgets on a suite; write per-item results and accuracy tables."""
@@ -545,7 +552,8 @@ def eval_cmd(
     problems = _suite(suite, n, suite_seed)
     solver = _open_solver(bundle, model, ppm, step_format, device, threads, lora)
     with solver:
-        config = _config(solver.config, width=width, temperature=temperature, select=select)
+        config = _config(solver.config, width=width, temperature=temperature, select=select,
+                         stop_when_decided=False if every_chain else None)  # fmt: skip
         report = evaluate(
             solver,
             problems,

@@ -231,7 +231,7 @@ def test_mcts_uses_the_head_score_as_initial_q(tmp_path: Path) -> None:
         solver.close()
 
 
-def test_head_in_cli_bundle_and_eval(tmp_path: Path) -> None:
+def test_head_in_cli_bundle_and_eval(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     head = save_head(random_head(TINY, 256), tmp_path / "h.npz")
     run = CliRunner()
     res = run.invoke(
@@ -270,6 +270,22 @@ def test_head_in_cli_bundle_and_eval(tmp_path: Path) -> None:
     )  # fmt: skip
     assert res.exit_code == 0, res.output + res.stderr
     assert (tmp_path / "ev" / "report.json").is_file()
+    # --every-chain: best-of-n decodes every chain (no decided-vote stop), for revote.py
+    import edgestar.train.evaluate as ev
+
+    seen, real = [], ev.evaluate
+    monkeypatch.setattr(
+        ev, "evaluate", lambda *a, **kw: seen.append(kw["config"]) or real(*a, **kw)
+    )
+    for flag in ([], ["--every-chain"]):
+        res = run.invoke(
+            main,
+            ["eval", "--suite", "synthetic", "-n", "1", "--model", str(TINY), "--ppm", str(head),
+             "--strategy", "best_of_n", "--rollouts", "2", "--threads", "1", "--force",
+             "--out", str(tmp_path / "ev2"), *flag],
+        )  # fmt: skip
+        assert res.exit_code == 0, res.output + res.stderr
+    assert [c.stop_when_decided for c in seen] == [True, False]
 
 
 def test_a_shipped_head_is_picked_up_for_its_model(tmp_path: Path, monkeypatch, ggufs) -> None:  # type: ignore[no-untyped-def]
