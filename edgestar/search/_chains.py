@@ -106,7 +106,7 @@ def grow_chains(
                 n_live -= 1
             elif (r := ask(ch)) is not None:
                 nxt.append(r)
-        ctx._event("progress")
+        ctx.emit("progress")
         return None if decided(n_live) else nxt
 
     first: list[StepRequest] = []
@@ -119,6 +119,6 @@ def grow_chains(
         dropped = propose_stream(ctx.policy, first, refill)  # refill counts as it goes
         tr.tokens += dropped
     scored = [c for c in new_nodes if c.kind not in ("invalid", "error") and c.prior is None]
-    ctx._score(scored)
+    ctx.score(scored)
     ctx.settle_values(new_nodes)
     return why

@@ -59,7 +59,8 @@ class SearchContext:
         return int(self.rng.integers(0, 2**63 - 1))
 
     # ------------------------------------------------------------------ events
-    def _event(self, kind: str, step: StepView | None = None, index: int | None = None) -> None:
+    def emit(self, kind: str, step: StepView | None = None, index: int | None = None) -> None:
+        """Tell `on_event` (if any) how far the search is, or that a step is settled."""
         if self.on_event is not None:
             tr = self.tracker
             self.on_event(
@@ -99,7 +100,7 @@ class SearchContext:
                     raise RuntimeError(f"settled step {i} is not on the chosen path")
                 continue
             self.settled.append(n)
-            self._event("step", step_view(n), i)
+            self.emit("step", step_view(n), i)
 
     # ------------------------------------------------------------------ expansion
     def expand(
@@ -171,14 +172,14 @@ class SearchContext:
                     to_score.append(child)
             out.append(kids)
             dead.append(not kids and not node.children and not capped)
-        self._score(to_score)
+        self.score(to_score)
         self.settle_values([c for kids in out for c in kids])
         for node, is_dead in zip(nodes, dead, strict=True):
             if is_dead and node.kind != "root":
                 # Nothing was proposed at all: the branch is a dead end.
                 node.kind, node.reward, node.error = "invalid", -1.0, "no candidate step"
                 self.tree.mark_solved(node)
-        self._event("progress")
+        self.emit("progress")
         return out
 
     def step_request(
@@ -326,11 +327,12 @@ class SearchContext:
         by_state = getattr(self.reward, "score_hidden", None)
         if by_state is None or node.hidden is None or node.kind != "answer":
             return False
-        self._score([node])
+        self.score([node])
         self.settle_values([node])
         return True
 
-    def _score(self, nodes: list[Node]) -> None:
+    def score(self, nodes: list[Node]) -> None:
+        """Set each node's `prior` from the reward model (nothing without one)."""
         if self.reward is None or not nodes:
             return
         # A head on the policy's hidden state scores recorded states for free; the rest (and
