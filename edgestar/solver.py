@@ -266,10 +266,14 @@ def load(
         # over the majority, declared the default before the last suite was scored against a
         # majority whose ties the head breaks, 101), at a median of 23-26 s a problem
         # (benchmarks/head/README.md, benchmarks/qwen2.5-coder-0.5b/report.md).
+        # A chain that has generated 600 tokens without an answer ends (max_chain_tokens): in
+        # this model's head-training rollouts no chain past 600 tokens answered right (0 of 14;
+        # `benchmarks/head/chain_lengths.py`), and the vote waited for them. A head-weighted vote
+        # also stops once it is decided (each chain to come worth at most 1).
         select = "weighted" if reward is not None else "majority"
         return Solver(
-            policy, reward, step_format=fmt, strategy="best_of_n",
-            budget=Budget(rollouts=4), config=SearchConfig(select=select),
+            policy, reward, step_format=fmt, strategy="best_of_n", budget=Budget(rollouts=4),
+            config=SearchConfig(select=select, max_chain_tokens=600),
         )  # fmt: skip
     if bundle is None:
         found = default_bundle_path()

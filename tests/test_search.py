@@ -381,6 +381,21 @@ def test_a_head_weighted_vote_stops_once_decided():
     assert r.stats.rollouts == 4 and r.answer == "13"
 
 
+def test_a_chain_past_its_token_cap_ends_invalid():
+    """max_chain_tokens ends a chain that has not answered within it, as the depth cap does, and
+    no step is asked for more than the chain has left; the vote goes on without it."""
+    cfg = SearchConfig(n=4, stop_when_decided=False, max_chain_tokens=5)
+    r, tree = _slow_greedy_chain(budget=Budget(rollouts=4), config=cfg)
+    assert dict(r.candidates) == {"42": 3.0} and r.answer == "42"
+    cut = [n for n in tree.nodes if n.kind == "invalid"]
+    assert len(cut) == 1 and cut[0].error == "chain token cap 5 reached"
+    assert sum(p.n_tokens for p in tree.path(cut[0])) == 5  # its last step was asked for 1
+    # the cap is a positive whole number or None
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(InputError, match="max_chain_tokens"):
+            SearchConfig(max_chain_tokens=bad)
+
+
 def test_best_of_n_spends_a_token_budget_in_waves():
     one_wave = _bon(Budget(rollouts=8), n=8)[0].stats.tokens_generated
     r, tree, _ = _bon(Budget(rollouts=None, tokens=4 * one_wave), n=8)

@@ -237,6 +237,7 @@ def test_auto_format(tiny_chat_qwen2, tmp_path: Path):
             assert (s.format.name, s.strategy) == (fmt, strategy)
             if strategy == "best_of_n":
                 assert (s.budget.rollouts, s.config.select) == (4, "majority")
+                assert s.config.max_chain_tokens == 600  # a runaway chain ends
         with edgestar.load(model=path, step_format="rstar", threads=1, device="cpu") as s:
             assert s.strategy == "mcts"
     # with a reward head bound to the chat model, the 4 chains' vote is weighted by its scores

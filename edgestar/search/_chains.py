@@ -54,14 +54,19 @@ def grow_chains(
             if not grow(ch, written):
                 return None
         temp = 0.0 if ch.greedy else cfg.temperature
+        chain_left = ctx.chain_tokens_left(ch.leaf)
         if ch.partial is not None:
             left = cfg.max_step_tokens - ch.partial.n_tokens
+            if chain_left is not None:
+                left = min(left, chain_left - ch.partial.n_tokens)
             stop = ctx.fmt.continue_stop(ch.partial.text, ch.partial.finish)
             assert stop is not None
             prefix = ctx.tree.prefix(ch.leaf) + ch.partial.text
             req = ctx.step_request(prefix, 1, left, temp, stop)
         else:
             cap = tr.token_cap(cfg.max_step_tokens, max(1, n_live))
+            if chain_left is not None:
+                cap = max(1, min(cap, chain_left))
             req = ctx.step_request(ctx.tree.prefix(ch.leaf), 1, cap, temp)
         live[id(req)] = ch
         return req
@@ -93,6 +98,8 @@ def grow_chains(
             cand = join_candidates(ch.partial, cand)
             ch.partial = None
         left = cfg.max_step_tokens - cand.n_tokens
+        if (chain_left := ctx.chain_tokens_left(ch.leaf)) is not None:
+            left = min(left, chain_left - cand.n_tokens)
         open_block = ctx.fmt.continue_stop(cand.text, cand.finish) is not None
         if open_block and left >= 1 and ch.rounds < 4:
             ch.partial, ch.rounds = cand, ch.rounds + 1

@@ -134,8 +134,10 @@ class SearchContext:
         for n in asked:
             prefix = self.tree.prefix(n)
             parts = ((1, 0.0), (k - 1, temp)) if split else ((k, temp),)
+            left = self.chain_tokens_left(n)
+            cap = max_tokens if left is None else max(1, min(max_tokens, left))
             for kk, t in parts:
-                requests.append(self.step_request(prefix, kk, max_tokens, t))
+                requests.append(self.step_request(prefix, kk, cap, t))
         raw = self.policy.propose(requests) if requests else []
         if split:
             raw = [
@@ -306,7 +308,19 @@ class SearchContext:
         if not child.terminal and child.depth >= self.config.max_depth:
             child.kind = "invalid"
             child.error = f"depth cap {self.config.max_depth} reached"
+        left = self.chain_tokens_left(child)
+        if left is not None and left <= 0 and child.kind != "answer" and child.error is None:
+            child.kind = "invalid"  # cut short by the cap, or unfinished when it ran out
+            child.error = f"chain token cap {self.config.max_chain_tokens} reached"
         return child
+
+    def chain_tokens_left(self, node: Node) -> int | None:
+        """Tokens the path to `node` may still generate under config.max_chain_tokens (None: no
+        cap)."""
+        cap = self.config.max_chain_tokens
+        if cap is None:
+            return None
+        return cap - sum(p.n_tokens for p in self.tree.path(node))
 
     def _last_stdout(self, parent: Node) -> str | None:
         """What the last code on the path printed, for checking an answer against: rstar's
