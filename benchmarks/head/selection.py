@@ -19,7 +19,8 @@ head and picks an answer from the first k chains by each rule:
 - coverage: a right answer is among the k chains (the ceiling of any rule).
 
 Every rule at a given k reads the same chains, so they compare at exactly equal tokens.
-Ties break by first appearance. It also prints the head's pairwise accuracy and AUROC on those
+The rules are revote.py's (`revote.pick`); with no log-probabilities recorded here, ties break
+by first appearance. It also prints the head's pairwise accuracy and AUROC on those
 problems (`evaluate_head`). `--all`: every problem of the run counts (for a head fitted on
 another run's states, e.g. a generator family collected only to test it). No search runs here;
 it reads the collected states.
@@ -34,9 +35,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from compare_fits import load_run  # this folder's run reader (run as a script from here)
+import revote  # this folder's selection rules (run as a script from here)
+from compare_fits import load_run  # this folder's run reader
 
-from edgestar.answer import normalize
 from edgestar.head import load_head
 from edgestar.train.head import evaluate_head, training_rows
 
@@ -68,29 +69,11 @@ def chains(recs: list[dict[str, Any]], rows: list[int]) -> list[dict[str, Any]]:
 
 
 def pick(cs: list[dict[str, Any]], scores: dict[int, float], rule: str) -> bool:
-    """Whether `rule` picks a right answer among chains `cs`."""
-    done = [c for c in cs if c["answer"] is not None]
-    if rule == "coverage":
-        return any(c["correct"] for c in done)
-    if rule == "greedy":
-        return bool(cs) and cs[0]["correct"]
-    if not done:
-        return False
-    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for c in done:
-        groups[normalize(c["answer"])].append(c)
-    if rule == "majority":
-        support = {k: float(len(v)) for k, v in groups.items()}
-    elif rule == "majority_head":
-        tot = {k: sum(scores[c["row"]] for c in v) for k, v in groups.items()}
-        best = max(groups, key=lambda k: (len(groups[k]), tot[k], -groups[k][0]["first"]))
-        return groups[best][0]["correct"]
-    elif rule == "weighted":
-        support = {k: sum((scores[c["row"]] + 1) / 2 for c in v) for k, v in groups.items()}
-    else:
-        support = {k: max(scores[c["row"]] for c in v) for k, v in groups.items()}
-    best = max(groups, key=lambda k: (support[k], len(groups[k]), -groups[k][0]["first"]))
-    return groups[best][0]["correct"]
+    """Whether `rule` picks a right answer among chains `cs`: revote.py's rules (the runtime's,
+    ties included), on these chains written as its rows."""
+    rows = [[c["answer"], scores[c["row"]], c["correct"], c["tokens"], 0.0, place]
+            for place, c in enumerate(cs) if c["answer"] is not None]  # fmt: skip
+    return revote.pick(rows, "first" if rule == "greedy" else rule)
 
 
 def main() -> None:
