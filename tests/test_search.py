@@ -288,7 +288,7 @@ def test_best_of_n_draws_as_many_chains_as_the_rollouts_budget():
     assert len(tree.children(tree.root)) == 3  # the rollouts budget caps N
 
 
-def _slow_greedy_chain(**kw):
+def _slow_greedy_chain(policy_class: type[ScriptedPolicy] = ScriptedPolicy, **kw):  # type: ignore[no-untyped-def]
     """The greedy chain thinks for three steps and answers 13; every sampled chain answers 42
     at once, so three of four agree while the greedy chain is still thinking."""
     start = "Let's think step by step.\n"
@@ -299,7 +299,7 @@ def _slow_greedy_chain(**kw):
         think + "Hmm.\n\n": ["Still.\n\n"],
         think + "Hmm.\n\nStill.\n\n": ["So \\boxed{13}"],
     }
-    return run_search(Q, policy=ScriptedPolicy(script, start=start), fmt=PLAIN,
+    return run_search(Q, policy=policy_class(script, start=start), fmt=PLAIN,
                       strategy="best_of_n", **kw)  # fmt: skip
 
 
@@ -356,20 +356,11 @@ class _StateHead:
 def test_a_head_weighted_vote_stops_once_decided():
     """A head scores each answer as its chain ends, so a weighted vote knows when it is decided:
     three 42s at weight 0.95 each (2.85) cannot be caught by the one chain left (at most 1)."""
-    start = "Let's think step by step.\n"
-    think = "Let me think.\n\n"
-    script = {
-        "": [(think, 1e-12), ("So \\boxed{42}", 1.0)],
-        think: ["Hmm.\n\n"],
-        think + "Hmm.\n\n": ["Still.\n\n"],
-        think + "Hmm.\n\nStill.\n\n": ["So \\boxed{13}"],
-    }
 
     def go(head: _StateHead, stop: bool = True):  # type: ignore[no-untyped-def]
         cfg = SearchConfig(n=4, select="weighted", stop_when_decided=stop)
-        return run_search(Q, policy=_StatePolicy(script, start=start), fmt=PLAIN,
-                          strategy="best_of_n", budget=Budget(rollouts=4), config=cfg,
-                          reward=head)[0]  # fmt: skip
+        return _slow_greedy_chain(_StatePolicy, budget=Budget(rollouts=4), config=cfg,
+                                  reward=head)[0]  # fmt: skip
 
     cut, full = go(_StateHead(0.9, -1.0)), go(_StateHead(0.9, -1.0), stop=False)
     assert cut.answer == full.answer == "42"
