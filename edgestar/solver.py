@@ -261,11 +261,11 @@ def load(
         # models/heads/ holds for Qwen2.5-Coder-0.5B Q4_K_M, or a PRM), a vote weighted by its
         # scores of each chain's answer. On Qwen2.5-Coder-0.5B (2-core CPU, 2 threads): over
         # 222 held-out problems the majority answered 145 where greedy answered 125 (+9 points)
-        # at 3.5x the tokens; on 136 problems of three fresh suites, every rule on the same
-        # chains, the greedy chain 84, the majority 94, the head-weighted vote 102 (+5.9 points
-        # over the majority, declared the default before the last suite was scored against a
-        # majority whose ties the head breaks, 101), at a median of 23-26 s a problem
-        # (benchmarks/head/README.md, benchmarks/qwen2.5-coder-0.5b/report.md).
+        # at 3.5x the tokens; on 200 problems of four fresh suites, every rule on the same
+        # chains, the greedy chain 119, the majority 140, the head-weighted vote 148 (+4.0
+        # points over the majority; it was declared the default on the first 136, where it led
+        # a majority whose ties the head breaks by one; over the 200 they tie), at a median of
+        # 23-26 s a problem (benchmarks/head/README.md, benchmarks/qwen2.5-coder-0.5b/report.md).
         # A chain that has generated 600 tokens without an answer ends (max_chain_tokens): in
         # this model's head-training rollouts no chain past 600 tokens answered right (0 of 14;
         # `benchmarks/head/chain_lengths.py`), and the vote waited for them. A head-weighted vote
