@@ -121,7 +121,8 @@ class SearchConfig:
     """A path that has generated this many tokens without an answer ends as invalid, like the
     depth cap, and no step is asked for more than is left of it (None: no cap). Cuts the runaway
     chain that a sampled vote otherwise waits for: in Qwen2.5-Coder-0.5B's head-training
-    rollouts, chains past 500 tokens answered right 2 times in 25 (benchmarks/head/README.md)."""
+    rollouts no chain past 600 tokens answered right (0 of 14; 2 of 25 past 500), so a tir chat
+    model's default is 600 (`benchmarks/head/chain_lengths.py`)."""
     select: str = "weighted"
     """Final answer choice among finished answers: 'majority' (the most frequent; with a reward
     model, a tie goes to the answer its scores favour), 'weighted' (the largest sum of

@@ -21,8 +21,8 @@ the winner (SearchConfig.stop_when_decided): 3 of 4 chains agreeing already deci
 best-of-4, so the fourth is not decoded to its end. A head-weighted vote stops the same way, each
 chain still to come worth at most 1 (a head scores each answer as its chain ends); a vote
 weighted by a reward model that reads text cannot tell before the stream ends, and sees every
-chain. The answer is the one the full vote would pick; only the
-coverage of the unfinished chains is lost. Never with ground truth (training wants every chain).
+chain. The answer is the one the full vote would pick; only the coverage of the unfinished
+chains is lost. Never with ground truth (training wants every chain).
 """
 
 from __future__ import annotations
