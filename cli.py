@@ -20,6 +20,8 @@ from click.core import ParameterSource
 
 from edgestar._cli_common import (
     EXIT_FAILED,
+    SELECTS,
+    STRATEGY_NAMES,
     _budget,
     _config,
     _int_list,
@@ -486,12 +488,7 @@ def bench(
     "strategies",
     multiple=True,
     type=click.Choice(
-        ["greedy", "best_of_n", "beam", "mcts"]
-        + [
-            f"{s}:{sel}"
-            for s in ("best_of_n", "beam", "mcts")
-            for sel in ("majority", "weighted", "max")
-        ]
+        STRATEGY_NAMES + [f"{s}:{sel}" for s in STRATEGY_NAMES if s != "greedy" for sel in SELECTS]
     ),
     help="Repeat for several (default: greedy and mcts). NAME:SELECT picks the final answer "
     "rule for that entry, e.g. best_of_n:majority and best_of_n:weighted side by side.",
@@ -504,7 +501,7 @@ def bench(
 @click.option("--rollouts", "rollouts", help="Rollout budgets to sweep, e.g. 4,8,16.")
 @click.option("--width", type=int, help="Candidate steps per expansion.")
 @click.option("--temperature", type=float, help="Sampling temperature (default: the bundle's).")
-@click.option("--select", type=click.Choice(["majority", "weighted", "max"]))
+@click.option("--select", type=click.Choice(SELECTS))
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "--out",

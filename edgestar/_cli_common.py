@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import click
 
-from edgestar.types import Budget, EdgestarError, InputError, SearchConfig
+from edgestar.types import SELECT_RULES, Budget, EdgestarError, InputError, SearchConfig
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -93,11 +93,17 @@ def model_options(fn: F) -> F:
     return fn
 
 
+STRATEGY_NAMES = ["greedy", "best_of_n", "beam", "mcts"]
+"""The CLI's --strategy choices: edgestar.search.STRATEGIES' keys, listed here so the CLI starts
+without importing the search package (tests/test_cli.py checks they agree)."""
+SELECTS = list(SELECT_RULES)
+
+
 def search_options(fn: F) -> F:
     opts = [
         click.option(
             "--strategy",
-            type=click.Choice(["greedy", "best_of_n", "beam", "mcts"]),
+            type=click.Choice(STRATEGY_NAMES),
             help="Search strategy (default: the bundle's, else mcts).",
         ),
         click.option("--rollouts", type=int, help="Budget: rollouts (complete trajectories)."),
@@ -110,7 +116,7 @@ def search_options(fn: F) -> F:
         click.option("--temperature", type=float, help="Sampling temperature."),
         click.option(
             "--select",
-            type=click.Choice(["majority", "weighted", "max"]),
+            type=click.Choice(SELECTS),
             help="How the final answer is chosen among finished answers.",
         ),
         click.option("--seed", type=int, default=0, show_default=True),

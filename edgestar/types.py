@@ -95,6 +95,10 @@ class Budget:
             raise InputError("budget has no limit set; give rollouts, tokens, seconds or nodes")
 
 
+SELECT_RULES = ("majority", "weighted", "max")
+"""How a search may choose its final answer among finished answers (SearchConfig.select)."""
+
+
 @dataclass(frozen=True)
 class SearchConfig:
     """Knobs shared by every search strategy (each uses the ones that concern it).
@@ -163,7 +167,7 @@ class SearchConfig:
             raise InputError(f"temperature must be >= 0, got {self.temperature!r}")
         if not (0 < self.top_p <= 1):
             raise InputError(f"top_p must be in (0, 1], got {self.top_p!r}")
-        if self.select not in ("majority", "weighted", "max"):
+        if self.select not in SELECT_RULES:
             raise InputError(f"select must be majority, weighted or max, got {self.select!r}")
 
 

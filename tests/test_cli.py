@@ -189,3 +189,15 @@ def test_solve_end_to_end_through_llamacpp(tiny, tmp_path: Path):
     # The step format came from the GGUF's own metadata: rstar's prompt.
     assert json.loads(tree.read_text())["prompt"].startswith("<|user|>:")
     assert json.loads(invoke(*args).stdout)["steps"] == out["steps"]  # same seed, same path
+
+
+def test_strategy_choices_are_the_search_registry():
+    """--strategy lists the names without importing the search package; they must agree."""
+    from edgestar._cli_common import SELECTS, STRATEGY_NAMES
+    from edgestar.search import STRATEGIES
+
+    assert sorted(STRATEGY_NAMES) == sorted(STRATEGIES)
+    assert SELECTS == ["majority", "weighted", "max"]
+    res = RUN.invoke(main, ["eval", "--suite", "synthetic", "-n", "1", "--strategy", "dfs",
+                            "--out", "/no/such"])  # fmt: skip
+    assert res.exit_code == 2 and "best_of_n:weighted" in res.output + res.stderr
