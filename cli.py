@@ -28,6 +28,7 @@ from edgestar._cli_common import (
     _open_solver,
     _read_jsonl,
     _suite,
+    code_first_option,
     fail,
     friendly,
     lora_option,
@@ -107,6 +108,7 @@ def solve(
     beam_width,
     temperature,
     select,
+    code_first,
     seed,
     as_json,
     tree_out,
@@ -151,6 +153,7 @@ def solve(
             beam_width=beam_width,
             temperature=temperature,
             select=select,
+            code_first=code_first,
         )
         strategy = strategy or solver.strategy
         if input_path is not None:
@@ -517,6 +520,7 @@ def bench(
     help="Decode every best-of-n chain to its end (no stop once the vote is decided), so "
     "every answer-selection rule can be scored on the same chains (benchmarks/head/revote.py).",
 )
+@code_first_option
 @lora_option
 @friendly
 def eval_cmd(
@@ -539,6 +543,7 @@ def eval_cmd(
     out,
     force,
     every_chain,
+    code_first,
     lora,
 ) -> None:
     """Evaluate strategies and budgets on a suite; write per-item results and accuracy tables."""
@@ -550,7 +555,8 @@ def eval_cmd(
     solver = _open_solver(bundle, model, ppm, step_format, device, threads, lora)
     with solver:
         config = _config(solver.config, width=width, temperature=temperature, select=select,
-                         stop_when_decided=False if every_chain else None)  # fmt: skip
+                         stop_when_decided=False if every_chain else None,
+                         code_first=code_first)  # fmt: skip
         report = evaluate(
             solver,
             problems,

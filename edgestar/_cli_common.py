@@ -99,6 +99,14 @@ without importing the search package (tests/test_cli.py checks they agree)."""
 SELECTS = list(SELECT_RULES)
 
 
+code_first_option = click.option(
+    "--code-first/--no-code-first",
+    default=None,
+    help="tir: start every chain inside a Python block, so the model computes in code before it "
+    "reasons in words (default: the model's; on for a chat model).",
+)
+
+
 def search_options(fn: F) -> F:
     opts = [
         click.option(
@@ -119,6 +127,7 @@ def search_options(fn: F) -> F:
             type=click.Choice(SELECTS),
             help="How the final answer is chosen among finished answers.",
         ),
+        code_first_option,
         click.option("--seed", type=int, default=0, show_default=True),
     ]
     for o in reversed(opts):

@@ -96,6 +96,10 @@ class StepFormat:
     """A boxed answer that contradicts the last code's printed output ends its branch as
     invalid (`SearchConfig.check_answer`, when set, overrides this for one search)."""
     error_template: str = "{error}"
+    code_opener: str = ""
+    """tir: the opening of a code block. With `SearchConfig.code_first` the runtime writes it at
+    the start of every solution's first step (the model does not generate it), so the model
+    computes in code before it reasons in words."""
 
     def __post_init__(self) -> None:
         if self.on_error not in ("end", "show"):
@@ -286,6 +290,7 @@ TIR = StepFormat(
     # answers were right: on one chain it can only turn an answer into none
     # (benchmarks/qwen2.5-coder-1.5b/report.md).
     check_answer=False,
+    code_opener="```python\n",
 )
 
 FORMATS: dict[str, StepFormat] = {f.name: f for f in (RSTAR, PLAIN, TIR)}

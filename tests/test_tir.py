@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from edgestar.backends.fake import ScriptedPolicy
+from edgestar.backends.fake import ScriptedPolicy, _tokens
 from edgestar.executor import Executor
 from edgestar.formats import PLAIN, RSTAR, TIR, TIR_EXEMPLARS, TIR_INSTRUCTION, get_format
 from edgestar.search import run_search
-from edgestar.types import Budget, SearchConfig
+from edgestar.types import Budget, InputError, SearchConfig
 
 Q = "What is the greatest common divisor of 462 and 1071?"
 START = "Answer: "
@@ -177,6 +177,36 @@ def test_answer_that_contradicts_the_last_output(executor):
     assert not TIR.check_answer and res.answer == "7"
     res, _, _ = solve(script, executor, fmt=dataclasses.replace(TIR, check_answer=True))
     assert res.answer is None
+
+
+def test_code_first_opens_every_chain_inside_a_block(executor):
+    # The runtime writes the opening fence; the model is asked to go on from inside the block,
+    # and its first step is that block (the fence included), run like any other. Its blank line
+    # still needs the continuation to the closing fence.
+    body, tail = "import math\n\n", CODE_TAIL
+    opened = TIR.code_opener + body + tail + OUT21
+    script = {TIR.code_opener: [body + tail], TIR.code_opener + body: [tail],
+              opened: ["The answer is \\boxed{21}."]}  # fmt: skip
+    res, tree, _ = solve(script, executor, code_first=True)
+    assert TIR.code_opener == "```python\n" and res.answer == "21"
+    first = tree.nodes[1]
+    assert first.kind == "code" and first.text == opened and first.stdout.strip() == "21"
+    assert [n.kind for n in tree.path(tree.nodes[-1])] == ["code", "answer"]
+    # the opener is written, not generated: only the model's tokens count
+    assert first.n_tokens == _tokens(body) + _tokens(tail)
+    # every chain of a search opens the same way; later steps are not forced
+    for strategy in ("best_of_n", "beam", "mcts"):
+        pol = ScriptedPolicy(script, start=START)
+        res, tree = run_search(Q, policy=pol, fmt=TIR, strategy=strategy, budget=Budget(rollouts=2),
+                               config=SearchConfig(code_first=True), runner=executor)  # fmt: skip
+        assert res.answer == "21", strategy
+        assert all(tree.nodes[c].text.startswith("```python\n") for c in tree.root.children)
+    # off (the SearchConfig default), the model writes its own first step
+    res, tree, _ = solve(gcd_script(), executor)
+    assert tree.nodes[1].text == INTRO
+    # a format with no code blocks refuses it
+    with pytest.raises(InputError, match="code_first"):
+        solve(gcd_script(), executor, fmt=PLAIN, code_first=True)
 
 
 def test_search_strategies_run_tir(executor):

@@ -70,6 +70,7 @@ VARIANTS: dict[str, tuple[StepFormat, dict[str, Any], str]] = {
         {},
         "greedy",
     ),  # fmt: skip
+    "tir-code": (TIR, {"code_first": True}, "greedy"),
     "tir-bon4": (TIR, {"n": 4, "select": "majority"}, "best_of_n"),
 }
 

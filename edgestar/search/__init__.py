@@ -61,6 +61,8 @@ def run_search(
     config = config or SearchConfig()
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise InputError(f"seed must be an integer, got {seed!r}")
+    if config.code_first and not fmt.code_opener:
+        raise InputError(f"code_first needs a format that opens code blocks; {fmt.name} does not")
     t0 = time.perf_counter()
     prompt = fmt.prompt(question, policy.chat_prompt)
     tree = Tree(question, prompt)

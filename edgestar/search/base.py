@@ -9,7 +9,7 @@ tokenizer or executor directly.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
@@ -131,8 +131,11 @@ class SearchContext:
         first = cfg.greedy_first if greedy_first is None else greedy_first
         split = first and temp > 0 and k > 1
         requests = []
-        for n in asked:
-            prefix = self.tree.prefix(n)
+        # code_first: every first step opens with the format's code fence, written by the runtime
+        opener = self.fmt.code_opener if cfg.code_first else ""
+        opened = [n.kind == "root" and bool(opener) for n in asked]
+        for n, op in zip(asked, opened, strict=True):
+            prefix = self.tree.prefix(n) + (opener if op else "")
             parts = ((1, 0.0), (k - 1, temp)) if split else ((k, temp),)
             left = self.chain_tokens_left(n)
             cap = max_tokens if left is None else max(1, min(max_tokens, left))
@@ -144,6 +147,13 @@ class SearchContext:
                 Proposal(a.candidates + b.candidates, a.tokens_evaluated + b.tokens_evaluated)
                 for a, b in zip(raw[::2], raw[1::2], strict=True)
             ]
+        if any(opened):  # the opener is the first step's own text (no tokens generated)
+            raw = [
+                Proposal(tuple(replace(c, text=opener + c.text) for c in p.candidates),
+                         p.tokens_evaluated)
+                if op else p
+                for p, op in zip(raw, opened, strict=True)
+            ]  # fmt: skip
         raw = self._continue_open_blocks(asked, raw, max_tokens, temp, split)
         got = iter(raw)
         proposals = [
