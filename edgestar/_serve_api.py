@@ -37,7 +37,7 @@ EFFORT: dict[str, dict[str, Any]] = {
 }
 """`reasoning_effort` -> search. A row without a strategy keeps the loaded model's default
 search (the bundle's own, greedy for edgestar-smol; for a model served with `--model`,
-best-of-4 majority in tir, greedy in plain, MCTS in rstar) with the row's budget."""
+best-of-8 code-first chains in tir, greedy in plain, MCTS in rstar) with the row's budget."""
 
 EDGESTAR_FIELDS: dict[str, type] = {
     "strategy": str,

@@ -207,8 +207,9 @@ def load(
     chat template, else 'plain'; for a bundle, the bundle's format). A bundle's device profile sets
     threads, context size and GPU layers unless they are given here. `lora`: a GGUF LoRA adapter
     (quantize/lora_gguf.py) that llama.cpp applies to the `model` GGUF at load time. A bare
-    model's default search: best-of-4 chains in `tir` (chat models), voted by majority, or
-    weighted by the reward model's scores when there is one; greedy in `plain`; MCTS in
+    model's default search: best-of-8 chains in `tir` (chat models), each starting inside a
+    code block (`SearchConfig.code_first`), voted by majority, or weighted by the reward model's
+    scores when there is one; greedy in `plain`; MCTS in
     `rstar`."""
     if threads is not None and (not isinstance(threads, int) or threads < 1):
         raise InputError(f"threads must be a positive integer, got {threads!r}")
@@ -256,24 +257,23 @@ def load(
             return Solver(
                 policy, reward, step_format=fmt, strategy="mcts" if fmt == "rstar" else "greedy"
             )
-        # A chat model in tir: 4 chains decoded together (the first greedy). Without a reward
-        # model, a majority vote that stops decoding once it is decided; with one (a head, as
-        # models/heads/ holds for Qwen2.5-Coder-0.5B Q4_K_M, or a PRM), a vote weighted by its
-        # scores of each chain's answer. On Qwen2.5-Coder-0.5B (2-core CPU, 2 threads): over
-        # 222 held-out problems the majority answered 145 where greedy answered 125 (+9 points)
-        # at 3.5x the tokens; on 200 problems of four fresh suites, every rule on the same
-        # chains, the greedy chain 119, the majority 140, the head-weighted vote 148 (+4.0
-        # points over the majority; it was declared the default on the first 136, where it led
-        # a majority whose ties the head breaks by one; over the 200 they tie), at a median of
-        # 23-26 s a problem (benchmarks/head/README.md, benchmarks/qwen2.5-coder-0.5b/report.md).
-        # A chain that has generated 600 tokens without an answer ends (max_chain_tokens): in
-        # this model's head-training rollouts no chain past 600 tokens answered right (0 of 14;
-        # `benchmarks/head/chain_lengths.py`), and the vote waited for them. A head-weighted vote
-        # also stops once it is decided (each chain to come worth at most 1).
+        # A chat model in tir: 8 chains decoded together (the first greedy), each opened inside
+        # a ```python block by the runtime (code_first): a small chat model that writes words
+        # first does its arithmetic in its head. Without a reward model, a majority vote; with
+        # one (a head, as models/heads/ holds for Qwen2.5-Coder-0.5B Q4_K_M, or a PRM), a vote
+        # weighted by its scores of each chain's answer. Both stop decoding once decided. On
+        # Qwen2.5-Coder-0.5B (2-core CPU, 2 threads), chosen on 36 development problems (greedy
+        # 25 -> 30 with code first, best-of-8 34) and then measured on a fresh 64-problem suite:
+        # the greedy chain 48 with code first against 35 without; best-of-8 weighted 51,
+        # majority 53, the old default (4 chains, the model's own first step) 46 of the 15001
+        # suite's 64 (benchmarks/qwen2.5-coder-0.5b/report.md, "Code first"). A chain that has
+        # generated 600 tokens without an answer ends (max_chain_tokens): in this model's
+        # head-training rollouts no chain past 600 tokens answered right (0 of 14;
+        # `benchmarks/head/chain_lengths.py`), and the vote waited for them.
         select = "weighted" if reward is not None else "majority"
         return Solver(
-            policy, reward, step_format=fmt, strategy="best_of_n", budget=Budget(rollouts=4),
-            config=SearchConfig(select=select, max_chain_tokens=600),
+            policy, reward, step_format=fmt, strategy="best_of_n", budget=Budget(rollouts=8),
+            config=SearchConfig(n=8, select=select, max_chain_tokens=600, code_first=True),
         )  # fmt: skip
     if bundle is None:
         found = default_bundle_path()

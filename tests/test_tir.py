@@ -256,8 +256,9 @@ def test_auto_format(tiny_chat_qwen2, tmp_path: Path):
            "--remove-metadata", "tokenizer.chat_template", "--force"]  # fmt: skip
     subprocess.run(cmd, check=True, capture_output=True)
     assert auto_format(bare) == "plain"
-    # the default search follows the format: a chat model in tir draws 4 chains and votes
-    # (+9 points over greedy on 222 problems on a real model; MCTS costs minutes there), a model
+    # the default search follows the format: a chat model in tir draws 8 chains, each opened
+    # inside a code block, and votes (on a real model code first beat the model's own first
+    # step, and the vote beat greedy; MCTS costs minutes there), a model
     # without a chat template decodes greedily, edgestar's own keeps MCTS
     import edgestar
 
@@ -266,11 +267,12 @@ def test_auto_format(tiny_chat_qwen2, tmp_path: Path):
         with edgestar.load(model=path, threads=1, device="cpu") as s:
             assert (s.format.name, s.strategy) == (fmt, strategy)
             if strategy == "best_of_n":
-                assert (s.budget.rollouts, s.config.select) == (4, "majority")
+                assert (s.budget.rollouts, s.config.select) == (8, "majority")
                 assert s.config.max_chain_tokens == 600  # a runaway chain ends
+                assert s.config.code_first and s.config.n == 8  # one wave, all code first
         with edgestar.load(model=path, step_format="rstar", threads=1, device="cpu") as s:
             assert s.strategy == "mcts"
-    # with a reward head bound to the chat model, the 4 chains' vote is weighted by its scores
+    # with a reward head bound to the chat model, the chains' vote is weighted by its scores
     import numpy as np
 
     from edgestar.head import Head, file_sha256, save_head
@@ -282,7 +284,7 @@ def test_auto_format(tiny_chat_qwen2, tmp_path: Path):
                 np.ones(width), model_sha256=file_sha256(chat))  # fmt: skip
     path = save_head(head, tmp_path / "chat.head.npz")
     with edgestar.load(model=chat, ppm=path, threads=1, device="cpu") as s:
-        assert (s.strategy, s.budget.rollouts, s.config.select) == ("best_of_n", 4, "weighted")
+        assert (s.strategy, s.budget.rollouts, s.config.select) == ("best_of_n", 8, "weighted")
 
 
 @pytest.mark.llama
