@@ -209,6 +209,20 @@ def test_code_first_opens_every_chain_inside_a_block(executor):
         solve(gcd_script(), executor, fmt=PLAIN, code_first=True)
 
 
+def test_a_block_continued_past_a_blank_line_stays_within_the_chain_cap(executor):
+    # The first step stops at the blank line inside its block; decoding it on to the closing
+    # fence may not take the chain past max_chain_tokens (it ends there, as invalid).
+    cap = _tokens(INTRO) + _tokens(CODE_HEAD) + 2
+    for strategy in ("greedy", "best_of_n", "mcts"):
+        pol = ScriptedPolicy(gcd_script(), start=START)
+        res, tree = run_search(Q, policy=pol, fmt=TIR, strategy=strategy, budget=Budget(rollouts=1),
+                               config=SearchConfig(max_chain_tokens=cap), runner=executor)  # fmt: skip
+        ends = [n for n in tree.nodes if n.kind == "invalid"]
+        assert res.answer is None and ends, strategy
+        assert all(sum(p.n_tokens for p in tree.path(n)) <= cap for n in tree.nodes), strategy
+        assert ends[0].error == f"chain token cap {cap} reached", strategy
+
+
 def test_search_strategies_run_tir(executor):
     for strategy in ("best_of_n", "beam", "mcts"):
         pol = ScriptedPolicy(gcd_script(), start=START)

@@ -244,12 +244,15 @@ class SearchContext:
         format's code stop until the block closes. All such candidates go in one batched call
         per round; the continuation joins its candidate (text, tokens, log-probability)."""
         props = list(proposals)
+        chain_left = [self.chain_tokens_left(n) for n in nodes]
         for _ in range(4):
             todo: list[tuple[int, int, StepRequest]] = []
             for i, (node, prop) in enumerate(zip(nodes, props, strict=True)):
                 for j, c in enumerate(prop.candidates):
                     stop = self.fmt.continue_stop(c.text, c.finish)
                     left = max_tokens - c.n_tokens
+                    if chain_left[i] is not None:  # nor past the chain's token cap
+                        left = min(left, chain_left[i] - c.n_tokens)
                     if stop is None or left < 1:
                         continue
                     t = 0.0 if (split and j == 0) or temp <= 0 else temp
