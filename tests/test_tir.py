@@ -398,7 +398,8 @@ def test_auto_format_of_checkpoint_folders(tmp_path: Path):
 @pytest.mark.torch
 def test_train_head_on_a_chat_model_uses_tir(tiny_chat_qwen2, tmp_path: Path):
     """`edgestar train head` on a third-party chat model searches in the format `--format auto`
-    gives it (tir) and records its states. A random model rarely finishes a step, so the fit may
+    gives it (tir), here with every chain opened in a code block (--code-first, the runtime's
+    default for a chat model), and records its states. A random model rarely finishes a step, so the fit may
     find nothing to learn from: then it says so in one line, as bad input would."""
     from click.testing import CliRunner
 
@@ -407,9 +408,10 @@ def test_train_head_on_a_chat_model_uses_tir(tiny_chat_qwen2, tmp_path: Path):
     model, out = tiny_chat_qwen2["chat"], tmp_path / "run"
     args = ["train", "head", "--model", str(model), "--problems", "synthetic:integer_arithmetic",
             "-n", "4", "--rollouts", "2", "--width", "2", "--max-step-tokens", "24",
-            "--out", str(out)]  # fmt: skip
+            "--code-first", "--out", str(out)]  # fmt: skip
     res = CliRunner().invoke(main, args)
-    assert json.loads((out / "config.json").read_text())["collect"]["step_format"] == "tir"
+    collect = json.loads((out / "config.json").read_text())["collect"]
+    assert collect["step_format"] == "tir" and collect["code_first"] is True
     assert sorted(out.glob("states-*.npz")), "no states were recorded"
     if res.exit_code != 0:
         assert res.output.strip().count("\n") == 0 and "to learn from" in res.output

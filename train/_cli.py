@@ -108,6 +108,12 @@ def train_evolve(recipe: Path, out: Path, resume: bool, ray_address: str | None)
 @click.option("--width", type=int, default=4, show_default=True)
 @click.option("--max-step-tokens", type=int, default=256, show_default=True)
 @click.option(
+    "--code-first",
+    is_flag=True,
+    help="tir: open every chain inside a code block, as `edgestar solve` does for a chat model, "
+    "so the head learns from the chains it will rank.",
+)
+@click.option(
     "--loss",
     type=click.Choice(["outcome", "pairwise", "regression", "both"]),
     default="outcome",
@@ -144,7 +150,8 @@ def train_evolve(recipe: Path, out: Path, resume: bool, ray_address: str | None)
 @friendly
 def train_head_cmd(
     model, problems, holdout, exclude, n, out, step_format, strategy, rollouts, width,
-    max_step_tokens, loss, mlp, l2, threads, seed, max_collect_minutes, ray_address, lora,
+    max_step_tokens, code_first, loss, mlp, l2, threads, seed, max_collect_minutes, ray_address,
+    lora,
 ) -> None:  # fmt: skip
     """Train a process reward head on MODEL's own hidden states (search, record, fit)."""
     from edgestar.solver import auto_format
@@ -155,7 +162,8 @@ def train_head_cmd(
         n=n, seed=seed,
         step_format=auto_format(model) if step_format == "auto" else step_format,
         strategy=strategy, rollouts=rollouts,
-        width=width, max_step_tokens=max_step_tokens, loss=loss, l2=_float_list(l2, "--l2"),
+        width=width, max_step_tokens=max_step_tokens, code_first=code_first, loss=loss,
+        l2=_float_list(l2, "--l2"),
         hidden=(mlp,) if mlp else (), threads=threads, shard_size=2,
         max_collect_seconds=None if max_collect_minutes is None else 60 * max_collect_minutes,
     )  # fmt: skip

@@ -109,6 +109,9 @@ class HeadTrainConfig:
     hidden: tuple[int, ...] = ()
     """MLP hidden widths; () = a linear head."""
     epochs: int = 300
+    code_first: bool = False
+    """tir: every chain opens inside a code block (`SearchConfig.code_first`), as the runtime's
+    default search for a chat model does, so the head learns from the chains it will rank."""
     max_collect_seconds: float | None = None
     """Stop starting new shards after this long; fit on the shards done (resume adds more)."""
     lr: float = 1e-2
@@ -217,7 +220,7 @@ def _collect_shard(
     fmt = get_format(cfg.step_format)
     scfg = SearchConfig(
         width=cfg.width, temperature=cfg.temperature, max_step_tokens=cfg.max_step_tokens,
-        max_depth=cfg.max_depth,
+        max_depth=cfg.max_depth, code_first=cfg.code_first,
     )  # fmt: skip
     states: list[np.ndarray] = []
     recs: list[dict[str, Any]] = []
@@ -278,7 +281,11 @@ def collect_states(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     adapter = Path(lora) if lora is not None else None
-    keys = _COLLECT_KEYS + (("exclude",) if cfg.exclude else ())  # older runs keep their key
+    keys = (
+        _COLLECT_KEYS
+        + (("exclude",) if cfg.exclude else ())
+        + (("code_first",) if cfg.code_first else ())
+    )  # older runs keep their keys
     keyed = json.loads(json.dumps({k: v for k, v in asdict(cfg).items() if k in keys}))
     cfg_path = out / "config.json"
     made = {"collect": keyed, "model_sha256": file_sha256(model)}
