@@ -77,11 +77,13 @@ def normalize(answer: str | None) -> str:
 
 def _as_number(s: str) -> Fraction | None:
     s = s.strip()
-    m = re.fullmatch(r"\(?([-+]?\d+)\)?/\(?([-+]?\d+)\)?", s)
+    # `3/4`, `(3)/(4)` (a LaTeX fraction, normalized), and a sign outside it: `-(707)/(25)`
+    m = re.fullmatch(r"([-+]?)\(?([-+]?\d+)\)?/\(?([-+]?\d+)\)?", s)
     try:
         if m:
-            den = int(m.group(2))
-            return Fraction(int(m.group(1)), den) if den else None
+            den = int(m.group(3))
+            sign = -1 if m.group(1) == "-" else 1
+            return Fraction(sign * int(m.group(2)), den) if den else None
         if _NUMERIC.match(s) and len(s) < 40:
             return Fraction(s)
     except (ValueError, ZeroDivisionError):

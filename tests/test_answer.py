@@ -39,6 +39,8 @@ def test_extract_answer_falls_back_to_answer_is():
         ("50\\%", "50"),
         ("\\text{12}", "12"),
         ("-7", "-7.00"),
+        ("-\\frac{707}{25}", "-707/25"),  # the sign outside a LaTeX fraction
+        ("-\\dfrac{1}{2}", "-0.5"),
     ],
 )
 def test_normalize_groups_equal_numbers(a, b):
