@@ -286,10 +286,11 @@ def test_auto_format(tiny_chat_qwen2, tmp_path: Path):
                 assert s.config.code_first and s.config.n == 8  # one wave, all code first
         with edgestar.load(model=path, step_format="rstar", threads=1, device="cpu") as s:
             assert s.strategy == "mcts"
-    # with a reward head bound to the chat model, the chains' vote is weighted by its scores
+    # with a reward head bound to the chat model, the head is loaded and scores the steps, but
+    # the code-first chains' vote is still counted: the shipped head ranks them at chance
     import numpy as np
 
-    from edgestar.head import Head, file_sha256, save_head
+    from edgestar.head import Head, HeadReward, file_sha256, save_head
 
     with edgestar.load(model=chat, threads=1, device="cpu") as s:
         width = s.policy.n_embd
@@ -298,7 +299,8 @@ def test_auto_format(tiny_chat_qwen2, tmp_path: Path):
                 np.ones(width), model_sha256=file_sha256(chat))  # fmt: skip
     path = save_head(head, tmp_path / "chat.head.npz")
     with edgestar.load(model=chat, ppm=path, threads=1, device="cpu") as s:
-        assert (s.strategy, s.budget.rollouts, s.config.select) == ("best_of_n", 8, "weighted")
+        assert (s.strategy, s.budget.rollouts, s.config.select) == ("best_of_n", 8, "majority")
+        assert isinstance(s.reward, HeadReward) and s.config.code_first
 
 
 @pytest.mark.llama
@@ -415,5 +417,7 @@ def test_train_head_on_a_chat_model_uses_tir(tiny_chat_qwen2, tmp_path: Path):
     assert sorted(out.glob("states-*.npz")), "no states were recorded"
     if res.exit_code != 0:
         assert res.output.strip().count("\n") == 0 and "to learn from" in res.output
-    else:
-        assert (out / "head.npz").is_file()
+    else:  # the head says which chains it learnt from
+        from edgestar.head import load_head
+
+        assert load_head(out / "head.npz").meta["code_first"] is True

@@ -90,6 +90,7 @@ def test_train_head_end_to_end(tmp_path: Path) -> None:
     report = train_head(TINY, out, CFG)
     head = load_head(out / "head.npz")
     assert head.model_sha256 == file_sha256(TINY) and head.kind == "linear"
+    assert head.meta["code_first"] is False  # which chains it learnt from travels with it
     rep = json.loads((out / "report.json").read_text())
     srcs = {s["source"]: s for s in rep["per_source"]}
     assert srcs["synthetic:gcd_lcm"]["unseen"] and not srcs[CFG.problems[0]]["unseen"]

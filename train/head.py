@@ -666,7 +666,7 @@ def train_head(
         model_name=mpath.name,
         meta={**head.meta, "model_bytes": mpath.stat().st_size,
               "heldout": asdict(overall), "problems": list(cfg.problems),
-              "holdout_sources": list(cfg.holdout),
+              "holdout_sources": list(cfg.holdout), "code_first": cfg.code_first,
               **({"adapter_name": Path(lora).name} if lora is not None else {})},
         adapter_sha256=file_sha256(lora) if lora is not None else None,
     )  # fmt: skip
