@@ -208,8 +208,9 @@ def load(
     threads, context size and GPU layers unless they are given here. `lora`: a GGUF LoRA adapter
     (quantize/lora_gguf.py) that llama.cpp applies to the `model` GGUF at load time. A bare
     model's default search: best-of-8 chains in `tir` (chat models), each starting inside a
-    code block (`SearchConfig.code_first`), voted by majority (a reward model, when there is
-    one, scores the steps and breaks ties); greedy in `plain`; MCTS in `rstar`."""
+    code block (`SearchConfig.code_first`), voted by count (`select='count'`: a reward model,
+    when there is one, scores the steps but does not pick); greedy in `plain`; MCTS in
+    `rstar`."""
     if threads is not None and (not isinstance(threads, int) or threads < 1):
         raise InputError(f"threads must be a positive integer, got {threads!r}")
     dev = _resolve_device(device)
@@ -258,17 +259,17 @@ def load(
             )
         # A chat model in tir: 8 chains decoded together (the first greedy), each opened inside
         # a ```python block by the runtime (code_first): a small chat model that writes words
-        # first does its arithmetic in its head. A majority vote, stopped once decided; a
-        # reward model, when there is one (a head, as models/heads/ holds for
-        # Qwen2.5-Coder-0.5B Q4_K_M, or a PRM), scores every step and breaks the vote's ties
-        # but does not weight it. On Qwen2.5-Coder-0.5B (2-core CPU, 2 threads), chosen on 36
+        # first does its arithmetic in its head. A counted vote, stopped once decided, its ties
+        # going to the chain the policy was surest of (select 'count'); a reward model, when
+        # there is one (a head, as models/heads/ holds for Qwen2.5-Coder-0.5B Q4_K_M, or a
+        # PRM), scores every step for the user to see but does not pick. On Qwen2.5-Coder-0.5B (2-core CPU, 2 threads), chosen on 36
         # development problems (greedy 25 -> 30 with code first, best-of-8 33-34) and then measured
         # on a fresh 64-problem suite: the greedy chain 48 with code first against 35 without;
         # best-of-8 majority 53, weighted by the shipped head 51. That head was trained on the
         # model's own first steps; on code-first chains it orders right above wrong answers of
         # one problem at chance (48 of 86 pairs, against 0.84 on the chains it was trained
         # on), and no rule that reads it beat the count: over those 100 problems weighted 85,
-        # majority 86 (85 with the head breaking ties); 67 against 69 on 84 more at 4 chains
+        # the count 86 (85 with the head breaking its ties); 67 against 69 on 84 more at 4 chains
         # (benchmarks/qwen2.5-coder-0.5b/report.md, "Code
         # first"; benchmarks/head/README.md). A chain that has generated 600 tokens without an
         # answer ends (max_chain_tokens): in this model's head-training rollouts no chain past
@@ -276,7 +277,7 @@ def load(
         # waited for them.
         return Solver(
             policy, reward, step_format=fmt, strategy="best_of_n", budget=Budget(rollouts=8),
-            config=SearchConfig(n=8, select="majority", max_chain_tokens=600, code_first=True),
+            config=SearchConfig(n=8, select="count", max_chain_tokens=600, code_first=True),
         )  # fmt: skip
     if bundle is None:
         found = default_bundle_path()

@@ -95,7 +95,7 @@ class Budget:
             raise InputError("budget has no limit set; give rollouts, tokens, seconds or nodes")
 
 
-SELECT_RULES = ("majority", "weighted", "max")
+SELECT_RULES = ("majority", "count", "weighted", "max")
 """How a search may choose its final answer among finished answers (SearchConfig.select)."""
 
 
@@ -129,8 +129,10 @@ class SearchConfig:
     model's default is 600 (`benchmarks/head/chain_lengths.py`)."""
     select: str = "weighted"
     """Final answer choice among finished answers: 'majority' (the most frequent; with a reward
-    model, a tie goes to the answer its scores favour), 'weighted' (the largest sum of
-    (score + 1) / 2) or 'max' (the best-scored answer)."""
+    model, a tie goes to the answer its scores favour), 'count' (the most frequent; a tie goes
+    to the answer the policy was surest of, its likeliest chain's mean log-probability per
+    token: the reward model never decides), 'weighted' (the largest sum of (score + 1) / 2) or
+    'max' (the best-scored answer)."""
     answer_from_output: bool = True
     """rstar: after the final code has run, the runtime writes the answer step from its printed
     output instead of sampling it (a small model copies numbers unreliably; the executed code is
@@ -152,7 +154,7 @@ class SearchConfig:
     at half the tokens (benchmarks/qwen2.5-coder-0.5b/report.md, "Code first"). A format with
     no code opener refuses it."""
     stop_when_decided: bool = True
-    """best_of_n with a rollouts budget and a counted vote (majority, or no reward model) or a
+    """best_of_n with a rollouts budget and a counted vote (majority, count, or no reward model) or a
     head-weighted one: stop decoding once the chains still unfinished or undrawn cannot change
     the winner (3 of 4 agreeing; each chain to come worth at most 1). Same answer as the full
     vote, less time; the cut chains' answers are never seen. Never applies with ground truth
@@ -175,7 +177,9 @@ class SearchConfig:
         if not (0 < self.top_p <= 1):
             raise InputError(f"top_p must be in (0, 1], got {self.top_p!r}")
         if self.select not in SELECT_RULES:
-            raise InputError(f"select must be majority, weighted or max, got {self.select!r}")
+            raise InputError(
+                f"select must be majority, count, weighted or max, got {self.select!r}"
+            )
 
 
 @dataclass(frozen=True)

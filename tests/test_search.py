@@ -134,6 +134,27 @@ def test_a_reward_model_breaks_a_majority_tie():
     assert ties >= 1
 
 
+def test_count_leaves_a_tie_to_the_policy_even_with_a_reward_model():
+    """select='count': the same tied count, but the reward model never decides (a ranker that
+    is at chance on the chains drawn should not pick): the likelier path wins, as with none;
+    the decided stop still counts votes."""
+    ties = 0
+    for seed in range(12):
+        kw = dict(n=2, seed=seed, budget=Budget(rollouts=2))
+        plain, _ = solve("best_of_n", select="majority", **kw)
+        if dict(plain.candidates) != {"13": 1.0, "42": 1.0}:
+            continue
+        ties += 1
+        counted, _ = solve("best_of_n", select="count", reward=True, **kw)
+        assert counted.answer == "13" and dict(counted.candidates) == {"13": 1.0, "42": 1.0}
+    assert ties >= 1
+    # 8 chains with a reward model: majority and count give the same counts
+    r, _ = solve("best_of_n", n=8, select="count", reward=True, seed=0)
+    assert r.answer == "13" and dict(r.candidates)["13"] > dict(r.candidates).get("42", 0)
+    with pytest.raises(InputError, match="majority, count, weighted or max"):
+        SearchConfig(select="vote")
+
+
 def test_beam_with_prm_finds_the_right_answer():
     r, _ = solve("beam", width=8, beam_width=2, reward=True)
     assert r.answer == "42"

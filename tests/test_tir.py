@@ -281,13 +281,14 @@ def test_auto_format(tiny_chat_qwen2, tmp_path: Path):
         with edgestar.load(model=path, threads=1, device="cpu") as s:
             assert (s.format.name, s.strategy) == (fmt, strategy)
             if strategy == "best_of_n":
-                assert (s.budget.rollouts, s.config.select) == (8, "majority")
+                assert (s.budget.rollouts, s.config.select) == (8, "count")
                 assert s.config.max_chain_tokens == 600  # a runaway chain ends
                 assert s.config.code_first and s.config.n == 8  # one wave, all code first
         with edgestar.load(model=path, step_format="rstar", threads=1, device="cpu") as s:
             assert s.strategy == "mcts"
     # with a reward head bound to the chat model, the head is loaded and scores the steps, but
-    # the code-first chains' vote is still counted: the shipped head ranks them at chance
+    # the code-first chains' vote is still counted, ties to the policy: the shipped head ranks
+    # them at chance
     import numpy as np
 
     from edgestar.head import Head, HeadReward, file_sha256, save_head
@@ -299,7 +300,7 @@ def test_auto_format(tiny_chat_qwen2, tmp_path: Path):
                 np.ones(width), model_sha256=file_sha256(chat))  # fmt: skip
     path = save_head(head, tmp_path / "chat.head.npz")
     with edgestar.load(model=chat, ppm=path, threads=1, device="cpu") as s:
-        assert (s.strategy, s.budget.rollouts, s.config.select) == ("best_of_n", 8, "majority")
+        assert (s.strategy, s.budget.rollouts, s.config.select) == ("best_of_n", 8, "count")
         assert isinstance(s.reward, HeadReward) and s.config.code_first
 
 

@@ -12,7 +12,8 @@ each problem (needs the chain places). The rules are those of
 `SearchContext.choose` (edgestar/search/base.py), ties included:
 
 - majority: the most frequent answer (normalized); ties by the mean log-probability of the
-  group's likeliest chain, then first drawn (what `select='majority'` does without a head);
+  group's likeliest chain, then first drawn (what `select='majority'` does without a head, and
+  `select='count'`, the default for a chat model since 2026-12-07, with or without one);
 - majority_head: the most frequent; ties by the head's summed (score + 1) / 2, then as above
   (what `select='majority'` does with a head);
 - weighted: the largest sum of (score + 1) / 2; max: the best-scored chain's answer;

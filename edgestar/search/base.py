@@ -417,19 +417,21 @@ class SearchContext:
         support: dict[str, float] = {}
         for key, members in groups.items():
             ws = [self.answer_support(m) for m in members]
-            if sel == "majority" or all(w is None for w in ws):
+            if sel in ("majority", "count") or all(w is None for w in ws):
                 support[key] = float(len(members))
             elif sel == "weighted":
                 support[key] = float(sum(w for w in ws if w is not None))
             else:
                 support[key] = float(max(w for w in ws if w is not None))
         # Best group first; ties broken by group size, then by the reward model's summed
-        # scores (a majority vote with a head: the head decides what the count leaves open),
-        # then by how likely the policy found its best path (mean log-probability per token),
-        # then by first appearance.
+        # scores (a majority vote with a head: the head decides what the count leaves open;
+        # not for 'count'), then by how likely the policy found its best path (mean
+        # log-probability per token), then by first appearance.
         scored = {k: sum(w for m in ms if (w := self.answer_support(m)) is not None)
                   for k, ms in groups.items()}  # fmt: skip
         conf = {k: max(self.path_logprob(m) for m in ms) for k, ms in groups.items()}
+        if sel == "count":  # the reward model never decides: ties by the policy's confidence
+            scored = dict.fromkeys(groups, 0.0)
         order = sorted(
             groups,
             key=lambda k: (-support[k], -len(groups[k]), -scored[k], -conf[k], groups[k][0].id),

@@ -79,7 +79,7 @@ def _decided(ctx: SearchContext, later: int | None, live: int) -> bool:
     them (a tie would go to the tie-break). A weighted vote can only tell once every finished
     answer is scored, which a head on the policy's hidden state does as each chain ends."""
     cfg = ctx.config
-    counted = cfg.select == "majority" or ctx.reward is None
+    counted = cfg.select in ("majority", "count") or ctx.reward is None
     weighed = cfg.select == "weighted" and hasattr(ctx.reward, "score_hidden")
     if not (cfg.stop_when_decided and (counted or weighed)) or later is None:
         return False
