@@ -197,7 +197,7 @@ def test_strategy_choices_are_the_search_registry():
     from edgestar.search import STRATEGIES
 
     assert sorted(STRATEGY_NAMES) == sorted(STRATEGIES)
-    assert SELECTS == ["majority", "weighted", "max"]
+    assert SELECTS == ["majority", "count", "weighted", "max"]
     res = RUN.invoke(main, ["eval", "--suite", "synthetic", "-n", "1", "--strategy", "dfs",
                             "--out", "/no/such"])  # fmt: skip
     assert res.exit_code == 2 and "best_of_n:weighted" in res.output + res.stderr
