@@ -62,11 +62,14 @@ def pick(chains: list[list[Any]], rule: str) -> bool:
     def first(k: str) -> int:
         return groups[k][0][0]
 
+    def top(k: str) -> float:  # a run without a reward model scores nothing: all tie
+        return max((c[1] for _, c in groups[k] if c[1] is not None), default=-1.0)
+
     keys = {
         "majority": lambda k: (size(k), conf(k), -first(k)),
         "majority_head": lambda k: (size(k), head(k), conf(k), -first(k)),
         "weighted": lambda k: (head(k), size(k), conf(k), -first(k)),
-        "max": lambda k: (max(c[1] for _, c in groups[k]), size(k), conf(k), -first(k)),
+        "max": lambda k: (top(k), size(k), conf(k), -first(k)),
     }
     best = max(groups, key=keys[rule])
     return bool(groups[best][0][1][2])
