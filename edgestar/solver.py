@@ -262,19 +262,21 @@ def load(
         # first does its arithmetic in its head. A counted vote, stopped once decided, its ties
         # going to the chain the policy was surest of (select 'count'); a reward model, when
         # there is one (a head, as models/heads/ holds for Qwen2.5-Coder-0.5B Q4_K_M, or a
-        # PRM), scores every step for the user to see but does not pick. On Qwen2.5-Coder-0.5B (2-core CPU, 2 threads), chosen on 36
-        # development problems (greedy 25 -> 30 with code first, best-of-8 33-34) and then measured
-        # on a fresh 64-problem suite: the greedy chain 48 with code first against 35 without;
-        # best-of-8 majority 53, weighted by the shipped head 51. That head was trained on the
-        # model's own first steps; on code-first chains it orders right above wrong answers of
-        # one problem at chance (48 of 86 pairs, against 0.84 on the chains it was trained
-        # on), and no rule that reads it beat the count: over those 100 problems weighted 85,
-        # the count 86 (85 with the head breaking its ties); 67 against 69 on 84 more at 4 chains
-        # (benchmarks/qwen2.5-coder-0.5b/report.md, "Code
-        # first"; benchmarks/head/README.md). A chain that has generated 600 tokens without an
-        # answer ends (max_chain_tokens): in this model's head-training rollouts no chain past
-        # 600 tokens answered right (0 of 14; `benchmarks/head/chain_lengths.py`), and the vote
-        # waited for them.
+        # PRM), scores every step for the user to see but does not pick. On
+        # Qwen2.5-Coder-0.5B (2-core CPU, 2 threads), chosen on 36 development problems
+        # (greedy 25 -> 30 with code first, best-of-8 33-34) and then measured on a fresh
+        # 64-problem suite: the greedy chain 48 with code first against 35 without; best-of-8
+        # majority 53, weighted by the shipped head 51. That head was trained on the model's
+        # own first steps; on code-first chains it orders right above wrong answers of one
+        # problem at chance (48 of 86 pairs, against 0.84 on the chains it was trained on),
+        # and no rule that reads it beat the count: over those 100 problems weighted 85, the
+        # count 86 (85 with the head breaking its ties); 67 against 69 on 84 more at 4
+        # chains. On another fresh suite the count answered 54 of 64 at a median of 22.2 s
+        # (benchmarks/qwen2.5-coder-0.5b/report.md, "Code first" and "The count replaces the
+        # head's vote"; benchmarks/head/README.md). A chain that has generated 600 tokens
+        # without an answer ends (max_chain_tokens): in this model's head-training rollouts
+        # no chain past 600 tokens answered right (0 of 14; `benchmarks/head/chain_lengths.py`),
+        # and the vote waited for them.
         return Solver(
             policy, reward, step_format=fmt, strategy="best_of_n", budget=Budget(rollouts=8),
             config=SearchConfig(n=8, select="count", max_chain_tokens=600, code_first=True),

@@ -154,11 +154,11 @@ class SearchConfig:
     at half the tokens (benchmarks/qwen2.5-coder-0.5b/report.md, "Code first"). A format with
     no code opener refuses it."""
     stop_when_decided: bool = True
-    """best_of_n with a rollouts budget and a counted vote (majority, count, or no reward model) or a
-    head-weighted one: stop decoding once the chains still unfinished or undrawn cannot change
-    the winner (3 of 4 agreeing; each chain to come worth at most 1). Same answer as the full
-    vote, less time; the cut chains' answers are never seen. Never applies with ground truth
-    (training rollouts)."""
+    """best_of_n with a rollouts budget and a counted vote (majority, count, or no reward
+    model) or a head-weighted one: stop decoding once the chains still unfinished or undrawn
+    cannot change the winner (3 of 4 agreeing; each chain to come worth at most 1). Same
+    answer as the full vote, less time; the cut chains' answers are never seen. Never applies
+    with ground truth (training rollouts)."""
 
     def __post_init__(self) -> None:
         for name in ("width", "n", "beam_width", "max_step_tokens", "max_depth"):

@@ -427,11 +427,12 @@ class SearchContext:
         # scores (a majority vote with a head: the head decides what the count leaves open;
         # not for 'count'), then by how likely the policy found its best path (mean
         # log-probability per token), then by first appearance.
-        scored = {k: sum(w for m in ms if (w := self.answer_support(m)) is not None)
-                  for k, ms in groups.items()}  # fmt: skip
-        conf = {k: max(self.path_logprob(m) for m in ms) for k, ms in groups.items()}
         if sel == "count":  # the reward model never decides: ties by the policy's confidence
             scored = dict.fromkeys(groups, 0.0)
+        else:
+            scored = {k: sum(w for m in ms if (w := self.answer_support(m)) is not None)
+                      for k, ms in groups.items()}  # fmt: skip
+        conf = {k: max(self.path_logprob(m) for m in ms) for k, ms in groups.items()}
         order = sorted(
             groups,
             key=lambda k: (-support[k], -len(groups[k]), -scored[k], -conf[k], groups[k][0].id),
