@@ -1,5 +1,6 @@
 """A peft LoRA adapter folder -> a GGUF LoRA adapter that llama.cpp applies at load time:
-`export_lora_gguf`.
+`export_lora_gguf`; and back: `read_lora_gguf` (the tensors of such a file under peft's names,
+so training can continue from a shipped adapter: train/lora.py `adapter_from_gguf`).
 
 The file is what llama.cpp's own `convert_lora_to_gguf.py` writes and what
 `llama_adapter_lora_init` (src/llama-adapter.cpp) reads:
@@ -70,7 +71,7 @@ from .gguf_export import (
     gguf_writer,
 )
 
-__all__ = ["ADAPTER_FILE", "ADAPTER_CONFIG", "BASE_CONFIG", "export_lora_gguf"]
+__all__ = ["ADAPTER_FILE", "ADAPTER_CONFIG", "BASE_CONFIG", "export_lora_gguf", "read_lora_gguf"]
 
 ADAPTER_FILE = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -213,3 +214,83 @@ def export_lora_gguf(
             else:
                 w.add_tensor(name, np.ascontiguousarray(x, dtype=np.float32))
     return out
+
+
+def _unpermute(w: np.ndarray, n_head: int) -> np.ndarray:
+    """The inverse of gguf_export._permute: llama.cpp interleaved pairs -> HF rotate-half rows."""
+    rows = w.shape[0]
+    return w.reshape(n_head, rows // n_head // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def read_lora_gguf(
+    path: str | os.PathLike[str], base_config: dict[str, Any], names: list[str]
+) -> tuple[float, dict[str, np.ndarray]]:
+    """The GGUF LoRA adapter at `path` under peft's tensor names: (alpha / r as llama.cpp
+    applies it, {name: float32 array}) for every name in `names` (peft state-dict keys such as
+    `base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight`).
+
+    The inverse of `export_lora_gguf` for the base whose HF config is `base_config`: the same
+    name table maps each module to its GGUF tensor, and lora_b of q/k gets the inverse rotary
+    permutation. ModelError (one line) for a file that is not a LoRA adapter, was made for
+    another architecture or depth, lacks one of `names`, or holds a tensor `names` does not
+    ask for (an adapter on more modules than the caller's would be silently cut)."""
+    from edgestar.gguf_meta import read_kv
+
+    src = Path(path)
+    kv = read_kv(src)
+    if kv.get("general.type") != "adapter" or kv.get("adapter.type") != "lora":
+        raise ModelError(f"{src}: not a GGUF LoRA adapter (general.type/adapter.type)")
+    spec = _check_config(base_config, src)
+    arch_name = gguf.MODEL_ARCH_NAMES[spec.arch]
+    if kv.get("general.architecture") != arch_name:
+        raise ModelError(
+            f"{src}: an adapter for {kv.get('general.architecture')!r}, the base is {arch_name!r}"
+        )
+    n_layers = int(base_config["num_hidden_layers"])
+    layers = kv.get("edgestar.lora.base_layers")
+    if layers is not None and str(layers) != str(n_layers):
+        raise ModelError(f"{src}: made for a base of {layers} layers, this one has {n_layers}")
+    n_head = int(base_config["num_attention_heads"])
+    n_kv = int(base_config.get("num_key_value_heads") or n_head)
+    reader = gguf.GGUFReader(src, "r")
+    tensors: dict[str, np.ndarray] = {}
+    for t in reader.tensors:
+        if t.tensor_type == gguf.GGMLQuantizationType.F32:
+            a = np.array(t.data, dtype=np.float32)
+        elif t.tensor_type == gguf.GGMLQuantizationType.F16:
+            a = np.array(t.data, dtype=np.float16).astype(np.float32)
+        elif t.tensor_type == gguf.GGMLQuantizationType.BF16:
+            a = gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float32)
+        else:
+            raise ModelError(f"{src}: {t.name} is {t.tensor_type.name}; F32, F16 or BF16 expected")
+        tensors[t.name] = a
+    alpha = kv.get("adapter.lora.alpha")
+    tmap = gguf.get_tensor_name_map(spec.arch, n_layers)
+    out: dict[str, np.ndarray] = {}
+    ranks: set[int] = set()
+    for key in names:
+        name = key.removeprefix(_PEFT_PREFIX)
+        if name.endswith(_A):
+            module, part = name[: -len(_A)] + ".weight", "lora_a"
+        elif name.endswith(_B):
+            module, part = name[: -len(_B)] + ".weight", "lora_b"
+        else:
+            raise ModelError(f"{key} is neither a lora_A nor a lora_B weight")
+        new = tmap.get_name(module, try_suffixes=(".weight",))
+        if new is None or f"{new}.{part}" not in tensors:
+            raise ModelError(f"{src}: no tensor for {module} ({new}.{part})")
+        a = tensors.pop(f"{new}.{part}")
+        if part == "lora_b" and spec.permute_qk and module.endswith("q_proj.weight"):
+            a = _unpermute(a, n_head)
+        elif part == "lora_b" and spec.permute_qk and module.endswith("k_proj.weight"):
+            a = _unpermute(a, n_kv)
+        ranks.add(a.shape[0] if part == "lora_a" else a.shape[1])
+        out[key] = a
+    if tensors:
+        raise ModelError(
+            f"{src}: {len(tensors)} tensors the adapter to fill has no place for, e.g. "
+            f"{sorted(tensors)[0]} (its rank, targets or layers differ)"
+        )
+    if len(ranks) != 1 or not isinstance(alpha, (int, float)):
+        raise ModelError(f"{src}: needs one rank for all tensors and adapter.lora.alpha")
+    return float(alpha) / ranks.pop(), out

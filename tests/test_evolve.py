@@ -127,6 +127,14 @@ def test_recipe_validation(tmp_path: Path):
     assert r.exclude == ("tests/data/everyday.jsonl",)
     with pytest.raises(InputError, match="exclude"):
         recipe_from_dict({**MICRO, "exclude": ["everyday.txt"]})
+    # base.lora is checked where the recipe is read, and kept as written (the run's hash)
+    with pytest.raises(InputError, match="adapts a pretrained base"):
+        recipe_from_dict({**MICRO, "base": {"preset": "test", "lora": {"r": 4}}})
+    with pytest.raises(InputError, match="lora: unknown keys rank"):
+        recipe_from_dict({**chat, "base": {"gguf": "m.gguf", "lora": {"rank": 4}}})
+    lora_chat = {**chat, "backend": "gguf", "rounds": [{**plain_rnd, "ppm": False}]}
+    r = recipe_from_dict({**lora_chat, "base": {"gguf": "m.gguf", "lora": {"r": 4, "alpha": 8}}})
+    assert r.base.lora == {"r": 4, "alpha": 8} and r.base.lora_spec.alpha == 8.0
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: [unclosed")
     with pytest.raises(InputError, match="not valid YAML"):

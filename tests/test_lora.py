@@ -564,3 +564,80 @@ def test_evolve_in_tir_on_a_chat_base(tmp_path: Path, tokenizer) -> None:  # typ
         assert prompt == run.prompts([questions[str(t["id"])]])[0]
     ex = run.reference_examples()[0]
     assert ex.solution.startswith("```python\n") and "\\boxed{" in ex.solution
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_a_gguf_adapter_reads_back_into_its_folder(tmp_path: Path, tokenizer, arch: str) -> None:  # type: ignore[no-untyped-def]
+    """`adapter_from_gguf` inverts `export_lora_gguf` exactly (F32; llama's q/k rotary
+    permutation undone), so training can continue from a shipped adapter; an adapter of other
+    LoRA settings, or a model file, is refused in one line."""
+    from safetensors.torch import load_file
+
+    from edgestar.train.lora import adapter_from_gguf
+
+    base = _base(tmp_path, tokenizer, arch)
+    spec = LoraSpec(r=4, alpha=8, target_modules="all", top_layers=1)
+    ad = _random_adapter(base, tmp_path / "ad", spec, seed=3)
+    f = export_lora_gguf(ad, tmp_path / "ad.gguf")
+    back = adapter_from_gguf(base, f, spec, tmp_path / "back")
+    a = load_file(str(ad / "adapter_model.safetensors"))
+    b = load_file(str(back / "adapter_model.safetensors"))
+    assert a.keys() == b.keys() and len(a) == 14
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert read_meta(back).provenance["lora_gguf"] == str(f.resolve())
+    # the folder it wrote exports to the same tensors again
+    again = export_lora_gguf(back, tmp_path / "again.gguf")
+    import gguf
+
+    ta = {t.name: t.data.copy() for t in gguf.GGUFReader(f).tensors}
+    tb = {t.name: t.data.copy() for t in gguf.GGUFReader(again).tensors}
+    assert ta.keys() == tb.keys() and all((ta[k] == tb[k]).all() for k in ta)
+    for bad, msg in [
+        (LoraSpec(r=8, alpha=16, target_modules="all", top_layers=1), "shape"),
+        (LoraSpec(r=4, alpha=4, target_modules="all", top_layers=1), "scale alpha/r is 2"),
+        (LoraSpec(r=4, alpha=8, target_modules="attention", top_layers=1), "no place for"),
+        (LoraSpec(r=4, alpha=8, target_modules="all", top_layers=2), "no tensor for"),
+    ]:
+        with pytest.raises(ModelError, match=msg) as e:
+            adapter_from_gguf(base, f, bad, tmp_path / "bad")
+        assert "\n" not in str(e.value)
+    assert not (tmp_path / "bad").exists()
+    model = export_gguf(base, tmp_path / "model.gguf")
+    with pytest.raises(ModelError, match="not a GGUF LoRA adapter"):
+        adapter_from_gguf(base, model, spec, tmp_path / "bad")
+
+
+def test_evolve_starts_its_rounds_from_a_gguf_adapter(tmp_path: Path, tokenizer) -> None:  # type: ignore[no-untyped-def]
+    """`edgestar train evolve --round0-adapter FILE`: a GGUF adapter (a shipped model's) stands
+    for the bootstrap SFT; round 0's exported adapter is that file's tensors again, and the run
+    refuses to resume with another adapter, in one line."""
+    import gguf
+    import yaml
+
+    from edgestar.head import file_sha256
+
+    ckpt = _base(tmp_path, tokenizer)
+    base_gguf = export_gguf(ckpt, tmp_path / "base.gguf")
+    spec = LoraSpec(r=4, alpha=8, target_modules="all")
+    shipped = export_lora_gguf(_random_adapter(ckpt, tmp_path / "ad", spec, seed=5),
+                               tmp_path / "shipped.gguf")  # fmt: skip
+    recipe = {**_lora_recipe(base_gguf), "rounds": []}
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "edgestar", "train", "evolve", "--recipe", str(path),
+           "--out", str(out), "--round0-adapter", str(shipped)]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    stages = json.loads((out / "manifest.json").read_text())["stages"]
+    assert stages["round0.sft"]["imported_sha256"] == file_sha256(shipped)
+    assert stages["round0.sft"]["examples"] == 0 and "round0.eval" in stages
+    ta = {t.name: t.data.copy() for t in gguf.GGUFReader(shipped).tensors}
+    tb = {t.name: t.data.copy() for t in gguf.GGUFReader(out / "round0/policy.lora.gguf").tensors}
+    assert ta.keys() == tb.keys() and all((ta[k] == tb[k]).all() for k in ta)
+    other = export_lora_gguf(_random_adapter(ckpt, tmp_path / "ad2", spec, seed=6),
+                             tmp_path / "other.gguf")  # fmt: skip
+    proc = subprocess.run([*cmd[:-1], str(other), "--resume"], capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert proc.returncode != 0 and "round 0 is not" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1

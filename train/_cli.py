@@ -33,8 +33,16 @@ def train() -> None:
     "--ray-address",
     help="Fan rollouts out on Ray ('local' starts one here, 'auto' joins a cluster).",
 )
+@click.option(
+    "--round0-adapter",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="A GGUF LoRA adapter (e.g. the shipped model's) to stand for round 0 instead of the "
+    "bootstrap SFT; the rounds continue it.",
+)
 @friendly
-def train_evolve(recipe: Path, out: Path, resume: bool, ray_address: str | None) -> None:
+def train_evolve(
+    recipe: Path, out: Path, resume: bool, ray_address: str | None, round0_adapter: Path | None
+) -> None:
     """Run a recipe's rounds: problems -> rollouts -> datasets -> SFT + PPM -> round report."""
     from edgestar.train.evolve import evolve
     from edgestar.train.recipe import load_recipe
@@ -45,6 +53,7 @@ def train_evolve(recipe: Path, out: Path, resume: bool, ray_address: str | None)
         resume=resume,
         ray_address=ray_address,
         progress=sys.stderr.isatty(),
+        round0_adapter=round0_adapter,
     )
     click.echo((out / "report.md").read_text())
     click.echo(

@@ -2,7 +2,8 @@
 datasets -> policy SFT + PPM training -> evaluation -> round report.
 
 Round 0 (bootstrap) fine-tunes the base on the problem generator's reference solutions, the
-bootstrap teacher that stands in for rStar-Math's 236B model. Every later round searches
+bootstrap teacher that stands in for rStar-Math's 236B model; for a LoRA recipe a GGUF adapter
+trained that way before (`round0_adapter`, e.g. the shipped model's) can stand for it. Every later round searches
 answer-only problems with the previous round's policy (and PPM, when the round asks for
 PPM-augmented rollouts), keeps what execution and the final answer verify, and trains a new
 policy from the BASE (as rStar-Math does) and a new PPM from that policy.
@@ -265,12 +266,14 @@ class _Run:
         )
 
     # ------------------------------------------------------------------ rounds
-    def bootstrap_round(self, base: str) -> None:
+    def bootstrap_round(self, base: str, adapter: Path | None = None) -> None:
         from .sft import train_policy
 
         rnd = self.recipe.bootstrap
         assert rnd is not None
         rdir = self.out / "round0"
+        if adapter is not None:
+            self.import_round0(base, adapter, rdir)
 
         def sft() -> dict[str, Any]:
             exs = self.reference_examples()
@@ -285,6 +288,34 @@ class _Run:
             self.stage("round0.head", lambda: self.head(0, rnd, rdir))
         self.stage("round0.eval", lambda: self.evaluate(rdir))
         self.stage("round0.report", lambda: self.round_report(0, rdir))
+
+    def import_round0(self, base: str, adapter: Path, rdir: Path) -> None:
+        """Round 0 is `adapter` (a GGUF LoRA adapter of this recipe's LoRA settings, e.g. the
+        shipped model's) instead of the bootstrap SFT; the bootstrap's problems are still drawn,
+        as the rounds replay their references. A run that imported one adapter refuses another."""
+        from edgestar.head import file_sha256
+
+        from .lora import adapter_from_gguf
+
+        lora = self.recipe.base.lora_spec
+        if lora is None:
+            raise InputError("--round0-adapter needs a recipe whose base trains a LoRA adapter")
+        sha = file_sha256(adapter)
+        done = self.manifest["stages"].get("round0.sft")
+        if done is not None:
+            if done.get("imported_sha256") != sha:
+                raise InputError(
+                    f"{self.out}: round 0 is not {adapter} (it was trained or imported from "
+                    "another adapter); use a new --out"
+                )
+            return
+
+        def imported() -> dict[str, Any]:
+            adapter_from_gguf(base, adapter, lora, rdir / "policy", step_format=self.sft_format,
+                              seed=self.recipe.seed)  # fmt: skip
+            return {"examples": 0, "imported": str(adapter.resolve()), "imported_sha256": sha}
+
+        self.stage("round0.sft", imported)
 
     def reference_examples(self) -> list[SFTExample]:
         """The bootstrap problems' reference solutions, in the recipe's step format."""
@@ -660,8 +691,11 @@ def evolve(
     ray_address: str | None = None,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    round0_adapter: str | os.PathLike[str] | None = None,
 ) -> EvolveReport:
-    """Run (or resume) every round of `recipe` into `out_dir`."""
+    """Run (or resume) every round of `recipe` into `out_dir`. `round0_adapter`: a GGUF LoRA
+    adapter that stands for round 0 instead of the bootstrap SFT (a LoRA recipe; the rounds
+    continue it)."""
     import sys
 
     t0 = time.perf_counter()
@@ -669,8 +703,10 @@ def evolve(
                log or (lambda s: print(s, file=sys.stderr)))  # fmt: skip
     run.stage("problems", run.problems)
     base = run.stage("base", run.base)["path"]
+    if round0_adapter is not None and recipe.bootstrap is None:
+        raise InputError("--round0-adapter stands for a bootstrap round; this recipe has none")
     if recipe.bootstrap is not None:
-        run.bootstrap_round(base)
+        run.bootstrap_round(base, None if round0_adapter is None else Path(round0_adapter))
     elif recipe.base.checkpoint is not None:
         # No bootstrap: round 0 is the base itself.
         r0 = run.out / "round0"

@@ -11,7 +11,9 @@ finished run writes (`save_adapter`) is the ADAPTER, not a model:
                                                      (including `lora_base`: the base's path)
 
 `quantize/lora_gguf.py` turns that folder into a GGUF LoRA adapter that the llama.cpp backend
-applies at load time (`LlamaCppPolicy(..., lora=FILE)`, `edgestar solve --lora FILE`).
+applies at load time (`LlamaCppPolicy(..., lora=FILE)`, `edgestar solve --lora FILE`), and
+`adapter_from_gguf` turns such a file back into an adapter folder, so training can continue from
+an adapter that shipped without its folder (`edgestar train evolve --round0-adapter`).
 
 A LoRA adapter cannot add tokens (llama.cpp's adapters change matrices, not the vocabulary), so
 a LoRA run refuses a base whose vocabulary lacks the step format's marker tokens instead of
@@ -36,6 +38,7 @@ from edgestar.types import InputError, ModelError
 __all__ = [
     "LORA_TARGETS",
     "LoraSpec",
+    "adapter_from_gguf",
     "apply_lora",
     "load_adapter_weights",
     "merge_adapter",
@@ -218,3 +221,70 @@ def merge_adapter(base_model: Any, adapter_dir: str | os.PathLike[str]) -> Any:
         raise ModelError(f"{path}: not a LoRA adapter folder (no adapter_config.json)")
     pm = peft.PeftModel.from_pretrained(base_model, path)
     return pm.merge_and_unload()
+
+
+def adapter_from_gguf(
+    base: str | os.PathLike[str],
+    lora_gguf: str | os.PathLike[str],
+    spec: LoraSpec,
+    out_dir: str | os.PathLike[str],
+    *,
+    step_format: str | None = None,
+    seed: int = 0,
+) -> Path:
+    """Write the adapter folder (as `save_adapter`) that `lora_gguf`, a GGUF LoRA adapter for
+    `base`, was exported from: peft adapters of `spec` on `base`, their weights read from the
+    file (quantize/lora_gguf.py `read_lora_gguf`). The file's scale must equal `spec`'s
+    (alpha / r) and its tensors must fill exactly `spec`'s adapters, else a ModelError. The
+    folder appears whole or not at all."""
+    import hashlib
+    import shutil
+
+    import numpy as np
+    import torch
+
+    from edgestar.checkpoint import CheckpointMeta
+    from edgestar.quantize.lora_gguf import read_lora_gguf
+
+    from .trainer import load_causal_lm
+
+    peft = _peft()
+    src, out = Path(lora_gguf), Path(out_dir)
+    lm = load_causal_lm(base, torch.device("cpu"), seed, step_format=step_format, add_tokens=False)
+    pm = apply_lora(lm.model, spec, seed)
+    state = peft.get_peft_model_state_dict(pm)
+    cfg = pm.get_base_model().config.to_dict()
+    scaling, arrays = read_lora_gguf(src, cfg, list(state))
+    want = spec.alpha / spec.r
+    if not math.isclose(scaling, want, rel_tol=1e-6):
+        raise ModelError(
+            f"{src}: its scale alpha/r is {scaling:g}, the LoRA settings give {want:g}"
+        )
+    new = {}
+    for k, v in state.items():
+        a = arrays[k]
+        if tuple(a.shape) != tuple(v.shape):
+            raise ModelError(f"{src}: {k} has shape {a.shape}, the adapter's is {tuple(v.shape)}")
+        new[k] = torch.from_numpy(np.ascontiguousarray(a)).to(v.dtype)
+    peft.set_peft_model_state_dict(pm, new)
+    sha = hashlib.sha256(src.read_bytes()).hexdigest()
+    meta = CheckpointMeta(
+        role="policy",
+        step_format=lm.step_format,
+        special_tokens=lm.special_tokens,
+        provenance={
+            "created_by": "edgestar.train.lora.adapter_from_gguf",
+            "lora_gguf": str(src.resolve()),
+            "lora_gguf_sha256": sha,
+            "base": str(Path(base).resolve()),
+            "lora": spec.to_json(),
+        },
+    )
+    partial = out.with_name(out.name + ".partial")
+    if partial.exists():
+        shutil.rmtree(partial)
+    save_adapter(pm, partial, meta, base_config=cfg)
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(partial, out)
+    return out

