@@ -237,13 +237,13 @@ def adapter_from_gguf(
     file (quantize/lora_gguf.py `read_lora_gguf`). The file's scale must equal `spec`'s
     (alpha / r) and its tensors must fill exactly `spec`'s adapters, else a ModelError. The
     folder appears whole or not at all."""
-    import hashlib
     import shutil
 
     import numpy as np
     import torch
 
     from edgestar.checkpoint import CheckpointMeta
+    from edgestar.head import file_sha256
     from edgestar.quantize.lora_gguf import read_lora_gguf
 
     from .trainer import load_causal_lm
@@ -267,7 +267,6 @@ def adapter_from_gguf(
             raise ModelError(f"{src}: {k} has shape {a.shape}, the adapter's is {tuple(v.shape)}")
         new[k] = torch.from_numpy(np.ascontiguousarray(a)).to(v.dtype)
     peft.set_peft_model_state_dict(pm, new)
-    sha = hashlib.sha256(src.read_bytes()).hexdigest()
     meta = CheckpointMeta(
         role="policy",
         step_format=lm.step_format,
@@ -275,7 +274,7 @@ def adapter_from_gguf(
         provenance={
             "created_by": "edgestar.train.lora.adapter_from_gguf",
             "lora_gguf": str(src.resolve()),
-            "lora_gguf_sha256": sha,
+            "lora_gguf_sha256": file_sha256(src),
             "base": str(Path(base).resolve()),
             "lora": spec.to_json(),
         },
