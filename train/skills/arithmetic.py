@@ -99,17 +99,16 @@ def integer_arithmetic(rng: random.Random, d: int) -> GeneratedProblem:
         opts = opts[:4]  # no story where more is given away than there was
     t, phr = pick(rng, opts)
     q = phr.format(a=a, b=b, t=thing, n=name)
-    pyop = "//" if op == "/" else op
     why = {
         "+": "Add the two numbers.",
         "-": "Subtract the second number from the first.",
         "*": "Multiply the two numbers.",
-        "/": "Divide; the division is exact, so integer division gives the quotient.",
+        "/": "Divide the first number by the second.",
     }[op]
     name_of = {"+": "total", "-": "difference", "*": "product", "/": "quotient"}[op]
     steps = [
         ("Write down the numbers.", f"a = {a}\nb = {b}"),
-        (why, f"{name_of} = a {pyop} b"),
+        (why, f"{name_of} = a {op} b"),
     ]
     return gen(q, fmt(val), steps, f"print({name_of})", f"{op}:{t}")
 
@@ -150,14 +149,13 @@ def decimal_arithmetic(rng: random.Random, d: int) -> GeneratedProblem:
             ("Write down the two decimal numbers.", f"a = {a}\nb = {b}"),
             (f"{'Add' if kind == 'add' else 'Subtract'} them.", f"result = a {sym} b"),
         ]
-        final = f"print(round(result, {places}))"
+        final = "print(round(result, 6))"
         q = phr.format(a=fmt(a), b=fmt(b), am=f"{a:.2f}", bm=f"{b:.2f}", n=name)
         return gen(q, fmt(val), steps, final, f"{kind}:{t}")
     if kind == "mul":
         a = rnd(1, 30, places if d == 2 else 1)
         b = Decimal(rng.randint(2, 12)) if d == 2 else rnd(1, 9, 1)
         val = a * b
-        p = places if d == 2 else 2
         opts = [
             "What is {a} × {b}?", "Multiply {a} by {b}.", "Find the product of {a} and {b}.",
             "One bag of flour weighs {a} kg. How many kilograms do {b} such bags weigh?",
@@ -169,7 +167,7 @@ def decimal_arithmetic(rng: random.Random, d: int) -> GeneratedProblem:
             ("Multiply them.", "result = a * b"),
         ]
         q = phr.format(a=fmt(a), b=fmt(b), am=f"{a:.2f}")
-        return gen(q, fmt(val), steps, f"print(round(result, {p}))", f"mul:{t}")
+        return gen(q, fmt(val), steps, "print(round(result, 6))", f"mul:{t}")
     if kind == "div":
         n = rng.choice([2, 4, 5, 8, 10, 20, 25])
         total = Decimal(rng.randint(10, 900)).scaleb(-1)
@@ -190,7 +188,7 @@ def decimal_arithmetic(rng: random.Random, d: int) -> GeneratedProblem:
             ("Divide the total by the number of parts.", "each = total / parts"),
         ]
         q = phr.format(a=fmt(total), am=f"{total:.2f}", b=n, n=name)
-        return gen(q, dec(Fraction(total) / n), steps, "print(round(each, 4))", f"div:{t}")
+        return gen(q, dec(Fraction(total) / n), steps, "print(round(each, 6))", f"div:{t}")
     # mix: a + b * c
     a, b, c = rnd(1, 20, 1), rnd(1, 9, 1), Decimal(rng.randint(2, 9))
     val = a + b * c
@@ -206,7 +204,7 @@ def decimal_arithmetic(rng: random.Random, d: int) -> GeneratedProblem:
         ("Add the first number.", f"result = {a} + product"),
     ]
     q = phr.format(a=fmt(a), b=fmt(b), c=c, n=name)
-    return gen(q, fmt(val), steps, "print(round(result, 2))", f"mix:{t}")
+    return gen(q, fmt(val), steps, "print(round(result, 6))", f"mix:{t}")
 
 
 @skill("fraction_arithmetic")

@@ -131,8 +131,7 @@ def _value(op: str, a: int, b: int) -> Fraction:
 
 
 def _code(op: str, a: int, b: int) -> str:
-    pyop = "/" if op == "/" and a % b else ("//" if op == "/" else op)
-    return f"{_VAR[op]} = {a} {pyop} {b}"
+    return f"{_VAR[op]} = {a} {op} {b}"
 
 
 def _in_digits(words: list[tuple[str, int]]) -> str:
@@ -179,8 +178,6 @@ def _special(rng: random.Random, d: int, wordy: bool) -> GeneratedProblem:
         "dozen": ("A dozen is 12.", f"result = {a} * 12", Fraction(12 * a)),
         "dozen_plus": ("A dozen is 12.", f"result = 12 + {a}", Fraction(12 + a)),
     }[kind]  # fmt: skip
-    if kind in ("half", "quarter") and val.denominator == 1:
-        code = code.replace(" / ", " // ")
     if words:
         why = _in_digits([(shown, a)]) + why
     q = casual(rng, phr.format(a=shown))
@@ -224,8 +221,6 @@ def everyday_arithmetic(rng: random.Random, d: int) -> GeneratedProblem:
         q = q[0].upper() + q[1:] if q[0].islower() and rng.random() < 0.7 else q
         template += ":words" if words else ""
     why = _WHY[op]
-    if op == "/" and val.denominator == 1:
-        why = "Divide; it divides exactly, so integer division gives the quotient."
     if written:
         why = _in_digits(written) + why
     steps: list[Step] = [(why, _code(op, a, b))]

@@ -122,7 +122,7 @@ def _share(rng: random.Random, d: int, n: str, m: str) -> Story:
         ])  # fmt: skip
         steps: list[Step] = [
             ("First take away the ones kept.", f"rest = {total} - {keep}"),
-            ("Share the rest equally.", f"each = rest // {k}"),
+            ("Share the rest equally.", f"each = rest / {k}"),
         ]
     else:
         i, phr = pick(rng, [
@@ -131,7 +131,7 @@ def _share(rng: random.Random, d: int, n: str, m: str) -> Story:
             "If {k} {p} share {T} {t} equally, how many does each get?",
             "{n} puts {T} {t} into {k} equal piles. How many {t} are in each pile?",
         ])  # fmt: skip
-        steps = [("Divide the total equally.", f"each = {total} // {k}")]
+        steps = [("Divide the total equally.", f"each = {total} / {k}")]
     q = phr.format(n=n, T=total, t=t, x=keep, k=k, p=people)
     return q, Fraction(each), steps, "each", f"share:{i}{':keep' if keep else ''}"
 

@@ -105,7 +105,7 @@ def word_rates(rng: random.Random, d: int) -> GeneratedProblem:
             ],
         )
         steps = [
-            (f"Find the rate per one of the {u}.", f"rate = {made} // {few}"),
+            (f"Find the rate per one of the {u}.", f"rate = {made} / {few}"),
             (f"{big.capitalize()} has {k} {u}.", f"total = rate * {k}"),
         ]
         return gen(
@@ -383,7 +383,7 @@ def word_sharing(rng: random.Random, d: int) -> GeneratedProblem:
                 "{T} {t} are packed equally into {k} boxes. How many go in each box?",
             ],
         )
-        steps = [("Divide the total by the number of shares.", f"each = {k * each} // {k}")]
+        steps = [("Divide the total by the number of shares.", f"each = {k * each} / {k}")]
         return gen(
             phr.format(T=k * each, t=thing, k=k, n=n),
             fmt(each),
