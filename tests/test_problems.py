@@ -394,3 +394,34 @@ def test_equations_are_copied_into_sympy_as_written():
             else:  # word problems: the equations are named, not copied
                 assert not re.search(r"\d[a-z] [-+=]", g.question), (g.question, code)
     assert copied >= 300, copied
+
+
+# Kinds whose question asks for a whole count (full boxes, days, digits, clock times) or whose
+# expression is drawn to divide exactly and may be typed with `//`: floor division is their meaning.
+FLOOR_KINDS = {
+    ("everyday_stories", "pack_sell"), ("everyday_word", "boxes"), ("everyday_word", "days_to"),
+    ("order_of_operations", "ascii"), ("order_of_operations", "math"),
+    ("order_of_operations", "py"), ("primes_factors", "largest"),
+    ("primes_factors", "sum_distinct"), ("remainders", "boxes-full"),
+    ("rounding_place_value", "digit"), ("rounding_place_value", "int"),
+    ("rounding_place_value", "value"), ("time_elapsed", "end"), ("time_elapsed", "to_big"),
+    ("word_shopping", "how_many"),
+}  # fmt: skip
+
+
+def test_references_never_ask_the_model_to_judge_exactness():
+    """v6.2: a reference solution never makes its code depend on whether a division comes out
+    whole or on how many decimal places the operands have, which a 135M model copies from the
+    question instead of judging. v6.1 divided shares, rates and ratios with `//` because the
+    generator drew them whole (the model then floored "$18 split four ways" to 4), and rounded
+    decimal sums to the places of the operands, always equal in its questions (the model wrote
+    round(2.5 + 3.75, 1) = 6.2)."""
+    recs = P.generate(3000, seed=5, with_solution=True)
+    floors = {(r.skill, r.template.split(":")[0]) for r in recs if "//" in r.solution}
+    assert floors <= FLOOR_KINDS, floors - FLOOR_KINDS
+    decimals = [r for r in recs if r.skill == "decimal_arithmetic"]
+    assert len(decimals) > 50
+    for r in decimals:
+        assert re.search(r"print\(round\(\w+, 6\)\)", r.solution), r.solution
+    shares = [r for r in recs if r.template.split(":")[0] in ("share", "equal", "proportion")]
+    assert len(shares) > 20 and all(" / " in r.solution for r in shares)

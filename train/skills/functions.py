@@ -118,7 +118,7 @@ def sequences(rng: random.Random, d: int) -> GeneratedProblem:
             if kind.startswith("arith")
             else (
                 "Each term is the previous one times a constant ratio.",
-                "ratio = terms[1] // terms[0]\nnext_term = terms[-1] * ratio",
+                "ratio = terms[1] / terms[0]\nnext_term = terms[-1] * ratio",
             )
         )
         steps = [("Write down the terms.", f"terms = [{listed}]"), rule]
@@ -212,7 +212,7 @@ def sequences(rng: random.Random, d: int) -> GeneratedProblem:
     steps = [
         (
             "Read off the first term and the common ratio.",
-            f"first = {terms[0]}\nratio = {terms[1]} // {terms[0]}",
+            f"first = {terms[0]}\nratio = {terms[1]} / {terms[0]}",
         ),
         (
             "The nth term is first * ratio**(n - 1).",

@@ -207,14 +207,14 @@ def word_shopping(rng: random.Random, d: int) -> GeneratedProblem:
             ],
         )
         steps = [
-            (f"{want} {items} is this many groups of {k}.", f"groups = {want} // {k}"),
+            (f"{want} {items} is this many groups of {k}.", f"groups = {want} / {k}"),
             ("Each group costs the same.", f"cost = groups * {price}"),
         ]
         return gen(
             phr.format(k=k, its=items, p=price, w=want, n=n),
             fmt(val),
             steps,
-            "print(cost)",
+            "print(round(cost, 2))",
             f"proportion:{t}",
         )
     p1 = Fraction(rng.randint(lo, hi), 100) if d > 1 else Fraction(rng.randint(1, 9))

@@ -272,7 +272,7 @@ def word_ages(rng: random.Random, d: int) -> GeneratedProblem:
                 "Let m be the younger age: m + (m + gap) = sum.",
                 f"total, gap = {total}, {gap}",
             ),
-            ("Solve for m.", "younger = (total - gap) // 2"),
+            ("Solve for m.", "younger = (total - gap) / 2"),
         ]
         return gen(
             phr.format(n=n, m=m, s=total, g=gap),
@@ -296,7 +296,7 @@ def word_ages(rng: random.Random, d: int) -> GeneratedProblem:
                 "The sum is the child's age times (k + 1).",
                 f"total = {child * (k + 1)}\nk = {k}",
             ),
-            ("Divide.", "child = total // (k + 1)"),
+            ("Divide.", "child = total / (k + 1)"),
         ]
         return gen(
             phr.format(n=n, m=m, k=k, s=child * (k + 1)),
@@ -326,7 +326,7 @@ def word_ages(rng: random.Random, d: int) -> GeneratedProblem:
                 "Let c be the younger age: k*c + y = j*(c + y).",
                 f"k, j, y = {k}, {j}, {y}",
             ),
-            ("So (k - j) * c = (j - 1) * y.", "child = (j - 1) * y // (k - j)"),
+            ("So (k - j) * c = (j - 1) * y.", "child = (j - 1) * y / (k - j)"),
         ]
         return gen(
             phr.format(n=n, m=m, k=k, j=j, y=y),
@@ -418,7 +418,7 @@ def word_sharing(rng: random.Random, d: int) -> GeneratedProblem:
             ("Count the parts of the ratio.", f"parts = {p} + {q}"),
             (
                 "One part is the total divided by the number of parts.",
-                f"one_part = {total} // parts",
+                f"one_part = {total} / parts",
             ),
             ("The second share has this many parts.", f"share = {q} * one_part"),
         ]
@@ -443,7 +443,7 @@ def word_sharing(rng: random.Random, d: int) -> GeneratedProblem:
         steps = [
             (
                 "The total is (k + 1) equal parts, one for the smaller share.",
-                f"smaller = {total} // ({k} + 1)",
+                f"smaller = {total} / ({k} + 1)",
             ),
             ("The larger share is k times that.", f"larger = {k} * smaller"),
         ]
