@@ -36,20 +36,11 @@ def integer_arithmetic(rng: random.Random, d: int) -> GeneratedProblem:
         expr = f"{show(a)} {o1} {show(b)} {o2} {c}"
         if o2 == "*":
             val = a + b * c if o1 == "+" else a - b * c
-            steps = [
-                ("Multiplication comes first.", f"product = {b} * {c}"),
-                ("Then combine with the first number.", f"result = {a} {o1} product"),
-            ]
         else:
             first = a + b if o1 == "+" else a - b
             val = first + c if o2 == "+" else first - c
-            steps = [
-                (
-                    "Work from left to right: the first two numbers.",
-                    f"first = {a} {o1} {show(b)}",
-                ),
-                ("Then the third number.", f"result = first {o2} {c}"),
-            ]
+        # v6.3: copied whole; Python applies the order of operations (see order_of_operations)
+        steps = [(_ORDER_WHY + ".", f"result = {expr}")]
         t, phr = pick(
             rng,
             [
@@ -294,7 +285,12 @@ def fraction_arithmetic(rng: random.Random, d: int) -> GeneratedProblem:
     return gen(q, fmt(val), steps, f"print({name})", f"{op}:{t}")
 
 
-# order of operations: random expression trees, evaluated step by step in the usual order
+# order of operations: random expression trees. v6.3: the solution copies the expression into
+# Python in one line, as everyday_expressions does; until v6.2 it was evaluated one operation per
+# step, and the 135M default lost track of which operand came next (reasoning-gym chain_sum:
+# "2 + 4 - 5" became sum_1 = 2 + 4, difference_2 = 2 - 5).
+
+_ORDER_WHY = "Python follows the order of operations, so the expression is computed as written"
 
 _PREC = {"+": 1, "-": 1, "*": 2, "/": 2, "^": 3}
 
@@ -345,31 +341,8 @@ def _render(n: _Node, style: str) -> str:
                 return f"({s})"
         return s
 
-    sym = {"math": {"*": "×", "/": "÷"}, "ascii": {}, "py": {"/": "//"}}[style].get(n.op, n.op)
+    sym = {"math": {"*": "×", "/": "÷"}, "ascii": {}, "py": {}}[style].get(n.op, n.op)
     return f"{wrap(n.left, False)} {sym} {wrap(n.right, True)}"
-
-
-def _steps_of(n: _Node, out: list[Step], counter: list[int]) -> str:
-    """Post-order: the code names of each intermediate value (literals stay literals)."""
-    if not n.op:
-        return str(n.value)
-    assert n.left is not None and n.right is not None
-    if n.op == "^":
-        counter[0] += 1
-        var = f"square_{counter[0]}"
-        out.append((f"Powers first: square {n.left.value}.", f"{var} = {n.left.value} ** 2"))
-        return var
-    lhs = _steps_of(n.left, out, counter)
-    rhs = _steps_of(n.right, out, counter)
-    counter[0] += 1
-    word = {"+": "sum", "-": "difference", "*": "product", "/": "quotient"}[n.op]
-    var = f"{word}_{counter[0]}"
-    why = {
-        "+": "Add", "-": "Subtract", "*": "Multiply", "/": "Divide (it divides exactly)",
-    }[n.op]  # fmt: skip
-    code_op = "//" if n.op == "/" else n.op
-    out.append((f"{why}: {_render(n, 'math')}.", f"{var} = {lhs} {code_op} {rhs}"))
-    return var
 
 
 @skill("order_of_operations")
@@ -397,6 +370,14 @@ def order_of_operations(rng: random.Random, d: int) -> GeneratedProblem:
             "Find the value of {e}.", "Simplify {e}.", "Calculate {e}, remembering the order of operations.",
         ],
     )  # fmt: skip
-    steps: list[Step] = []
-    var = _steps_of(root, steps, [0])
-    return gen(phr.format(e=expr), fmt(root.value), steps, f"print({var})", f"{style}:{t}")
+    py = _render(root, "py")
+    signs = [
+        w for c, w in (("×", "× is *"), ("÷", "÷ is /"), ("^", "^ is ** (a power)")) if c in expr
+    ]
+    why = _ORDER_WHY + (" (" + ", ".join(signs) + ")." if signs else ".")
+    code = f"result = {py}"
+    if "/" in py:
+        why += " Round away float noise."
+        code = f"result = round({py}, 6)"
+    steps: list[Step] = [(why, code)]
+    return gen(phr.format(e=expr), fmt(root.value), steps, "print(result)", f"{style}:{t}")

@@ -17,6 +17,7 @@ from fractions import Fraction
 
 from ._common import GeneratedProblem, Step, dec, gen, pick, skill, terminates
 from ._words import casual
+from .arithmetic import _ORDER_WHY as _WHY
 
 _FRAMES = (
     "{e}", "{e} =", "{e} = ?", "{e}?", "What is {e}?", "What's {e}?", "whats {e}",
@@ -27,7 +28,6 @@ _FRAMES = (
 _TIMES = ("*", "*", "x", "×", "X")
 _DIVIDE = ("/", "÷")
 _POWER = ("^", "**", "^")
-_WHY = "Python follows the order of operations, so the expression is computed as written"
 _WHY_SIGNS = {"×": "× is *", "x": "x is *", "X": "X is *", "÷": "÷ is /", "^": "^ is ** (a power)"}
 
 

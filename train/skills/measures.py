@@ -92,19 +92,17 @@ def unit_conversion(rng: random.Random, d: int) -> GeneratedProblem:
             "Express {x} {w1} in {w2}.", "{n} measured {x} {w1}. How many {w2} is that?",
         ],
     )  # fmt: skip
+    # v6.3: the amount is copied under its own unit's name, then converted (everyday_units'
+    # form); "amount / 1000" with a comment on which way to go was copied the wrong way round
+    # by the 135M default ("1.5 litres in millilitres" -> 0.0015).
     if Fraction(f1) >= Fraction(f2):
-        why, code = (
-            f"Each {u1} is {dec(ratio)} {u2}, so multiply.",
-            f"amount = {xs}\nconverted = amount * {dec(ratio)}",
-        )
+        why = f"The question gives {xs} {w1}; each {u1} is {dec(ratio)} {u2}."
+        code = f"{w1} = {xs}\n{w2} = {w1} * {dec(ratio)}"
     else:
-        inv = 1 / ratio
-        why, code = (
-            f"It takes {dec(inv)} {u1} to make one {u2}, so divide.",
-            f"amount = {xs}\nconverted = amount / {dec(inv)}",
-        )
+        why = f"The question gives {xs} {w1}; {dec(1 / ratio)} {w1} make one {u2}."
+        code = f"{w1} = {xs}\n{w2} = {w1} / {dec(1 / ratio)}"
     steps = [(why, code)]
-    final = "print(round(converted, 4))"
+    final = f"print(round({w2}, 4))"
     q = phr.format(x=xs, u1=u1, u2=u2, w1=w1, w2=w2, n=n)
     return gen(q, dec(val), steps, final, f"{family}:{t}")
 
