@@ -16,6 +16,7 @@ from edgestar.formats import RSTAR, Marker
 from edgestar.train import problems as P
 from edgestar.train.schema import ProblemRecord, ResultRecord
 from edgestar.train.skills import DIFFICULTIES, SKILLS, GeneratedProblem
+from edgestar.train.skills.measures import _UNIT_WORDS
 from edgestar.types import InputError, Problem
 
 # In registration order: the "synthetic" source (every skill) draws in this order, so a seed's
@@ -425,3 +426,51 @@ def test_references_never_ask_the_model_to_judge_exactness():
         assert re.search(r"print\(round\(\w+, 6\)\)", r.solution), r.solution
     shares = [r for r in recs if r.template.split(":")[0] in ("share", "equal", "proportion")]
     assert len(shares) > 20 and all(" / " in r.solution for r in shares)
+
+
+def test_expressions_are_copied_into_python_whole():
+    """v6.3: an expression the question types is copied into Python in one line and Python
+    applies the order of operations. Until v6.2 order_of_operations was solved one operation
+    per step, and the 135M default lost track of which operand came next on reasoning-gym's
+    chain sums ("2 + 4 - 5" became sum_1 = 2 + 4, difference_2 = 2 - 5)."""
+    rng = random.Random(7)
+    to_py = {"×": "*", "÷": "/", "^": "**"}
+    seen = 0
+    for _ in range(400):
+        skill = rng.choice(["order_of_operations", "integer_arithmetic"])
+        g = SKILLS[skill](rng, rng.choice(DIFFICULTIES))
+        if skill == "integer_arithmetic" and not g.template.startswith("chain:"):
+            continue
+        seen += 1
+        assert len(g.steps) == 1, g.steps
+        code = g.steps[0][1]
+        m = re.fullmatch(r"result = (?:round\((.+), 6\)|(.+))", code)
+        assert m, code
+        written = m.group(1) or m.group(2)
+        shown = re.search(r"[-(\d][-+×÷*/^() \d]*\d\)?", g.question).group(0)
+        for sign, py in to_py.items():
+            shown = shown.replace(sign, py)
+        assert written.replace(" ** ", "**") == shown.replace(" ** ", "**"), (g.question, code)
+    assert seen > 200
+
+
+def test_unit_conversions_name_the_amount_by_its_unit():
+    """v6.3: "How many millilitres are in 1.5 litres?" -> `liters = 1.5` then
+    `milliliters = liters * 1000`, as everyday_units writes it; the v6.2 form
+    (`converted = amount / 1000` under a comment saying which way to go) was copied the wrong
+    way round by the default model (0.0015)."""
+    rng = random.Random(11)
+    n = 0
+    for _ in range(300):
+        g = SKILLS["unit_conversion"](rng, rng.choice(DIFFICULTIES))
+        if len(g.steps) != 1:
+            continue  # "2 km 350 m": whole units, then the rest
+        n += 1
+        first, second = g.steps[0][1].splitlines()
+        unit_in, amount = first.split(" = ")
+        unit_out, rhs = second.split(" = ")
+        assert re.fullmatch(rf"{unit_in} [*/] [\d.]+", rhs), g.steps
+        assert g.final_code == f"print(round({unit_out}, 4))"
+        assert amount in g.question and unit_in != unit_out
+        assert {unit_in, unit_out} <= set(_UNIT_WORDS.values()), g.steps
+    assert n > 100
