@@ -373,9 +373,9 @@ def test_score_clears_the_prefix_cache_before_each_question() -> None:
 
 
 CARD_FLOOR = 78
-"""models/edgestar-smol.md: recipe v6.1's round 0 gave 90/100 greedy at one and at two threads on
-an AMX Xeon (v1 moved 5 points between them: near-ties flip with the float path); the floor
-leaves room for other CPUs'."""
+"""models/edgestar-smol.md: recipe v6.3's round 0 gave 91/100 greedy at one and at two threads on
+a 2-core AMD EPYC (v6.1: 90 at both on an AMX Xeon; v1 moved 5 points between them: near-ties
+flip with the float path); the floor leaves room for other CPUs'."""
 
 
 @pytest.mark.slow
