@@ -40,7 +40,7 @@ def integer_arithmetic(rng: random.Random, d: int) -> GeneratedProblem:
             first = a + b if o1 == "+" else a - b
             val = first + c if o2 == "+" else first - c
         # v6.3: copied whole; Python applies the order of operations (see order_of_operations)
-        steps = [(_ORDER_WHY + ".", f"result = {expr}")]
+        steps = [_copied(expr, expr, False)]
         t, phr = pick(
             rng,
             [
@@ -291,6 +291,19 @@ def fraction_arithmetic(rng: random.Random, d: int) -> GeneratedProblem:
 # "2 + 4 - 5" became sum_1 = 2 + 4, difference_2 = 2 - 5).
 
 _ORDER_WHY = "Python follows the order of operations, so the expression is computed as written"
+_SIGN_WORDS = {"×": "× is *", "x": "x is *", "X": "X is *", "÷": "÷ is /", "^": "^ is ** (a power)"}
+
+
+def _copied(shown: str, py: str, rounded: bool) -> Step:
+    """The one step that copies an expression into Python whole: `shown` as the question
+    types it (its signs are named in the comment), `py` in Python syntax, rounded to 6 places
+    when it divides or has decimals (float noise). Shared with everyday_expressions."""
+    signs = [w for s, w in _SIGN_WORDS.items() if s in shown.replace("**", "")]
+    why = _ORDER_WHY + (" (" + ", ".join(signs) + ")." if signs else ".")
+    if rounded:
+        return (why + " Round away float noise.", f"result = round({py}, 6)")
+    return (why, f"result = {py}")
+
 
 _PREC = {"+": 1, "-": 1, "*": 2, "/": 2, "^": 3}
 
@@ -371,13 +384,5 @@ def order_of_operations(rng: random.Random, d: int) -> GeneratedProblem:
         ],
     )  # fmt: skip
     py = _render(root, "py")
-    signs = [
-        w for c, w in (("×", "× is *"), ("÷", "÷ is /"), ("^", "^ is ** (a power)")) if c in expr
-    ]
-    why = _ORDER_WHY + (" (" + ", ".join(signs) + ")." if signs else ".")
-    code = f"result = {py}"
-    if "/" in py:
-        why += " Round away float noise."
-        code = f"result = round({py}, 6)"
-    steps: list[Step] = [(why, code)]
+    steps: list[Step] = [_copied(expr, py, "/" in py)]
     return gen(phr.format(e=expr), fmt(root.value), steps, "print(result)", f"{style}:{t}")

@@ -17,7 +17,7 @@ from fractions import Fraction
 
 from ._common import GeneratedProblem, Step, dec, gen, pick, skill, terminates
 from ._words import casual
-from .arithmetic import _ORDER_WHY as _WHY
+from .arithmetic import _copied
 
 _FRAMES = (
     "{e}", "{e} =", "{e} = ?", "{e}?", "What is {e}?", "What's {e}?", "whats {e}",
@@ -28,7 +28,6 @@ _FRAMES = (
 _TIMES = ("*", "*", "x", "×", "X")
 _DIVIDE = ("/", "÷")
 _POWER = ("^", "**", "^")
-_WHY_SIGNS = {"×": "× is *", "x": "x is *", "X": "X is *", "÷": "÷ is /", "^": "^ is ** (a power)"}
 
 
 def _number(rng: random.Random, d: int, decimals: bool) -> Fraction:
@@ -137,12 +136,6 @@ def everyday_expressions(rng: random.Random, d: int) -> GeneratedProblem:
         shown = shown.replace(" ", "")  # typed tight: 25*4+10
     t, frame = pick(rng, _FRAMES)
     q = casual(rng, frame.format(e=shown))
-    signs = [w for s, w in _WHY_SIGNS.items() if s in shown.replace("**", "")]
-    why = _WHY + (" (" + ", ".join(signs) + ")." if signs else ".")
-    code = f"result = {e.python()}"
     fractional = any(isinstance(t, Fraction) and t.denominator != 1 for t in e.tokens)
-    if fractional or "/" in e.tokens:
-        why += " Round away float noise."
-        code = f"result = round({e.python()}, 6)"
-    steps: list[Step] = [(why, code)]
+    steps: list[Step] = [_copied(shown, e.python(), fractional or "/" in e.tokens)]
     return gen(q, dec(v), steps, "print(result)", f"expr:{t}")
