@@ -99,8 +99,9 @@ def unit_conversion(rng: random.Random, d: int) -> GeneratedProblem:
         why = f"The question gives {xs} {w1}; each {u1} is {dec(ratio)} {u2}."
         code = f"{w1} = {xs}\n{w2} = {w1} * {dec(ratio)}"
     else:
-        why = f"The question gives {xs} {w1}; {dec(1 / ratio)} {w1} make one {u2}."
-        code = f"{w1} = {xs}\n{w2} = {w1} / {dec(1 / ratio)}"
+        per = dec(1 / ratio)  # how many of the given unit make one of the asked unit
+        why = f"The question gives {xs} {w1}; {per} {w1} make one {u2}."
+        code = f"{w1} = {xs}\n{w2} = {w1} / {per}"
     steps = [(why, code)]
     final = f"print(round({w2}, 4))"
     q = phr.format(x=xs, u1=u1, u2=u2, w1=w1, w2=w2, n=n)
